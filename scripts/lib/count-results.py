@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Counts test cases across GoogleTest JSON reports and prints one line
+'N passed, N failed' (plus ', N skipped' when any were skipped).
+
+Usage: count-results.py [--list-failures] DIR|testlog.json...
+
+Each DIR holds *.json files: GoogleTest reports (GTEST_OUTPUT=json:DIR/) and,
+for the vm suite, per-program records {"name", "exit_status"} written by
+tests/vm/run-suite. A program that exited non-zero without a failing case in
+its report (a crash, a script test) counts as one failure of its own, and a
+script test that passed counts as one pass. A meson testlog.json adds, when
+the reports show no failure, each meson test that failed all the same.
+
+With --tally it prints 'PASSED FAILED SKIPPED' as three numbers instead.
+"""
+import json
+import pathlib
+import sys
+
+
+def count_gtest(report, tally, failures):
+    for suite in report.get("testsuites", []):
+        for case in suite.get("testsuite", []):
+            name = f"{suite.get('name')}.{case.get('name')}"
+            if case.get("failures"):
+                tally["failed"] += 1
+                failures.append(name)
+            elif case.get("result") == "SKIPPED" or case.get("status") == "NOTRUN":
+                tally["skipped"] += 1
+            else:
+                tally["passed"] += 1
+
+
+def main(argv):
+    list_failures = "--list-failures" in argv
+    paths = [pathlib.Path(a) for a in argv if not a.startswith("--")]
+    tally = {"passed": 0, "failed": 0, "skipped": 0}
+    failures = []
+    for directory in (p for p in paths if p.is_dir()):
+        gtest_names = set()
+        for path in sorted(directory.rglob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                tally["failed"] += 1
+                failures.append(f"{path}: unreadable report ({error})")
+                continue
+            if "testsuites" in data:
+                before = tally["failed"]
+                count_gtest(data, tally, failures)
+                gtest_names.add((path.stem, tally["failed"] > before))
+        gtest_failed = {name: had_failure for name, had_failure in gtest_names}
+        for path in sorted(directory.rglob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # counted above
+            if "exit_status" not in data:
+                continue
+            name = data["name"]
+            if name in gtest_failed:
+                # Its cases are counted; a crash after them still fails it.
+                if data["exit_status"] != 0 and not gtest_failed[name]:
+                    tally["failed"] += 1
+                    failures.append(f"{name}: exited {data['exit_status']}")
+            elif data["exit_status"] == 0:
+                tally["passed"] += 1
+            else:
+                tally["failed"] += 1
+                failures.append(f"{name}: exited {data['exit_status']}")
+    # A failed meson test with no failing case to show (a crash before the
+    # report was written, a guest that did not boot) is a failure of its own.
+    failed_in_reports = tally["failed"]
+    for testlog in (p for p in paths if p.is_file()):
+        for line in testlog.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["result"] in ("OK", "SKIP", "EXPECTEDFAIL") or failed_in_reports:
+                continue
+            tally["failed"] += 1
+            failures.append(f"{entry['name']}: {entry['result']} (exit {entry.get('returncode')})")
+    if list_failures:
+        for name in failures:
+            print(f"FAILED: {name}", file=sys.stderr)
+    if "--tally" in argv:
+        print(tally["passed"], tally["failed"], tally["skipped"])
+        return 0
+    line = f"{tally['passed']} passed, {tally['failed']} failed"
+    if tally["skipped"]:
+        line += f", {tally['skipped']} skipped"
+    print(line)
+    return 1 if tally["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
