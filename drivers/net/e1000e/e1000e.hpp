@@ -1,0 +1,23 @@
+// The e1000e driver's entry points: the PCI IDs it claims and its factory.
+#pragma once
+
+#include <dmakit/support/result.hpp>
+
+#include "../driver_registry.hpp"
+#include "../nic.hpp"
+
+#include <array>
+#include <memory>
+
+namespace dmakit::net::e1000e {
+
+inline constexpr std::array<PciId, 2> supported_ids{{
+    {0x8086, 0x10D3},  // 82574L (what QEMU's "e1000e" device presents)
+    {0x8086, 0x10F6},  // 82574LA
+}};
+
+// Opens an 82574 port. Until the VFIO/DMA glue lands this fails with ENOSYS;
+// the protocol core (bring_up, rings, HwStats) is complete and unit tested.
+[[nodiscard]] Result<std::unique_ptr<Nic>> open(NicOpenContext& context);
+
+}  // namespace dmakit::net::e1000e

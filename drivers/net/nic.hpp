@@ -1,0 +1,104 @@
+// Nic: the interface programs use to drive a network port, whatever the chip.
+//
+// The shape is DPDK's and ixy's: poll a queue for a burst of received buffers,
+// hand a burst of buffers to a queue for sending. Buffers come from a
+// PacketPool; ownership moves with the pointer:
+//   rx_burst  fills out[0..n) with buffers the caller now owns (and frees).
+//   tx_burst  takes pkts[0..n) and returns n; those now belong to the driver,
+//             which frees them when the device is done. pkts[n..] stay the
+//             caller's: a full ring pushes back, it never drops. A packet the
+//             device cannot send (length 0 or over the MTU) is taken, freed
+//             and counted in tx_errors.
+// Both are single-threaded per queue and never block or allocate.
+#pragma once
+
+#include <dmakit/support/result.hpp>
+
+#include "packet_buffer.hpp"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dmakit::net {
+
+struct MacAddress {
+    std::array<std::uint8_t, 6> bytes{};
+
+    [[nodiscard]] bool is_zero() const noexcept;
+    [[nodiscard]] bool is_multicast() const noexcept { return (bytes[0] & 0x01) != 0; }
+    // Usable as a station address: not zero, not multicast/broadcast.
+    [[nodiscard]] bool is_valid_unicast() const noexcept { return !is_zero() && !is_multicast(); }
+    [[nodiscard]] std::string to_string() const;  // "52:54:00:12:34:56"
+    friend bool operator==(const MacAddress&, const MacAddress&) = default;
+};
+
+enum class Duplex { half, full };
+
+struct LinkStatus {
+    bool up = false;
+    std::uint32_t speed_mbps = 0;  // 10, 100, 1000; 0 when down
+    Duplex duplex = Duplex::half;
+};
+
+// Per-queue software counters, kept by the driver on the hot path.
+struct QueueStats {
+    std::uint64_t rx_packets = 0;
+    std::uint64_t rx_bytes = 0;     // frame bytes without FCS
+    std::uint64_t rx_dropped = 0;   // frames the driver refused (see rx_errors)
+    std::uint64_t rx_errors = 0;    // of those, ones the device flagged or got wrong
+    std::uint64_t tx_packets = 0;   // handed to the device
+    std::uint64_t tx_bytes = 0;
+    std::uint64_t tx_dropped = 0;   // taken but never sent (invalid length)
+    std::uint64_t tx_errors = 0;
+    std::uint64_t tx_ring_full = 0; // tx_burst calls that could not take everything
+};
+
+struct NamedCounter {
+    std::string_view name;  // static storage, e.g. "gprc"
+    std::uint64_t value = 0;
+};
+
+// What the device itself counts, folded into 64 bits by the driver.
+struct DeviceCounters {
+    std::uint64_t rx_good_packets = 0;
+    std::uint64_t tx_good_packets = 0;
+    std::uint64_t rx_good_octets = 0;   // the device counts FCS bytes too
+    std::uint64_t tx_good_octets = 0;
+    std::uint64_t rx_missed = 0;        // dropped for lack of descriptors/FIFO
+    std::uint64_t rx_errors = 0;        // CRC, symbol, length, alignment ...
+    std::vector<NamedCounter> all;      // every hardware counter the driver reads
+};
+
+struct NicStats {
+    std::vector<QueueStats> queues;
+    DeviceCounters device;
+};
+
+class Nic {
+public:
+    Nic() = default;
+    Nic(const Nic&) = delete;
+    Nic& operator=(const Nic&) = delete;
+    virtual ~Nic() = default;
+
+    [[nodiscard]] virtual std::string_view driver_name() const noexcept = 0;
+    [[nodiscard]] virtual std::size_t queue_count() const noexcept = 0;
+
+    // Hot path; queue < queue_count() is a precondition (asserted).
+    [[nodiscard]] virtual std::size_t rx_burst(std::size_t queue, std::span<PacketBuffer*> out) = 0;
+    [[nodiscard]] virtual std::size_t tx_burst(std::size_t queue,
+                                               std::span<PacketBuffer* const> pkts) = 0;
+
+    [[nodiscard]] virtual Result<LinkStatus> link() = 0;
+    [[nodiscard]] virtual MacAddress mac_address() const = 0;
+    [[nodiscard]] virtual Status set_promiscuous(bool enabled) = 0;
+    // Reads (and folds) the device counters; fails when the device is gone.
+    [[nodiscard]] virtual Result<NicStats> stats() = 0;
+};
+
+}  // namespace dmakit::net

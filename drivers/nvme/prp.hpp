@@ -1,0 +1,88 @@
+// PRP construction (NVMe 1.4 §4.3 Physical Region Page Entry and List).
+//
+// A transfer is given as device-address segments (what dma_map_sg or a
+// coherent buffer yields). The result is PRP1/PRP2 for the command and, for
+// transfers over two pages, PRP lists written into pages that a caller's
+// allocator hands out (a DmaPool of page-sized, page-aligned blocks in the
+// driver). Lists longer than one page are chained: the last entry of a full
+// list page points to the next list page.
+#pragma once
+
+#include "commands.hpp"
+
+#include <dmakit/support/result.hpp>
+
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+namespace dmakit::nvme {
+
+// A run of device-visible memory: device (IOVA) address and length in bytes.
+// Plain integers here so the protocol core does not depend on the DMA layer;
+// the glue converts its DmaAddr at the boundary.
+struct DmaSegment {
+    std::uint64_t addr = 0;
+    std::uint64_t len = 0;
+};
+
+// One PRP list page: CPU pointer to write entries through and the device
+// address the controller reads it at. Must be `page_size` bytes, page aligned.
+struct PrpListPage {
+    void* cpu = nullptr;
+    std::uint64_t dma = 0;
+};
+
+// Source of PRP list pages; release() gets back exactly what allocate() gave.
+class PrpListAllocator {
+public:
+    virtual ~PrpListAllocator() = default;
+    [[nodiscard]] virtual Result<PrpListPage> allocate() = 0;
+    virtual void release(PrpListPage page) noexcept = 0;
+};
+
+// PRP1/PRP2 for one command plus the list pages it owns. Move-only: the
+// pages go back to the allocator when the chain is destroyed, which must be
+// after the command completed (the controller reads the lists during it).
+class PrpChain {
+public:
+    PrpChain() = default;
+    PrpChain(const PrpChain&) = delete;
+    PrpChain& operator=(const PrpChain&) = delete;
+    PrpChain(PrpChain&& other) noexcept;
+    PrpChain& operator=(PrpChain&& other) noexcept;
+    ~PrpChain() { reset(); }
+
+    [[nodiscard]] DataPointer data() const noexcept { return data_; }
+    [[nodiscard]] std::span<const PrpListPage> list_pages() const noexcept { return pages_; }
+    // Returns the list pages to the allocator now.
+    void reset() noexcept;
+
+private:
+    friend Result<PrpChain> build_prp(std::span<const DmaSegment>, std::uint64_t, std::uint64_t, PrpListAllocator*);
+    DataPointer data_;
+    std::vector<PrpListPage> pages_;
+    PrpListAllocator* allocator_ = nullptr;
+};
+
+inline constexpr std::uint64_t no_transfer_limit = std::numeric_limits<std::uint64_t>::max();
+
+// Builds the PRPs for `segments` with controller page size `page_size`
+// (CC.MPS, a power of two >= 4096). Rules checked (§4.3): the first segment
+// may start at a dword-aligned offset into a page, every later segment starts
+// on a page boundary, every segment but the last ends on one, no segment is
+// empty or wraps the address space, and the total is at most `max_transfer`
+// (MDTS in bytes). `allocator` may be null when the transfer spans at most
+// two pages; a needed list page that is missing, null or unaligned is an error.
+[[nodiscard]] Result<PrpChain> build_prp(std::span<const DmaSegment> segments, std::uint64_t page_size,
+                                         std::uint64_t max_transfer, PrpListAllocator* allocator);
+
+// Number of PRP entries (pages touched) and list pages a valid transfer needs.
+struct PrpShape {
+    std::uint64_t entries = 0;
+    std::uint64_t list_pages = 0;
+};
+[[nodiscard]] PrpShape prp_shape(std::span<const DmaSegment> segments, std::uint64_t page_size) noexcept;
+
+}  // namespace dmakit::nvme

@@ -1,0 +1,101 @@
+#include <dmakit/dma/context.hpp>
+
+#include <bit>
+#include <cerrno>
+#include <string>
+
+namespace dmakit::dma {
+namespace {
+
+constexpr unsigned kChunkShift = 21;  // 2 MiB
+constexpr std::uint64_t kChunk = std::uint64_t{1} << kChunkShift;
+// Bound on the flag table: 2^40 bytes of pool IOVA window = 512 Ki flags.
+constexpr std::uint64_t kMaxPoolWindow = std::uint64_t{1} << 40;
+
+}  // namespace
+
+DmaContext::DmaContext(std::unique_ptr<iommu::IommuDomain> domain, DmaContextConfig config,
+                       std::unique_ptr<Logger> owned_logger)
+    : config_(std::move(config)),
+      owned_logger_(std::move(owned_logger)),
+      logger_(config_.logger != nullptr ? config_.logger : owned_logger_.get()),
+      domain_(std::move(domain)) {}
+
+Result<std::unique_ptr<DmaContext>> DmaContext::create(std::unique_ptr<iommu::IommuDomain> domain,
+                                                       std::unique_ptr<mem::PageSource> source,
+                                                       DmaContextConfig config) {
+    if (!domain || !source) return Error(EINVAL, "DmaContext needs an IOMMU domain and a page source");
+    if (config.pool_dma_mask < kChunk - 1) {
+        return Error(EINVAL, "pool_dma_mask " + iommu::to_hex(config.pool_dma_mask) +
+                                 " leaves no room for a 2 MiB pool region");
+    }
+    if (config.pool_dma_mask >= kMaxPoolWindow) {
+        return Error(EINVAL, "pool_dma_mask " + iommu::to_hex(config.pool_dma_mask) +
+                                 " is wider than dmakit supports for pools (40 bits)");
+    }
+    std::unique_ptr<Logger> owned;
+    if (config.logger == nullptr) owned = std::make_unique<Logger>();
+    std::unique_ptr<DmaContext> context(
+        new DmaContext(std::move(domain), std::move(config), std::move(owned)));
+
+    context->pool_chunk_count_ = static_cast<std::size_t>((context->config_.pool_dma_mask >> kChunkShift) + 1);
+    context->pool_chunks_ = std::make_unique<std::atomic<bool>[]>(context->pool_chunk_count_);
+    if (context->config_.debug) context->debug_ = std::make_unique<DmaDebug>(*context->logger_);
+    context->registrations_ = std::make_unique<RegistrationCache>(*context->domain_);
+
+    mem::BuddyOptions pages = context->config_.pages;
+    pages.listener = context.get();
+    if (pages.logger == nullptr) pages.logger = context->logger_;
+    auto allocator = mem::BuddyAllocator::create(std::move(source), pages);
+    if (!allocator.ok()) return std::move(allocator).error().with_context("creating the DMA page pool");
+    context->pages_ = std::move(allocator).value();
+    return context;
+}
+
+DmaContext::~DmaContext() {
+    // Members are destroyed in reverse order: debug, registrations, pages
+    // (unmapping each region through region_removing), then the domain.
+}
+
+void DmaContext::mark_pool_chunks(std::uint64_t iova, std::uint64_t length, bool is_pool) noexcept {
+    for (std::uint64_t chunk = iova >> kChunkShift;
+         chunk < ((iova + length) >> kChunkShift) && chunk < pool_chunk_count_; ++chunk) {
+        pool_chunks_[chunk].store(is_pool, std::memory_order_release);
+    }
+}
+
+bool DmaContext::is_pool_dma_address(DmaAddr addr) const noexcept {
+    std::uint64_t chunk = addr.value() >> kChunkShift;
+    return chunk < pool_chunk_count_ && pool_chunks_[chunk].load(std::memory_order_acquire);
+}
+
+Status DmaContext::region_added(mem::Region& region) {
+    // Map the whole region once, aligned to its size (up to 1 GiB) so the
+    // IOMMU can use large pages and the 2 MiB flag table stays exact.
+    iommu::MapOptions options;
+    options.dma_mask = config_.pool_dma_mask;
+    options.align = std::min<std::uint64_t>(std::bit_ceil(region.length()), std::uint64_t{1} << 30);
+    auto mapped = domain_->map(region.cpu_base(), region.length(), iommu::Access::read_write, options);
+    if (!mapped.ok()) {
+        return std::move(mapped).error().with_context(
+            "mapping a " + std::to_string(region.length() >> 20) + " MiB pool region for DMA");
+    }
+    region.set_dma_base(mapped->iova);
+    mark_pool_chunks(mapped->iova, region.length(), true);
+    std::uint64_t top = mapped->iova + region.length() - 1;
+    std::uint64_t seen = pool_dma_top_.load(std::memory_order_relaxed);
+    while (top > seen && !pool_dma_top_.compare_exchange_weak(seen, top)) {
+    }
+    return {};
+}
+
+void DmaContext::region_removing(mem::Region& region) noexcept {
+    auto dma = region.dma_base();
+    if (!dma) return;
+    mark_pool_chunks(*dma, region.length(), false);
+    auto status = domain_->unmap(*dma);
+    if (!status.ok()) logger_->warning("unmapping a pool region: " + status.error().message());
+    region.clear_dma_base();
+}
+
+}  // namespace dmakit::dma

@@ -1,0 +1,129 @@
+// DmaDevice: one device's view of the DMA API (struct device + dma_map_ops).
+//
+// The calls are the kernel's (include/linux/dma-mapping.h) with C++ types:
+// results are [[nodiscard]] Result values instead of DMA_MAPPING_ERROR, device
+// addresses are DmaAddr, buffers are move-only handles. Memory comes from the
+// DmaContext the device belongs to:
+//   - pool memory (buffers from alloc_coherent, DmaPool, the context's
+//     allocators): its device address is known without a system call, so
+//     map_single/unmap_single of it cost a few nanoseconds;
+//   - any other ("foreign") memory: pinned and mapped through the IOMMU via
+//     the context's RegistrationCache (2 MiB extents, reference counted).
+//
+// Ownership rule for streaming mappings (Documentation/core-api/dma-api.rst):
+// between map and unmap the buffer belongs to the device. To look at it in
+// between, the CPU takes it back with sync_*_for_cpu and hands it over again
+// with sync_*_for_device. On x86 the hardware keeps caches coherent, so the
+// syncs are ordering points only: for_cpu is an acquire fence (reads of the
+// buffer happen after the completion that announced it), for_device a
+// release fence (the CPU's writes are visible before the doorbell that tells
+// the device to look). With debug on they are also checked.
+//
+// Thread-safe: a device may be used from several threads at once.
+#pragma once
+
+#include <dmakit/dma/coherent.hpp>
+#include <dmakit/dma/context.hpp>
+#include <dmakit/dma/large_buffer.hpp>
+#include <dmakit/dma/scatterlist.hpp>
+#include <dmakit/dma/segments.hpp>
+#include <dmakit/dma/types.hpp>
+#include <dmakit/support/result.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <source_location>
+#include <string>
+
+namespace dmakit::dma {
+
+class DmaDevice {
+public:
+    // `name` identifies the device in messages and debug reports (its PCI
+    // address). The context must outlive the device.
+    DmaDevice(DmaContext& context, std::string name);
+    // With debug on, reports mappings still live (dma-debug's leak check).
+    ~DmaDevice();
+    DmaDevice(const DmaDevice&) = delete;
+    DmaDevice& operator=(const DmaDevice&) = delete;
+
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    [[nodiscard]] DmaContext& context() noexcept { return context_; }
+
+    // dma_set_mask / dma_set_coherent_mask: the highest address the device
+    // can generate for streaming / coherent DMA (dma_bit_mask(n)). EIO when
+    // no usable device address lies below the mask, or pool memory is
+    // already mapped above it (the message says how to configure the pool).
+    [[nodiscard]] Status set_mask(std::uint64_t mask);
+    [[nodiscard]] Status set_coherent_mask(std::uint64_t mask);
+    [[nodiscard]] Status set_mask_and_coherent(std::uint64_t mask);
+    [[nodiscard]] std::uint64_t mask() const noexcept { return mask_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t coherent_mask() const noexcept {
+        return coherent_mask_.load(std::memory_order_relaxed);
+    }
+    // dma_set_max_seg_size / dma_set_seg_boundary, used by map_sg.
+    void set_segment_limits(SegmentLimits limits) noexcept { limits_ = limits; }
+    [[nodiscard]] const SegmentLimits& segment_limits() const noexcept { return limits_; }
+
+    // dma_alloc_coherent: zeroed memory of at least `size` bytes from the
+    // page allocator, aligned to its power-of-two size, below the coherent mask.
+    [[nodiscard]] Result<CoherentBuffer> alloc_coherent(
+        std::size_t size, std::source_location site = std::source_location::current());
+
+    // dma_map_single / dma_unmap_single for any memory.
+    [[nodiscard]] Result<DmaAddr> map_single(
+        void* cpu, std::size_t length, DmaDirection dir,
+        std::source_location site = std::source_location::current());
+    [[nodiscard]] Status unmap_single(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                      std::source_location site = std::source_location::current());
+
+    // dma_map_page / dma_unmap_page: like map_single for [page + offset, +length).
+    [[nodiscard]] Result<DmaAddr> map_page(
+        void* page, std::size_t offset, std::size_t length, DmaDirection dir,
+        std::source_location site = std::source_location::current());
+    [[nodiscard]] Status unmap_page(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                    std::source_location site = std::source_location::current());
+
+    // dma_map_sg / dma_unmap_sg: maps every entry (all or nothing) and fills
+    // list.segments(); returns their count.
+    [[nodiscard]] Result<std::size_t> map_sg(
+        ScatterList& list, DmaDirection dir,
+        std::source_location site = std::source_location::current());
+    [[nodiscard]] Status unmap_sg(ScatterList& list, DmaDirection dir,
+                                  std::source_location site = std::source_location::current());
+
+    // dma_sync_single_for_cpu / _for_device and the sg forms.
+    void sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
+                             std::source_location site = std::source_location::current());
+    void sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                std::source_location site = std::source_location::current());
+    void sync_sg_for_cpu(const ScatterList& list, DmaDirection dir,
+                         std::source_location site = std::source_location::current());
+    void sync_sg_for_device(const ScatterList& list, DmaDirection dir,
+                            std::source_location site = std::source_location::current());
+
+    // A large buffer from 4 KiB pages, contiguous for the device and the CPU
+    // but not physically (see large_buffer.hpp). Zeroed.
+    [[nodiscard]] Result<LargeBuffer> alloc_large(
+        std::size_t size, std::source_location site = std::source_location::current());
+
+private:
+    friend class CoherentBuffer;
+    friend class LargeBuffer;
+
+    [[nodiscard]] Result<DmaAddr> map_any(void* cpu, std::size_t length, MappingKind kind,
+                                          DmaDirection dir, std::source_location site);
+    [[nodiscard]] Status unmap_any(DmaAddr addr, std::size_t length, MappingKind kind,
+                                   DmaDirection dir, std::source_location site);
+    [[nodiscard]] Status check_mask_against_pool(std::uint64_t mask, const char* which) const;
+    void free_coherent(void* cpu, DmaAddr dma, std::size_t size) noexcept;
+    void free_large(LargeBuffer& buffer) noexcept;
+
+    DmaContext& context_;
+    std::string name_;
+    std::atomic<std::uint64_t> mask_{dma_bit_mask(32)};  // the kernel's default
+    std::atomic<std::uint64_t> coherent_mask_{dma_bit_mask(32)};
+    SegmentLimits limits_;
+};
+
+}  // namespace dmakit::dma

@@ -1,0 +1,78 @@
+#include <dmakit/dma/pool.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+namespace dmakit::dma {
+
+DmaPool::DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,
+                 std::unique_ptr<mem::SlabCache> cache)
+    : name_(std::move(name)), device_(device), size_(size), boundary_(boundary), cache_(std::move(cache)) {}
+
+DmaPool::~DmaPool() = default;
+
+Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& device,
+                                                 std::size_t size, std::size_t align,
+                                                 std::size_t boundary) {
+    const std::string what = "DMA pool '" + name + "' for " + device.name();
+    if (size == 0) return Error(EINVAL, what + ": block size 0");
+    if (align == 0) align = 8;
+    if (!std::has_single_bit(align)) return Error(EINVAL, what + ": alignment " + std::to_string(align) + " is not a power of two");
+    if (boundary != 0 && (!std::has_single_bit(boundary) || boundary < size)) {
+        return Error(EINVAL, what + ": boundary " + std::to_string(boundary) +
+                                 " must be a power of two no smaller than the block size " +
+                                 std::to_string(size));
+    }
+    std::size_t object_size = std::max(size, align);
+    mem::SlabCacheOptions options;
+    options.align = align;
+    if (boundary != 0) {
+        // Power-of-two blocks at power-of-two alignment never straddle a
+        // larger power-of-two boundary. Debug red zones would shift them, so a
+        // bounded pool runs its slab without them.
+        object_size = std::bit_ceil(object_size);
+        options.align = std::min<std::size_t>(object_size, mem::kPageSize);
+        options.debug = false;
+    }
+    auto cache = mem::SlabCache::create(device.context().pages(), "dma-" + name, object_size, options);
+    if (!cache.ok()) return std::move(cache).error().with_context(what);
+    return std::unique_ptr<DmaPool>(
+        new DmaPool(std::move(name), device, size, boundary, std::move(cache).value()));
+}
+
+Result<DmaPool::Block> DmaPool::alloc() {
+    auto object = cache_->try_alloc();
+    if (!object.ok()) return std::move(object).error().with_context("DMA pool '" + name_ + "'");
+    void* cpu = *object;
+    auto dma = device_.context().pool_dma_address(cpu);
+    auto fail = [&](std::string message) -> Error {
+        cache_->free(cpu);
+        return Error(EIO, "DMA pool '" + name_ + "': " + std::move(message));
+    };
+    if (!dma) return fail("block has no device address (its region is not mapped)");
+    if (dma->value() + (size_ - 1) > device_.coherent_mask()) {
+        return fail("block at " + iommu::to_hex(dma->value()) + " is above the coherent mask of " +
+                    device_.name());
+    }
+    if (boundary_ != 0 && (dma->value() / boundary_) != ((dma->value() + size_ - 1) / boundary_)) {
+        return fail("block at " + iommu::to_hex(dma->value()) + " would cross a " +
+                    std::to_string(boundary_) + "-byte boundary");
+    }
+    return Block{cpu, *dma};
+}
+
+Result<DmaPool::Block> DmaPool::zalloc() {
+    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc());
+    std::memset(block.cpu, 0, size_);
+    return block;
+}
+
+Status DmaPool::free(void* cpu) {
+    auto status = cache_->try_free(cpu);
+    if (!status.ok()) return std::move(status).error().with_context("DMA pool '" + name_ + "'");
+    return {};
+}
+
+}  // namespace dmakit::dma

@@ -1,0 +1,62 @@
+// DmaPool: small coherent blocks of one size (dma_pool_create, mm/dmapool.c)
+// for things like NVMe PRP lists and NIC descriptors.
+//
+// Built on a slab cache over the context's page allocator, so blocks come
+// from pool regions that are already mapped: a block's device address is its
+// region's DMA base plus its offset, with no system call. No block crosses
+// `boundary` (a power of two, e.g. 4 KiB for PRP lists). The slab keeps its
+// free-object bookkeeping out of band, so a device writing into a block can
+// corrupt that block only, never the pool.
+#pragma once
+
+#include <dmakit/dma/device.hpp>
+#include <dmakit/dma/types.hpp>
+#include <dmakit/mem/slab.hpp>
+#include <dmakit/support/result.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace dmakit::dma {
+
+class DmaPool {
+public:
+    struct Block {
+        void* cpu = nullptr;
+        DmaAddr dma;
+    };
+
+    // `size` bytes per block, aligned to `align` (a power of two; 0 means 8),
+    // never crossing a `boundary` (0: no constraint, else a power of two
+    // >= size). EINVAL otherwise. The device must outlive the pool.
+    [[nodiscard]] static Result<std::unique_ptr<DmaPool>> create(std::string name, DmaDevice& device,
+                                                                std::size_t size, std::size_t align,
+                                                                std::size_t boundary);
+    ~DmaPool();
+    DmaPool(const DmaPool&) = delete;
+    DmaPool& operator=(const DmaPool&) = delete;
+
+    // dma_pool_alloc / dma_pool_zalloc. ENOMEM when the page allocator is out.
+    [[nodiscard]] Result<Block> alloc();
+    [[nodiscard]] Result<Block> zalloc();
+    // dma_pool_free. A pointer that is not a live block of this pool is
+    // refused with EINVAL and nothing changes.
+    [[nodiscard]] Status free(void* cpu);
+
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    [[nodiscard]] std::size_t block_size() const noexcept { return size_; }
+    [[nodiscard]] mem::SlabInfo info() const { return cache_->info(); }
+
+private:
+    DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,
+            std::unique_ptr<mem::SlabCache> cache);
+
+    std::string name_;
+    DmaDevice& device_;
+    std::size_t size_;
+    std::size_t boundary_;
+    std::unique_ptr<mem::SlabCache> cache_;
+};
+
+}  // namespace dmakit::dma

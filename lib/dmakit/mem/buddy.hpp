@@ -1,0 +1,210 @@
+// BuddyAllocator: the page allocator under every dmakit pool.
+//
+// Blocks of 2^order pages (order 0 = 4 KiB .. 18 = 1 GiB), each aligned to its
+// size, split on allocation and merged with their buddy on free, as in the
+// kernel's mm/page_alloc.c. Memory comes in regions from a PageSource; the
+// allocator grows by a region when no free block is big enough and shrink()
+// gives wholly free regions back.
+//
+// Out of band: free lists run through PageDescs (see page_map.hpp), never
+// through the pages, so a device that writes a page cannot corrupt the
+// allocator.
+//
+// Order-0 allocations go through a per-thread page cache (the kernel's pcp
+// lists): a plain array per thread and allocator, no lock on a hit. Pages
+// freed on one thread may be reused by another. Pages parked in other
+// threads' caches return to the free lists when those threads exit; call
+// drain_thread_cache() on a thread to flush its own.
+//
+// Thread safety: all members may be called concurrently except the
+// destructor. Regions are published to region_of() before any of their
+// memory is handed out.
+#pragma once
+
+#include <dmakit/mem/asan.hpp>
+#include <dmakit/mem/page_map.hpp>
+#include <dmakit/mem/page_source.hpp>
+#include <dmakit/mem/region.hpp>
+#include <dmakit/mem/spin_lock.hpp>
+#include <dmakit/mem/stats.hpp>
+#include <dmakit/mem/thread_cache.hpp>
+#include <dmakit/support/log.hpp>
+#include <dmakit/support/result.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dmakit::mem {
+
+struct BuddyOptions {
+    // Bytes added per growth step, a multiple of 2 MiB (and of the source's
+    // page size). A request for a bigger block gets a region of its own size.
+    std::size_t region_size = std::size_t{64} << 20;
+    // Address space reserved up front (multiple of 1 GiB, at most 128 GiB);
+    // it bounds how far the allocator can grow.
+    std::size_t address_space = std::size_t{64} << 30;
+    // Cap on managed bytes; 0 means only address_space bounds growth.
+    std::size_t max_managed = 0;
+    // Per-thread order-0 page cache: size at which half is flushed, and pages
+    // moved per refill/flush. page_cache_high = 0 disables the cache.
+    std::uint32_t page_cache_high = 64;
+    std::uint32_t page_cache_batch = 16;
+    // Told about regions coming and going (the DMA layer maps them here).
+    RegionListener* listener = nullptr;
+    // Where warnings (rejected frees, fallbacks) go; null: a stderr Logger.
+    const Logger* logger = nullptr;
+    // Allocator-wide debug switch: slab caches created over this allocator
+    // default to debug mode (poisoning, red zones, double-free detection).
+    bool slab_debug = false;
+};
+
+class BuddyAllocator {
+public:
+    // The source backs regions; see HugepageSource and AnonymousSource.
+    [[nodiscard]] static Result<std::unique_ptr<BuddyAllocator>> create(
+        std::unique_ptr<PageSource> source, BuddyOptions options = {});
+    ~BuddyAllocator();
+    BuddyAllocator(const BuddyAllocator&) = delete;
+    BuddyAllocator& operator=(const BuddyAllocator&) = delete;
+
+    // A block of 2^order pages aligned to its size, or null; try_alloc_pages
+    // says why (EINVAL: order > kMaxOrder; ENOMEM: no memory, with a hint).
+    [[nodiscard]] void* alloc_pages(unsigned order) noexcept;
+    [[nodiscard]] Result<void*> try_alloc_pages(unsigned order);
+
+    // Frees a block from alloc_pages. A pointer this allocator did not hand
+    // out, or a second free, is rejected: free_pages logs a warning and counts
+    // it in stats().invalid_frees; try_free_pages returns the error.
+    void free_pages(void* block) noexcept;
+    [[nodiscard]] Status try_free_pages(void* block);
+
+    // The region holding p, or null. O(1), lock-free, no system call: the
+    // DMA layer computes dma(p) = region->dma_base() + (p - region->cpu_base()).
+    [[nodiscard]] const Region* region_of(const void* p) const noexcept {
+        return map_.region_of(p);
+    }
+    [[nodiscard]] std::optional<std::uint64_t> dma_address_of(const void* p) const noexcept {
+        const Region* region = map_.region_of(p);
+        return region != nullptr ? region->dma_address_of(p) : std::nullopt;
+    }
+
+    // Bytes of the allocated block starting at `block`, or 0 if it is not one.
+    [[nodiscard]] std::size_t block_size(const void* block) const noexcept;
+
+    // Releases every region that is entirely free (after flushing this
+    // thread's page cache); returns the bytes given back.
+    std::size_t shrink();
+
+    // Returns the calling thread's cached order-0 pages to the free lists.
+    void drain_thread_cache() noexcept { page_cache_.flush_local(); }
+
+    [[nodiscard]] BuddyStats stats() const;
+    [[nodiscard]] std::vector<RegionBuddyInfo> buddyinfo() const;
+    // /proc/buddyinfo-style text, one line per region.
+    [[nodiscard]] std::string format_buddyinfo() const;
+
+    [[nodiscard]] const BuddyOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
+    [[nodiscard]] const PageMap& page_map() const noexcept { return map_; }
+
+    // For slab caches: allocation and free that bypass the page cache.
+    [[nodiscard]] Result<void*> alloc_pages_uncached(unsigned order);
+    void free_pages_uncached(void* block) noexcept;  // block must be a valid allocated head
+
+private:
+    BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options, PageMap map,
+                   std::unique_ptr<Logger> owned_logger);
+
+    [[nodiscard]] void* alloc_page_slow() noexcept;
+    [[nodiscard]] Result<void*> allocate_block(unsigned order);
+    [[nodiscard]] Result<std::uint32_t> take_or_grow(unsigned order);
+    [[nodiscard]] Status grow(unsigned order);
+    [[nodiscard]] Status validate_free(const void* block) const;
+    [[nodiscard]] Status free_slow(void* block);
+    void report_invalid_free(const Error& error) const noexcept;
+
+    // Free-list primitives; lock_ held.
+    [[nodiscard]] std::uint32_t take_block(unsigned order) noexcept;
+    void give_block(std::uint32_t index, unsigned order) noexcept;
+    void list_add(unsigned order, std::uint32_t index) noexcept;
+    void list_remove(unsigned order, std::uint32_t index) noexcept;
+    [[nodiscard]] bool region_is_free(const Region& region) const noexcept;
+
+    static void flush_page_cache(void* self, ThreadCache& cache) noexcept;
+    void refill_page_cache(ThreadCache& cache) noexcept;  // lock_ held
+    void spill_page_cache(ThreadCache& cache, std::uint32_t count) noexcept;  // lock_ held
+
+    std::unique_ptr<PageSource> source_;
+    BuddyOptions options_;
+    std::unique_ptr<Logger> owned_logger_;
+    const Logger* logger_;
+    PageMap map_;
+
+    // Hot, read-mostly copies for the inline fast paths.
+    std::byte* base_;
+    std::size_t span_;
+    PageDesc* descs_;
+
+    ThreadCacheOwner page_cache_;
+
+    mutable SpinLock lock_;  // free lists, head descriptors, counters
+    std::array<std::uint32_t, kOrderCount> free_head_{};
+    std::array<std::size_t, kOrderCount> free_count_{};
+    std::size_t free_pages_ = 0;
+    std::size_t managed_pages_ = 0;
+
+    mutable std::mutex grow_mutex_;  // regions_, placement, growth and shrink
+    std::vector<std::unique_ptr<Region>> regions_;  // by slot - 1
+    std::size_t regions_added_ = 0;
+    std::size_t regions_released_ = 0;
+    mutable std::atomic<std::size_t> invalid_frees_{0};
+
+public:
+    // Inline fast paths (declared after the members they use).
+    [[nodiscard]] PageDesc* desc_if_page(const void* p) const noexcept {
+        const std::uintptr_t offset =
+            reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
+        if (offset >= span_ || (offset & (kPageSize - 1)) != 0) return nullptr;
+        return descs_ + (offset >> kPageShift);
+    }
+};
+
+inline void* BuddyAllocator::alloc_pages(unsigned order) noexcept {
+    if (order == 0) {
+        ThreadCache* cache = page_cache_.local();
+        if (!cache->empty()) [[likely]] {
+            void* page = cache->pop();
+            descs_[(static_cast<std::byte*>(page) - base_) >> kPageShift].state = PageState::allocated;
+            asan_unpoison(page, kPageSize);
+            return page;
+        }
+        return alloc_page_slow();
+    }
+    auto block = allocate_block(order);
+    return block.ok() ? *block : nullptr;
+}
+
+inline void BuddyAllocator::free_pages(void* block) noexcept {
+    PageDesc* desc = desc_if_page(block);
+    if (desc != nullptr && desc->state == PageState::allocated && desc->order == 0 &&
+        desc->slab == nullptr) [[likely]] {
+        ThreadCache* cache = page_cache_.local();
+        if (!cache->full()) [[likely]] {
+            desc->state = PageState::thread_cached;
+            asan_poison(block, kPageSize);
+            cache->push(block);
+            return;
+        }
+    }
+    auto status = free_slow(block);
+    if (!status.ok()) report_invalid_free(status.error());
+}
+
+}  // namespace dmakit::mem

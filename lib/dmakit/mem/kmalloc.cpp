@@ -1,0 +1,96 @@
+#include <dmakit/mem/kmalloc.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+namespace dmakit::mem {
+
+Result<std::unique_ptr<Kmalloc>> Kmalloc::create(BuddyAllocator& buddy, KmallocOptions options) {
+    auto kmalloc = std::unique_ptr<Kmalloc>(new Kmalloc(buddy));
+    for (std::size_t i = 0; i < kClassSizes.size(); ++i) {
+        const std::size_t size = kClassSizes[i];
+        SlabCacheOptions cache_options;
+        // Natural alignment: the largest power of two dividing the size.
+        cache_options.align = std::min<std::size_t>(size & (~size + 1), kPageSize);
+        cache_options.debug = options.debug;
+        cache_options.debug_options = options.debug_options;
+        DMAKIT_ASSIGN_OR_RETURN(kmalloc->caches_[i],
+                                SlabCache::create(buddy, "kmalloc-" + std::to_string(size), size,
+                                                  std::move(cache_options)));
+    }
+    return kmalloc;
+}
+
+void* Kmalloc::kzalloc(std::size_t size) noexcept {
+    void* object = kmalloc(size);
+    if (object != nullptr) std::memset(object, 0, size);
+    return object;
+}
+
+Result<void*> Kmalloc::try_kmalloc(std::size_t size) {
+    if (size == 0) return Error(EINVAL, "kmalloc of zero bytes");
+    if (size <= kMaxSlabSize) return caches_[class_index(size)]->try_alloc();
+    if (size > order_bytes(kMaxOrder)) {
+        return Error(EINVAL, "kmalloc of " + std::to_string(size) +
+                                 " bytes is past the largest block (1 GiB)");
+    }
+    return buddy_.try_alloc_pages(order_for_bytes(size));
+}
+
+void Kmalloc::kfree(void* object) noexcept {
+    if (object == nullptr) return;
+    const PageMap& map = buddy_.page_map();
+    if (map.contains(object)) {
+        if (Slab* slab = map.desc_of(object).slab) {
+            slab->cache->free(object);
+            return;
+        }
+    }
+    buddy_.free_pages(object);  // refuses (and reports) anything else
+}
+
+Status Kmalloc::try_kfree(void* object) {
+    if (object == nullptr) return {};
+    const PageMap& map = buddy_.page_map();
+    if (map.contains(object)) {
+        if (Slab* slab = map.desc_of(object).slab) return slab->cache->try_free(object);
+    }
+    return buddy_.try_free_pages(object);
+}
+
+std::size_t Kmalloc::ksize(const void* object) const noexcept {
+    const PageMap& map = buddy_.page_map();
+    if (object == nullptr || !map.contains(object)) return 0;
+    if (const Slab* slab = map.desc_of(object).slab) {
+        std::uint32_t index;
+        return slab->cache->slab_of(object, &index) != nullptr ? slab->cache->object_size() : 0;
+    }
+    return buddy_.block_size(object);
+}
+
+std::vector<SlabInfo> Kmalloc::slabinfo() const {
+    std::vector<SlabInfo> result;
+    for (const auto& cache : caches_) result.push_back(cache->info());
+    return result;
+}
+
+std::string Kmalloc::format_slabinfo() const {
+    std::ostringstream out;
+    out << "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> "
+           ": slabdata <active_slabs> <num_slabs>\n";
+    for (const SlabInfo& info : slabinfo()) {
+        out << info.name;
+        for (std::size_t pad = info.name.size(); pad < 17; ++pad) out << ' ';
+        out << ' ' << info.active_objects << ' ' << info.total_objects << ' ' << info.stride << ' '
+            << (info.pages_per_slab * kPageSize / info.stride) << ' ' << info.pages_per_slab
+            << " : slabdata " << info.slabs << ' ' << info.slabs << '\n';
+    }
+    return out.str();
+}
+
+void Kmalloc::drain_thread_caches() noexcept {
+    for (auto& cache : caches_) cache->drain_thread_cache();
+}
+
+}  // namespace dmakit::mem

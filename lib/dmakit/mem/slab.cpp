@@ -1,0 +1,447 @@
+#include <dmakit/mem/slab.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <new>
+
+namespace dmakit::mem {
+namespace {
+
+// Slabs start at 32 KiB so the per-slab descriptor stays a small fraction.
+constexpr unsigned kMinSlabOrder = 3;
+constexpr unsigned kMaxSlabOrder = 10;  // 4 MiB; bigger objects belong to the page allocator
+constexpr std::uint32_t kMinObjectsPerSlab = 8;
+
+std::size_t round_up(std::size_t value, std::size_t to) { return (value + to - 1) / to * to; }
+
+std::string describe(const void* p) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%p", p);
+    return text;
+}
+
+// Thread-cache size by object size: enough to amortize the locked refill,
+// small enough that idle threads do not hoard memory.
+std::uint32_t default_thread_cache_size(std::size_t stride) {
+    if (stride <= 256) return 128;
+    if (stride <= 1024) return 64;
+    if (stride <= 4096) return 32;
+    return 16;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SlabCache>> SlabCache::create(BuddyAllocator& buddy, std::string name,
+                                                    std::size_t object_size,
+                                                    SlabCacheOptions options) {
+    if (object_size == 0) {
+        return Error(EINVAL, "slab cache '" + name + "': object size must not be zero");
+    }
+    if (options.align == 0 || !std::has_single_bit(options.align) || options.align > kPageSize) {
+        return Error(EINVAL, "slab cache '" + name + "': alignment " +
+                                 std::to_string(options.align) +
+                                 " must be a power of two no larger than 4096");
+    }
+    const bool debug = options.debug.value_or(buddy.options().slab_debug);
+    auto cache = std::unique_ptr<SlabCache>(
+        new SlabCache(buddy, std::move(name), object_size, std::move(options), debug));
+    if (cache->objects_per_slab_ == 0) {
+        return Error(EINVAL, "slab cache '" + cache->name_ + "': objects of " +
+                                 std::to_string(object_size) +
+                                 " bytes are too big for a slab; allocate them from the page "
+                                 "allocator");
+    }
+    return cache;
+}
+
+SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object_size,
+                     SlabCacheOptions options, bool debug)
+    : buddy_(buddy),
+      name_(std::move(name)),
+      object_size_(object_size),
+      align_(options.align),
+      options_(std::move(options)),
+      debug_(debug),
+      poison_(debug && options_.debug_options.poison && !options_.ctor),
+      map_base_(buddy.page_map().base()),
+      map_span_(buddy.page_map().size()),
+      descs_(&buddy.page_map().desc(0)),
+      thread_cache_(this, &SlabCache::flush_thread_cache, [&] {
+          if (debug) return std::uint32_t{0};  // every debug free must be checked
+          const std::size_t stride = round_up(object_size, options_.align);
+          return options_.thread_cache_size != 0 ? options_.thread_cache_size
+                                                 : default_thread_cache_size(stride);
+      }()) {
+    const bool red_zone = debug_ && options_.debug_options.red_zone;
+    left_red_zone_ = red_zone ? round_up(kMinRedZone, align_) : 0;
+    stride_ = round_up(left_red_zone_ + object_size_ + (red_zone ? kMinRedZone : 0), align_);
+    right_red_zone_ = red_zone ? stride_ - left_red_zone_ - object_size_ : 0;
+
+    // Smallest slab holding enough objects with at most 1/16 wasted.
+    for (unsigned order = std::max(kMinSlabOrder, order_for_bytes(stride_));
+         order <= kMaxSlabOrder; ++order) {
+        const std::size_t bytes = order_bytes(order);
+        const std::size_t count = bytes / stride_;
+        slab_order_ = order;
+        objects_per_slab_ = static_cast<std::uint32_t>(count);
+        if (count >= kMinObjectsPerSlab && (bytes - count * stride_) * 16 <= bytes) break;
+    }
+    bitmap_words_ = (objects_per_slab_ + 63) / 64;
+    reciprocal_ = ((std::uint64_t{1} << 42) + stride_ - 1) / stride_;
+    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 2);
+}
+
+SlabCache::~SlabCache() {
+    thread_cache_.retire();
+    std::lock_guard lock(lock_);
+    for (auto& list : lists_) {
+        while (list.head != nullptr) release_slab(list.head);
+    }
+}
+
+// ---- allocation ------------------------------------------------------------
+
+void* SlabCache::alloc_slow() noexcept {
+    ThreadCache* cache = thread_cache_.local();
+    if (cache->capacity == 0) {
+        auto object = alloc_one_locked();
+        return object.ok() ? *object : nullptr;
+    }
+    {
+        std::lock_guard lock(lock_);
+        cache->set_count(cache->count +
+                         take_objects(cache->items() + cache->count, batch_, nullptr));
+    }
+    if (cache->empty()) return nullptr;
+    void* object = cache->pop();
+    asan_unpoison(object, object_size_);
+    return object;
+}
+
+Result<void*> SlabCache::try_alloc() {
+    if (void* object = alloc()) return object;
+    return alloc_one_locked();  // says why, or succeeds if memory came back meanwhile
+}
+
+Result<void*> SlabCache::alloc_one_locked() {
+    void* object = nullptr;
+    Error error(ENOMEM, "");
+    std::uint32_t got;
+    {
+        std::lock_guard lock(lock_);
+        got = take_objects(&object, 1, &error);
+    }
+    if (got == 0) return error.with_context("slab cache '" + name_ + "': ");
+    if (debug_) check_on_alloc(object);
+    asan_unpoison(object, object_size_);
+    return object;
+}
+
+void SlabCache::check_on_alloc(void* object) noexcept {
+    auto* bytes = static_cast<std::byte*>(object);
+    asan_unpoison(object, object_size_);
+    try {
+        if (left_red_zone_ != 0) {
+            const std::size_t left = first_red_zone_change(bytes - left_red_zone_, left_red_zone_);
+            const std::size_t right = first_red_zone_change(bytes + object_size_, right_red_zone_);
+            if (left != left_red_zone_ || right != right_red_zone_) {
+                report_detection(buddy_.logger(), options_.debug_options,
+                                 DebugEvent::red_zone_overwritten, name_, object,
+                                 "found when allocating it: a red zone of the free object changed");
+                fill_red_zone(bytes - left_red_zone_, left_red_zone_);
+                fill_red_zone(bytes + object_size_, right_red_zone_);
+            }
+        }
+        if (poison_) {
+            const std::size_t changed = first_unpoisoned(object, object_size_);
+            if (changed != object_size_) {
+                report_detection(buddy_.logger(), options_.debug_options,
+                                 DebugEvent::modified_after_free, name_, object,
+                                 "byte " + std::to_string(changed) + " of the " +
+                                     std::to_string(object_size_) +
+                                     "-byte object was written while it was free");
+            }
+        }
+    } catch (...) {
+        // Reporting allocates; a failure there must not escape a noexcept path.
+    }
+}
+
+// ---- free ------------------------------------------------------------------
+
+Status SlabCache::validate(const void* object, Slab** slab, std::uint32_t* index) const {
+    if (object == nullptr) return Error(EINVAL, "free of a null pointer");
+    *slab = slab_of(object, index);
+    if (*slab != nullptr) return {};
+    const std::string what = "free of " + describe(object) + ": ";
+    if (!buddy_.page_map().contains(object)) {
+        return Error(EINVAL, what + "not memory of this allocator");
+    }
+    const Slab* owner = buddy_.page_map().desc_of(object).slab;
+    if (owner == nullptr) return Error(EINVAL, what + "not in any slab (page-allocator memory?)");
+    if (owner->cache != this) {
+        return Error(EINVAL, what + "the object belongs to slab cache '" + owner->cache->name() + "'");
+    }
+    return Error(EINVAL, what + "does not point at the start of an object");
+}
+
+Status SlabCache::try_free(void* object) {
+    Slab* slab;
+    std::uint32_t index;
+    if (!debug_) DMAKIT_TRY(validate(object, &slab, &index));
+    return free_slow(object);
+}
+
+Status SlabCache::free_slow(void* object) {
+    if (debug_) return free_debug(object);
+    Slab* slab;
+    std::uint32_t index;
+    DMAKIT_TRY(validate(object, &slab, &index));
+    ThreadCache* cache = thread_cache_.local();
+    asan_poison(object, object_size_);
+    std::lock_guard lock(lock_);
+    if (cache->capacity == 0) {
+        return_objects(&object, 1);
+        return {};
+    }
+    if (cache->full()) {
+        // Spill the colder half; keep this object (hot) in the cache.
+        return_objects(cache->items() + cache->count - batch_, batch_);
+        cache->set_count(cache->count - batch_);
+    }
+    cache->push(object);
+    return {};
+}
+
+Status SlabCache::free_debug(void* object) {
+    Slab* slab;
+    std::uint32_t index;
+    auto valid = validate(object, &slab, &index);
+    if (!valid.ok()) {
+        report_detection(buddy_.logger(), options_.debug_options, DebugEvent::invalid_free, name_,
+                         object, valid.error().message());
+        return valid;
+    }
+    auto is_free = [&] { return (slab->free_bits()[index / 64] >> (index % 64)) & 1u; };
+    const Error double_free(EINVAL, "double free of " + describe(object) + " in slab cache '" +
+                                        name_ + "'");
+    bool already_free;
+    {
+        std::lock_guard lock(lock_);
+        already_free = is_free();
+    }
+    if (already_free) {
+        report_detection(buddy_.logger(), options_.debug_options, DebugEvent::double_free, name_,
+                         object, "the object is already free");
+        return double_free;
+    }
+    auto* bytes = static_cast<std::byte*>(object);
+    if (left_red_zone_ != 0) {
+        const std::size_t left = first_red_zone_change(bytes - left_red_zone_, left_red_zone_);
+        const std::size_t right = first_red_zone_change(bytes + object_size_, right_red_zone_);
+        if (left != left_red_zone_ || right != right_red_zone_) {
+            const std::string where =
+                left != left_red_zone_
+                    ? std::to_string(left_red_zone_ - left) + " bytes before the object"
+                    : std::to_string(right) + " bytes after the end of the " +
+                          std::to_string(object_size_) + "-byte object";
+            report_detection(buddy_.logger(), options_.debug_options,
+                             DebugEvent::red_zone_overwritten, name_, object,
+                             "found when freeing it: red zone byte changed " + where);
+            fill_red_zone(bytes - left_red_zone_, left_red_zone_);
+            fill_red_zone(bytes + object_size_, right_red_zone_);
+        }
+    }
+    if (poison_) poison_object(object, object_size_);
+    asan_poison(object, object_size_);
+    {
+        std::lock_guard lock(lock_);
+        if (!is_free()) {
+            return_objects(&object, 1);
+            return {};
+        }
+    }
+    // Another thread freed it between the two checks.
+    report_detection(buddy_.logger(), options_.debug_options, DebugEvent::double_free, name_,
+                     object, "the object was freed twice concurrently");
+    return double_free;
+}
+
+void SlabCache::refuse_free(const Error& error, const void*) noexcept {
+    invalid_frees_.fetch_add(1, std::memory_order_relaxed);
+    if (debug_) return;  // already reported as a detection
+    try {
+        buddy_.logger().warning("slab cache '" + name_ + "': " + error.message() + "; ignored");
+    } catch (...) {
+    }
+}
+
+std::size_t SlabCache::invalid_frees() const noexcept {
+    return invalid_frees_.load(std::memory_order_relaxed);
+}
+
+// ---- slabs (lock_ held) ----------------------------------------------------
+
+Result<Slab*> SlabCache::new_slab() {
+    DMAKIT_ASSIGN_OR_RETURN(void* block, buddy_.alloc_pages_uncached(slab_order_));
+    void* raw = ::operator new(sizeof(Slab) + bitmap_words_ * sizeof(std::uint64_t), std::nothrow);
+    if (raw == nullptr) {
+        buddy_.free_pages_uncached(block);
+        return Error(ENOMEM, "no heap memory for a slab descriptor");
+    }
+    auto* slab = new (raw) Slab{static_cast<std::byte*>(block), this, nullptr, nullptr, 0, kEmpty};
+    std::uint64_t* bits = slab->free_bits();
+    for (std::uint32_t word = 0; word < bitmap_words_; ++word) {
+        const std::uint32_t first = word * 64;
+        const std::uint32_t count = std::min<std::uint32_t>(64, objects_per_slab_ - first);
+        bits[word] = count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << count) - 1;
+    }
+    const std::uint32_t first_page = buddy_.page_map().page_index(block);
+    for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
+        descs_[first_page + page].slab = slab;
+    }
+    for (std::uint32_t i = 0; i < objects_per_slab_; ++i) {
+        std::byte* object = object_at(slab, i);
+        if (left_red_zone_ != 0) {
+            fill_red_zone(object - left_red_zone_, left_red_zone_);
+            fill_red_zone(object + object_size_, right_red_zone_);
+        }
+        if (poison_) poison_object(object, object_size_);
+        if (options_.ctor) options_.ctor(object);
+        asan_poison(object, object_size_);
+    }
+    slab->next = lists_[kEmpty].head;
+    if (slab->next != nullptr) slab->next->prev = slab;
+    lists_[kEmpty].head = slab;
+    ++lists_[kEmpty].count;
+    return slab;
+}
+
+void SlabCache::release_slab(Slab* slab) noexcept {
+    SlabList& list = lists_[slab->list];
+    if (slab->prev != nullptr) {
+        slab->prev->next = slab->next;
+    } else {
+        list.head = slab->next;
+    }
+    if (slab->next != nullptr) slab->next->prev = slab->prev;
+    --list.count;
+    const std::uint32_t first_page = buddy_.page_map().page_index(slab->base);
+    for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
+        descs_[first_page + page].slab = nullptr;
+    }
+    asan_unpoison(slab->base, order_bytes(slab_order_));
+    buddy_.free_pages_uncached(slab->base);
+    slab->~Slab();
+    ::operator delete(slab);
+}
+
+void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
+    if (slab->list == to) return;
+    SlabList& from = lists_[slab->list];
+    if (slab->prev != nullptr) {
+        slab->prev->next = slab->next;
+    } else {
+        from.head = slab->next;
+    }
+    if (slab->next != nullptr) slab->next->prev = slab->prev;
+    --from.count;
+    SlabList& dest = lists_[to];
+    slab->prev = nullptr;
+    slab->next = dest.head;
+    if (dest.head != nullptr) dest.head->prev = slab;
+    dest.head = slab;
+    ++dest.count;
+    slab->list = to;
+}
+
+std::uint32_t SlabCache::take_objects(void** out, std::uint32_t count, Error* error) {
+    std::uint32_t got = 0;
+    while (got < count) {
+        Slab* slab = lists_[kPartial].head != nullptr ? lists_[kPartial].head : lists_[kEmpty].head;
+        if (slab == nullptr) {
+            auto created = new_slab();
+            if (!created.ok()) {
+                if (error != nullptr) *error = created.error();
+                break;
+            }
+            slab = *created;
+        }
+        std::uint64_t* bits = slab->free_bits();
+        for (std::uint32_t word = 0; word < bitmap_words_ && got < count; ++word) {
+            std::uint64_t free = bits[word];
+            while (free != 0 && got < count) {
+                const auto bit = static_cast<std::uint32_t>(std::countr_zero(free));
+                free &= free - 1;
+                out[got++] = object_at(slab, word * 64 + bit);
+                ++slab->in_use;
+            }
+            bits[word] = free;
+        }
+        move_to(slab, slab->in_use == objects_per_slab_ ? kFull : kPartial);
+    }
+    objects_out_ += got;
+    return got;
+}
+
+void SlabCache::return_objects(void* const* objects, std::uint32_t count) noexcept {
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const auto* object = static_cast<const std::byte*>(objects[i]);
+        Slab* slab = descs_[(object - map_base_) >> kPageShift].slab;
+        const auto in_slab = static_cast<std::uint64_t>(object - slab->base - left_red_zone_);
+        const auto index = static_cast<std::uint32_t>((in_slab * reciprocal_) >> 42);
+        slab->free_bits()[index / 64] |= std::uint64_t{1} << (index % 64);
+        const bool was_full = slab->in_use == objects_per_slab_;
+        --slab->in_use;
+        if (slab->in_use == 0) {
+            move_to(slab, kEmpty);
+            if (lists_[kEmpty].count > options_.max_empty_slabs) release_slab(slab);
+        } else if (was_full) {
+            move_to(slab, kPartial);
+        }
+    }
+    objects_out_ -= count;
+}
+
+void SlabCache::flush_thread_cache(void* self, ThreadCache& cache) noexcept {
+    auto* slab_cache = static_cast<SlabCache*>(self);
+    std::lock_guard lock(slab_cache->lock_);
+    slab_cache->return_objects(cache.items(), cache.count);
+    cache.set_count(0);
+}
+
+// ---- shrink and info -------------------------------------------------------
+
+std::size_t SlabCache::shrink() {
+    drain_thread_cache();
+    std::lock_guard lock(lock_);
+    std::size_t released = 0;
+    while (lists_[kEmpty].head != nullptr) {
+        release_slab(lists_[kEmpty].head);
+        ++released;
+    }
+    return released;
+}
+
+SlabInfo SlabCache::info() const {
+    SlabInfo info;
+    info.name = name_;
+    info.object_size = object_size_;
+    info.stride = stride_;
+    info.pages_per_slab = std::size_t{1} << slab_order_;
+    info.debug = debug_;
+    // Before lock_: thread-exit flushes take the control mutex, then lock_.
+    const std::size_t cached = thread_cache_.cached_items();
+    std::lock_guard lock(lock_);
+    for (const SlabList& list : lists_) info.slabs += list.count;
+    info.total_objects = info.slabs * objects_per_slab_;
+    info.active_objects = objects_out_ > cached ? objects_out_ - cached : 0;
+    info.pages = info.slabs << slab_order_;
+    info.metadata_bytes = info.slabs * (sizeof(Slab) + bitmap_words_ * sizeof(std::uint64_t)) +
+                          thread_cache_.metadata_bytes() + sizeof(*this) + name_.capacity();
+    return info;
+}
+
+}  // namespace dmakit::mem

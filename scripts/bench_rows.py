@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Turns Google Benchmark JSON into dmakit benchmark rows (docs/performance.md).
+
+Usage: bench_rows.py SUITE GBENCH_JSON OUT_JSON --machine TEXT --command TEXT
+
+Benchmarks are named "<metric>/<implementation>/<size>[/...]". Rows follow
+../shared/DESIGN.md "Benchmark output": one row per comparison of dmakit with
+a peer, ratio = value / peer_value. The human table is printed from the same
+rows, so the two never disagree.
+"""
+import argparse
+import json
+import sys
+
+# metric -> (unit, better, peers); peers empty: no peer, a single row.
+MEM_METRICS = {
+    "slab_pair": ("ns", "lower", ["rte_mempool", "glibc", "mimalloc"]),
+    "buddy_pair": ("ns", "lower", ["rte_malloc"]),
+}
+
+
+def to_ns(entry):
+    # CPU time of the benchmark thread: on a shared host, wall time also
+    # counts the slices other processes ran in; every implementation is
+    # measured the same way.
+    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[entry.get("time_unit", "ns")]
+    return entry["cpu_time"] * scale
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    results = {}
+    for entry in data["benchmarks"]:
+        if entry.get("error_occurred"):
+            continue
+        # With repetitions keep the median aggregate; without, the only run.
+        if entry.get("run_type") == "aggregate" and entry.get("aggregate_name") != "median":
+            continue
+        name = entry.get("run_name", entry["name"])
+        if entry.get("run_type") == "iteration" and name in results and results[name][1]:
+            continue
+        results[name] = (entry, entry.get("run_type") == "aggregate")
+    return {name: entry for name, (entry, _) in results.items()}
+
+
+def parse(name):
+    parts = name.split("/")
+    threads = 1
+    for p in parts[3:]:
+        if p.startswith("threads:"):
+            threads = int(p.split(":")[1])
+    return parts[0], parts[1], parts[2], threads
+
+
+def mem_rows(results):
+    by_key = {}
+    for name, entry in results.items():
+        metric, impl, size, threads = parse(name)
+        by_key[(metric, impl, size, threads)] = entry
+    rows = []
+    for metric, (unit, better, peers) in MEM_METRICS.items():
+        sizes = sorted({k[2] for k in by_key if k[0] == metric and k[1] == "dmakit"},
+                       key=size_bytes)
+        for size in sizes:
+            value = round(to_ns(by_key[(metric, "dmakit", size, 1)]), 2)
+            for peer in peers:
+                peer_entry = by_key.get((metric, peer, size, 1))
+                if peer_entry is None:
+                    continue
+                peer_value = round(to_ns(peer_entry), 2)
+                rows.append(row(metric, size, 1, unit, better, value, peer, peer_value))
+    one = by_key.get(("slab_scaling", "dmakit", "64B", 1))
+    two = by_key.get(("slab_scaling", "dmakit", "64B", 2))
+    if one and two:
+        scaling = two["items_per_second"] / one["items_per_second"]
+        rows.append(row("slab_scaling", "64B", 2, "x", "higher", round(scaling, 2), None, None))
+    meta = by_key.get(("metadata_overhead", "dmakit", "mixed", 1))
+    if meta:
+        rows.append(row("metadata_overhead", "mixed", 1, "%", "lower", round(meta["percent"], 3),
+                        None, None))
+    frag = by_key.get(("fragmentation", "dmakit", "order9", 1))
+    if frag:
+        rows.append(row("fragmentation_order9_free", "order9", 1, "%", "higher",
+                        round(frag["order9_free_pct"], 1), None, None))
+        rows.append(row("fragmentation_largest_free_order", "order", 1, "order", "higher",
+                        int(frag["largest_free_order"]), None, None))
+    return rows
+
+
+def size_bytes(label):
+    for suffix, mult in (("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)):
+        if label.endswith(suffix) and label[: -len(suffix)].isdigit():
+            return int(label[: -len(suffix)]) * mult
+    return 0
+
+
+def row(metric, size, threads, unit, better, value, peer, peer_value):
+    ratio = round(value / peer_value, 3) if peer_value else None
+    return {"metric": metric, "size": size, "threads": threads, "unit": unit, "better": better,
+            "value": value, "peer": peer, "peer_value": peer_value, "ratio": ratio}
+
+
+def table(rows):
+    header = ["metric", "size", "threads", "value", "unit", "peer", "peer value", "ratio"]
+    lines = [header]
+    for r in rows:
+        lines.append([r["metric"], r["size"], str(r["threads"]), str(r["value"]), r["unit"],
+                      r["peer"] or "-", "-" if r["peer_value"] is None else str(r["peer_value"]),
+                      "-" if r["ratio"] is None else str(r["ratio"])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |"
+           for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("suite")
+    parser.add_argument("gbench_json")
+    parser.add_argument("out_json")
+    parser.add_argument("--machine", required=True)
+    parser.add_argument("--command", required=True)
+    args = parser.parse_args()
+    results = load(args.gbench_json)
+    if args.suite == "mem":
+        rows = mem_rows(results)
+    else:
+        sys.exit(f"bench_rows.py: no row mapping for suite '{args.suite}'")
+    with open(args.out_json, "w") as f:
+        json.dump({"suite": args.suite, "machine": args.machine, "command": args.command,
+                   "rows": rows}, f, indent=2)
+        f.write("\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+// Host benchmarks of the DMA layer (scripts/run-bench dma): the per-buffer
+// costs a driver pays on its hot path, over the recording test IOMMU backend
+// (so they measure dmakit, not the kernel), with DPDK's translation call as
+// the peer. The kernel-side cost of a registration miss is measured in the
+// guest by dma_vm_bench.
+#include <dmakit/config.hpp>
+#include <dmakit/dma/context.hpp>
+#include <dmakit/dma/device.hpp>
+#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/mem/anonymous_source.hpp>
+#include <dmakit/mem/hugepage_source.hpp>
+
+#include <benchmark/benchmark.h>
+
+#if DMAKIT_HAVE_DPDK
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_memory.h>
+#endif
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+namespace {
+
+using namespace dmakit;
+
+// One context per process run; hugepage-backed when hugepages are reserved.
+struct Fixture {
+    Logger quiet{LogLevel::error};
+    std::unique_ptr<dma::DmaContext> context;
+    std::unique_ptr<dma::DmaDevice> device;
+
+    Fixture() {
+        auto backend = std::make_unique<iommu::TestIommuBackend>();
+        auto domain = iommu::IommuDomain::create(std::move(backend));
+        mem::HugepageSourceOptions hp;
+        hp.logger = &quiet;
+        auto source = mem::HugepageSource::create(hp);
+        dma::DmaContextConfig config;
+        config.logger = &quiet;
+        config.pages.region_size = std::size_t{64} << 20;
+        auto created = dma::DmaContext::create(
+            std::move(domain).value(),
+            std::make_unique<mem::HugepageSource>(std::move(source).value()), config);
+        if (!created.ok()) {
+            std::fprintf(stderr, "dma_bench: %s\n", created.error().message().c_str());
+            std::abort();  // a benchmark without its subject cannot run
+        }
+        context = std::move(created).value();
+        device = std::make_unique<dma::DmaDevice>(*context, "bench");
+    }
+};
+
+Fixture& fixture() {
+    static Fixture f;  // benchmark-process scope only; the library has no globals
+    return f;
+}
+
+void BM_map_pool_pair(benchmark::State& state) {
+    auto& f = fixture();
+    const auto size = static_cast<std::size_t>(state.range(0));
+    auto buffer = f.device->alloc_coherent(std::max<std::size_t>(size, 2 << 20));
+    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    auto* cpu = buffer->as<std::byte>();
+    for (auto _ : state) {
+        auto addr = f.device->map_single(cpu, size, dma::DmaDirection::to_device);
+        benchmark::DoNotOptimize(addr);
+        (void)f.device->unmap_single(*addr, size, dma::DmaDirection::to_device);
+    }
+}
+BENCHMARK(BM_map_pool_pair)->Arg(4096)->Arg(2 << 20);
+
+void BM_map_foreign_hit_pair(benchmark::State& state) {
+    auto& f = fixture();
+    const auto size = static_cast<std::size_t>(state.range(0));
+    std::vector<unsigned char> heap((4 << 20) + size);
+    auto registration = f.context->registrations().register_memory(heap.data(), heap.size(),
+                                                                   f.device->mask());
+    if (!registration.ok()) return state.SkipWithError(registration.error().message().c_str());
+    for (auto _ : state) {
+        auto addr = f.device->map_single(heap.data() + 4096, size, dma::DmaDirection::to_device);
+        benchmark::DoNotOptimize(addr);
+        (void)f.device->unmap_single(*addr, size, dma::DmaDirection::to_device);
+    }
+}
+BENCHMARK(BM_map_foreign_hit_pair)->Arg(4096)->Arg(2 << 20);
+
+void BM_coherent_pair(benchmark::State& state) {
+    auto& f = fixture();
+    for (auto _ : state) {
+        auto buffer = f.device->alloc_coherent(4096);
+        benchmark::DoNotOptimize(buffer);
+    }
+}
+BENCHMARK(BM_coherent_pair);
+
+void BM_buddy_pair(benchmark::State& state) {
+    auto& f = fixture();
+    for (auto _ : state) {
+        void* page = f.context->pages().alloc_pages(0);
+        benchmark::DoNotOptimize(page);
+        f.context->pages().free_pages(page);
+    }
+}
+BENCHMARK(BM_buddy_pair);
+
+void BM_virt2iova(benchmark::State& state) {
+    auto& f = fixture();
+    auto buffer = f.device->alloc_coherent(2 << 20);
+    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    auto* cpu = buffer->as<std::byte>();
+    std::size_t offset = 0;
+    for (auto _ : state) {
+        auto addr = f.context->pool_dma_address(cpu + offset);
+        benchmark::DoNotOptimize(addr);
+        offset = (offset + 4096) & ((2 << 20) - 1);
+    }
+}
+BENCHMARK(BM_virt2iova);
+
+#if DMAKIT_HAVE_DPDK
+bool eal_started = false;
+
+void BM_rte_mem_virt2iova(benchmark::State& state) {
+    if (!eal_started) return state.SkipWithError("DPDK EAL did not start");
+    auto* memory = static_cast<std::byte*>(rte_malloc("bench", 2 << 20, 4096));
+    if (memory == nullptr) return state.SkipWithError("rte_malloc failed");
+    std::size_t offset = 0;
+    for (auto _ : state) {
+        rte_iova_t iova = rte_mem_virt2iova(memory + offset);
+        benchmark::DoNotOptimize(iova);
+        offset = (offset + 4096) & ((2 << 20) - 1);
+    }
+    state.SetLabel(rte_eal_iova_mode() == RTE_IOVA_VA ? "iova-mode=va" : "iova-mode=pa");
+    rte_free(memory);
+}
+BENCHMARK(BM_rte_mem_virt2iova);
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+#if DMAKIT_HAVE_DPDK
+    // PA mode when hugepages are there (so the peer does a real lookup, as it
+    // does for physically addressed DMA), otherwise --no-huge.
+    std::vector<const char*> eal = {"dma_bench", "--no-pci", "--no-shconf", "--in-memory",
+                                    "--log-level=*:error", "-l", "0", "-m", "64"};
+    if (const char* huge = std::getenv("DMAKIT_BENCH_NO_HUGE"); huge != nullptr) eal.push_back("--no-huge");
+    eal_started = rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) >= 0;
+#endif
+    (void)fixture();
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+#if DMAKIT_HAVE_DPDK
+    if (eal_started) rte_eal_cleanup();
+#endif
+    return 0;
+}

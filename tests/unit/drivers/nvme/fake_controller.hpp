@@ -1,0 +1,218 @@
+// A software model of one NVMe queue pair's controller side, for unit tests.
+//
+// It works on the same SQ/CQ memory as the host QueuePair: a write to the SQ
+// tail doorbell makes it fetch the new SQEs in order; each command gets a
+// completion posted with the right phase tag, SQID and SQHD (NVMe 1.4 §4.1,
+// §4.6). It never overwrites an entry the host has not released through the
+// CQ head doorbell (the CQ-full rule), and it checks the host, counting CID
+// conflicts and invalid doorbell values. Faults can be queued for the next
+// commands to exercise the host's "never trust the device" paths.
+#pragma once
+
+#include <nvme/commands.hpp>
+#include <nvme/queue.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <set>
+#include <vector>
+
+namespace dmakit::nvme::testing {
+
+enum class FaultKind {
+    status_error,    // complete with `status`
+    drop,            // never complete
+    hold,            // complete only on release_held()
+    duplicate,       // post the completion twice
+    unknown_cid,     // post a spurious completion with `cid` first, then the real one
+    sq_head_outside, // SQHD = depth + 3
+    sq_head_past_tail, // SQHD one past the tail the host rang
+    wrong_sqid,      // SQID + 1 on the real completion (the command is then lost)
+    wrong_phase,     // post the real completion with the stale phase (the host never sees it)
+};
+
+struct Fault {
+    explicit Fault(FaultKind k, CompletionStatus s = {}, std::uint16_t c = 0) : kind(k), status(s), cid(c) {}
+    FaultKind kind;
+    CompletionStatus status;  // for status_error
+    std::uint16_t cid;        // for unknown_cid
+};
+
+// What a command completes with: status and DW0.
+struct Response {
+    CompletionStatus status{};
+    std::uint32_t dw0 = 0;
+};
+
+class FakeController final : public Doorbells {
+public:
+    FakeController(SubmissionEntry* sq, CompletionEntry* cq, std::uint32_t depth, std::uint16_t sqid)
+        : sq_(sq), cq_(cq), depth_(depth), sqid_(sqid) {}
+
+    // Decides each command's response; default is success with DW0 = 0.
+    std::function<Response(const SubmissionEntry&)> handler;
+
+    // Faults apply in order to the next commands fetched (at the next SQ doorbell).
+    void fault_next(Fault f) { faults_.push_back(f); }
+
+    void ring_sq_tail(std::uint16_t tail) noexcept override {
+        ++sq_doorbells;
+        if (tail >= depth_) {
+            ++bad_doorbells;  // a real controller raises an async event (§5.2)
+            return;
+        }
+        sq_tail_ = tail;
+        while (sq_head_ != sq_tail_) {
+            SubmissionEntry e;
+            std::memcpy(&e, &sq_[sq_head_], sizeof e);
+            sq_head_ = (sq_head_ + 1) % depth_;
+            ++fetched;
+            fetched_opcodes.push_back(e.opcode());
+            if (!outstanding_.insert(e.cid()).second) ++cid_conflicts;
+            execute(e);
+        }
+    }
+
+    void ring_cq_head(std::uint16_t head) noexcept override {
+        ++cq_doorbells;
+        // The head may only move over entries that were posted.
+        const std::uint32_t advance = (head + depth_ - host_cq_head_) % depth_;
+        const std::uint32_t posted = (cq_tail_ + depth_ - host_cq_head_) % depth_;
+        if (head >= depth_ || advance > posted) {
+            ++bad_doorbells;
+            return;
+        }
+        host_cq_head_ = head;
+        drain_backlog();
+    }
+
+    // Posts held completions, in submission order or as `order` permutes them.
+    void release_held(const std::vector<std::size_t>& order = {}) {
+        std::vector<Pending> held;
+        held.swap(held_);
+        if (order.empty()) {
+            for (auto& p : held) post(p);
+        } else {
+            for (std::size_t i : order) post(held[i]);
+        }
+    }
+    [[nodiscard]] std::size_t held() const { return held_.size(); }
+
+    // Writes a raw CQE at the next CQ slot with the current phase.
+    void post_raw(CompletionEntry e) { write_cqe(e, false); }
+
+    // Counters for the tests to assert on.
+    std::uint64_t sq_doorbells = 0;
+    std::uint64_t cq_doorbells = 0;
+    std::uint64_t bad_doorbells = 0;
+    std::uint64_t cid_conflicts = 0;
+    std::uint64_t fetched = 0;
+    std::uint64_t posted = 0;
+    std::uint64_t cq_full_stalls = 0;
+    std::vector<std::uint8_t> fetched_opcodes;
+
+private:
+    struct Pending {
+        CompletionEntry cqe;
+        bool duplicate = false;
+        bool wrong_phase = false;
+        std::optional<std::uint16_t> sq_head_override;
+    };
+
+    void execute(const SubmissionEntry& e) {
+        Response r = handler ? handler(e) : Response{};
+        Pending p;
+        p.cqe.cid = e.cid();
+        p.cqe.sq_id = sqid_;
+        p.cqe.dw0 = r.dw0;
+        p.cqe.status = r.status.encode();
+        std::optional<Fault> f;
+        if (!faults_.empty()) {
+            f = faults_.front();
+            faults_.pop_front();
+        }
+        if (f) {
+            switch (f->kind) {
+            case FaultKind::status_error: p.cqe.status = f->status.encode(); break;
+            case FaultKind::drop: return;
+            case FaultKind::hold: held_.push_back(p); return;
+            case FaultKind::duplicate: p.duplicate = true; break;
+            case FaultKind::unknown_cid: {
+                Pending bogus = p;
+                bogus.cqe.cid = f->cid;
+                post(bogus);
+                break;
+            }
+            case FaultKind::sq_head_outside: p.sq_head_override = static_cast<std::uint16_t>(depth_ + 3); break;
+            case FaultKind::sq_head_past_tail:
+                p.sq_head_override = static_cast<std::uint16_t>((sq_tail_ + 1) % depth_);
+                break;
+            case FaultKind::wrong_sqid: p.cqe.sq_id = static_cast<std::uint16_t>(sqid_ + 1); break;
+            case FaultKind::wrong_phase: p.wrong_phase = true; break;
+            }
+        }
+        post(p);
+    }
+
+    void post(Pending p) {
+        outstanding_.erase(p.cqe.cid);
+        p.cqe.sq_head = p.sq_head_override ? *p.sq_head_override : static_cast<std::uint16_t>(sq_head_);
+        backlog_.push_back(p.cqe);
+        wrong_phase_.push_back(p.wrong_phase);
+        if (p.duplicate) {
+            backlog_.push_back(p.cqe);
+            wrong_phase_.push_back(false);
+        }
+        drain_backlog();
+    }
+
+    void drain_backlog() {
+        while (!backlog_.empty()) {
+            if ((cq_tail_ + 1) % depth_ == host_cq_head_) {
+                ++cq_full_stalls;  // §4.1.2: the controller waits for the host to free entries
+                return;
+            }
+            write_cqe(backlog_.front(), wrong_phase_.front());
+            backlog_.pop_front();
+            wrong_phase_.pop_front();
+        }
+    }
+
+    void write_cqe(CompletionEntry e, bool wrong_phase) {
+        const std::uint16_t p = wrong_phase ? static_cast<std::uint16_t>(phase_ ^ 1u) : phase_;
+        e.status = static_cast<std::uint16_t>((e.status & ~1u) | p);
+        std::memcpy(&cq_[cq_tail_], &e, sizeof e);
+        ++posted;
+        if (++cq_tail_ == depth_) {
+            cq_tail_ = 0;
+            phase_ ^= 1u;
+        }
+    }
+
+    SubmissionEntry* sq_;
+    CompletionEntry* cq_;
+    std::uint32_t depth_;
+    std::uint16_t sqid_;
+    std::uint32_t sq_head_ = 0;
+    std::uint32_t sq_tail_ = 0;
+    std::uint32_t cq_tail_ = 0;
+    std::uint32_t host_cq_head_ = 0;
+    std::uint16_t phase_ = 1;
+    std::deque<Fault> faults_;
+    std::vector<Pending> held_;
+    std::deque<CompletionEntry> backlog_;
+    std::deque<bool> wrong_phase_;
+    std::set<std::uint16_t> outstanding_;
+};
+
+// Ring memory for one queue pair, aligned as a DMA allocation would be.
+struct TestRings {
+    explicit TestRings(std::uint32_t depth) : sq(depth), cq(depth) {}
+    std::vector<SubmissionEntry> sq;
+    std::vector<CompletionEntry> cq;
+};
+
+}  // namespace dmakit::nvme::testing

@@ -1,0 +1,144 @@
+#include "fake_sysfs.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace dmakit::testing {
+namespace fs = std::filesystem;
+namespace {
+
+std::string hex(unsigned value, int digits) {
+    char buffer[16];
+    std::snprintf(buffer, sizeof buffer, "0x%0*x", digits, value);
+    return buffer;
+}
+
+void put(const fs::path& path, const std::string& content) {
+    fs::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::trunc) << content;
+}
+
+}  // namespace
+
+FakeSysfs::FakeSysfs() {
+    std::string pattern = (fs::temp_directory_path() / "dmakit-fakesysfs-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    root_ = pattern;
+    fs::create_directories(root_ + "/bus/pci/devices");
+    fs::create_directories(root_ + "/bus/pci/drivers");
+    put(root_ + "/bus/pci/drivers_probe", "");
+}
+
+FakeSysfs::~FakeSysfs() {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+}
+
+std::string FakeSysfs::device_dir(const std::string& address) const {
+    return root_ + "/bus/pci/devices/" + address;
+}
+
+void FakeSysfs::enable_iommu() { fs::create_directories(root_ + "/kernel/iommu_groups"); }
+
+void FakeSysfs::add_driver(const std::string& name) {
+    const std::string dir = root_ + "/bus/pci/drivers/" + name;
+    if (fs::exists(dir)) return;
+    put(dir + "/bind", "");
+    put(dir + "/unbind", "");
+}
+
+void FakeSysfs::add_device(const FakeDevice& d) {
+    // Real sysfs holds the device under devices/pci0000:00 and links it from
+    // bus/pci/devices; the fake does the same so symlinked entries are covered.
+    const std::string real = root_ + "/devices/pci0000:00/" + d.address;
+    put(real + "/vendor", hex(d.vendor, 4) + "\n");
+    put(real + "/device", hex(d.device, 4) + "\n");
+    put(real + "/class", hex(d.class_code, 6) + "\n");
+    put(real + "/subsystem_vendor", hex(d.vendor, 4) + "\n");
+    put(real + "/subsystem_device", "0x1100\n");
+    put(real + "/numa_node", std::to_string(d.numa_node) + "\n");
+    put(real + "/driver_override", "");
+    fs::create_directory_symlink(real, device_dir(d.address));
+    native_driver_[d.address] = d.driver;
+    set_driver(d.address, d.driver);
+    if (d.group) {
+        const std::string group = root_ + "/kernel/iommu_groups/" + std::to_string(*d.group);
+        fs::create_directories(group + "/devices");
+        fs::create_directory_symlink(real, group + "/devices/" + d.address);
+        fs::create_directory_symlink(group, real + "/iommu_group");
+    }
+}
+
+void FakeSysfs::set_driver(const std::string& address, const std::optional<std::string>& driver) {
+    const std::string link = device_dir(address) + "/driver";
+    std::error_code ec;
+    fs::remove(link, ec);
+    if (!driver) return;
+    add_driver(*driver);
+    fs::create_directory_symlink(root_ + "/bus/pci/drivers/" + *driver, link);
+}
+
+void FakeSysfs::add_hugepages(std::uint64_t size_kb, std::uint64_t total, std::uint64_t free,
+                              std::uint64_t reserved, std::uint64_t surplus,
+                              const std::vector<std::pair<std::uint64_t, std::uint64_t>>& nodes) {
+    const std::string leaf = "hugepages-" + std::to_string(size_kb) + "kB";
+    const std::string dir = root_ + "/kernel/mm/hugepages/" + leaf;
+    put(dir + "/nr_hugepages", std::to_string(total) + "\n");
+    put(dir + "/free_hugepages", std::to_string(free) + "\n");
+    put(dir + "/resv_hugepages", std::to_string(reserved) + "\n");
+    put(dir + "/surplus_hugepages", std::to_string(surplus) + "\n");
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+        const std::string node_dir =
+            root_ + "/devices/system/node/node" + std::to_string(i) + "/hugepages/" + leaf;
+        put(node_dir + "/nr_hugepages", std::to_string(nodes[i].first) + "\n");
+        put(node_dir + "/free_hugepages", std::to_string(nodes[i].second) + "\n");
+        put(node_dir + "/surplus_hugepages", "0\n");
+    }
+}
+
+std::string FakeSysfs::read(const std::string& relative) const {
+    std::ifstream in(root_ + "/" + relative);
+    std::stringstream content;
+    content << in.rdbuf();
+    return content.str();
+}
+
+void FakeSysfs::write(const std::string& relative, const std::string& content) const {
+    put(root_ + "/" + relative, content);
+}
+
+pci::Binder::AttributeWriter FakeSysfs::kernel_writer(WriteLog& log) {
+    return [this, &log](const std::string& path, std::string_view value) -> Status {
+        std::string relative = path.substr(root_.size() + 1);
+        log.emplace_back(relative, std::string(value));
+        const std::string devices = "bus/pci/devices/";
+        if (relative.ends_with("/driver_override")) {
+            put(path, value == "\n" ? "" : std::string(value));
+        } else if (relative.ends_with("/driver/unbind")) {
+            std::string address = relative.substr(devices.size());
+            address = address.substr(0, address.find('/'));
+            if (address != value) return Error(ENODEV, "unbind: wrong address");
+            set_driver(address, std::nullopt);
+        } else if (relative == "bus/pci/drivers_probe") {
+            const std::string address(value);
+            if (!fs::exists(device_dir(address))) return Error(ENODEV, "drivers_probe: no device");
+            if (fs::exists(device_dir(address) + "/driver")) return {};  // already bound
+            std::string override_name = read(devices + address + "/driver_override");
+            if (!override_name.empty()) {
+                if (fs::exists(root_ + "/bus/pci/drivers/" + override_name)) {
+                    set_driver(address, override_name);
+                }
+            } else {
+                set_driver(address, native_driver_[address]);
+            }
+        }
+        return {};
+    };
+}
+
+}  // namespace dmakit::testing

@@ -1,0 +1,71 @@
+// FakeSysfs: a sysfs-shaped tree in a temp folder for the pci and tool tests.
+//
+// It lays out what dmakit reads (bus/pci/devices, bus/pci/drivers,
+// kernel/iommu_groups, kernel/mm/hugepages, devices/system/node) with the
+// kernel's conventions: hex ids with 0x, driver and iommu_group as symlinks.
+// It cannot move drivers by itself; kernel_writer() returns an attribute
+// writer that plays the kernel's part for binding tests.
+#pragma once
+
+#include <dmakit/pci/binding.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dmakit::testing {
+
+struct FakeDevice {
+    std::string address;                 // "0000:00:04.0"
+    std::uint16_t vendor = 0;
+    std::uint16_t device = 0;
+    std::uint32_t class_code = 0;
+    std::optional<std::string> driver;   // bound driver (also its "native" one)
+    std::optional<unsigned> group;       // IOMMU group
+    int numa_node = -1;
+};
+
+class FakeSysfs {
+public:
+    FakeSysfs();
+    ~FakeSysfs();
+    FakeSysfs(const FakeSysfs&) = delete;
+    FakeSysfs& operator=(const FakeSysfs&) = delete;
+
+    [[nodiscard]] const std::string& root() const noexcept { return root_; }
+
+    // Creates kernel/iommu_groups (empty until devices with groups are added).
+    void enable_iommu();
+    // Creates bus/pci/drivers/NAME with its bind/unbind files.
+    void add_driver(const std::string& name);
+    // Adds the device, its driver (created if needed) and its group membership.
+    void add_device(const FakeDevice& device);
+    // Points (or removes) the device's driver symlink.
+    void set_driver(const std::string& address, const std::optional<std::string>& driver);
+
+    // One hugepage pool; per-node counts for `nodes` (node i gets total/free from the pair).
+    void add_hugepages(std::uint64_t size_kb, std::uint64_t total, std::uint64_t free,
+                       std::uint64_t reserved, std::uint64_t surplus,
+                       const std::vector<std::pair<std::uint64_t, std::uint64_t>>& nodes = {});
+
+    // Content of ROOT/relative ("" when missing).
+    [[nodiscard]] std::string read(const std::string& relative) const;
+    void write(const std::string& relative, const std::string& content) const;
+
+    // An attribute writer that records every (path below root, value) and acts
+    // like the kernel: driver_override stores the name ("\n" clears it),
+    // driver/unbind drops the driver link, drivers_probe binds the override or
+    // else the device's native driver.
+    using WriteLog = std::vector<std::pair<std::string, std::string>>;
+    [[nodiscard]] pci::Binder::AttributeWriter kernel_writer(WriteLog& log);
+
+private:
+    [[nodiscard]] std::string device_dir(const std::string& address) const;
+    std::string root_;
+    std::map<std::string, std::optional<std::string>> native_driver_;
+};
+
+}  // namespace dmakit::testing

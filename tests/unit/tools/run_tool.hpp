@@ -1,0 +1,18 @@
+// Runs the built dmakit binary (path in $DMAKIT_TOOL, set by meson) and
+// captures its exit code, stdout and stderr.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dmakit::testing {
+
+struct ToolRun {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+
+[[nodiscard]] ToolRun run_dmakit(const std::vector<std::string>& args);
+
+}  // namespace dmakit::testing

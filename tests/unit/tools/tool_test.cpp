@@ -1,0 +1,270 @@
+// Runs the built dmakit binary over a fake sysfs tree: exit codes, the
+// one-line errors, and the list/hugepages output.
+#include "fake_sysfs.hpp"
+#include "mini_json.hpp"
+#include "run_tool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+namespace dmakit::testing {
+namespace {
+
+// Exactly one line, starting "dmakit: error: ".
+::testing::AssertionResult IsOneErrorLine(const std::string& err) {
+    if (err.rfind("dmakit: error: ", 0) != 0) return ::testing::AssertionFailure() << "stderr: " << err;
+    if (std::count(err.begin(), err.end(), '\n') != 1 || err.back() != '\n') {
+        return ::testing::AssertionFailure() << "not one line: " << err;
+    }
+    return ::testing::AssertionSuccess();
+}
+
+class ToolTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        fake.enable_iommu();
+        fake.add_driver("vfio-pci");
+        fake.add_device({"0000:00:04.0", 0x1b36, 0x0010, 0x010802, "nvme", 3, 0});
+        fake.add_device({"0000:00:02.0", 0x8086, 0x10d3, 0x020000, "e1000e", 5, -1});
+        fake.add_device({"0000:00:03.0", 0x8086, 0x10d3, 0x020000, "e1000e", 5, -1});
+        fake.add_device({"0000:00:01.0", 0x8086, 0x29c0, 0x060000, std::nullopt, std::nullopt, -1});
+
+        ids = fake.root() + "/pci.ids";
+        std::ofstream(ids) << "1b36  Red Hat, Inc.\n"
+                              "\t0010  QEMU NVM Express Controller\n"
+                              "8086  Intel Corporation\n"
+                              "\t10d3  82574L Gigabit \"Network\" Connection\n"
+                              "C 01  Mass storage controller\n"
+                              "\t08  Non-Volatile memory controller\n"
+                              "C 02  Network controller\n"
+                              "\t00  Ethernet controller\n";
+    }
+
+    ToolRun dmakit(std::vector<std::string> args) {
+        args.insert(args.begin(), {"--sysfs-root", fake.root(), "--pci-ids", ids});
+        return run_dmakit(args);
+    }
+
+    FakeSysfs fake;
+    std::string ids;
+};
+
+TEST_F(ToolTest, HelpEverywhere) {
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+             {"--help"}, {"list", "--help"}, {"bind", "--help"}, {"unbind", "-h"}, {"hugepages", "--help"}}) {
+        auto run = dmakit(args);
+        EXPECT_EQ(run.exit_code, 0) << args[0];
+        EXPECT_NE(run.out.find("usage: dmakit"), std::string::npos) << run.out;
+        EXPECT_EQ(run.err, "");
+    }
+}
+
+TEST_F(ToolTest, UsageErrorsExitTwoWithOneLine) {
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+             {"frobnicate"}, {"list", "--bogus"}, {"bind"}, {"unbind"}, {"bind", "--force"},
+             {"hugepages", "--size", "3M"}, {"hugepages", "--reserve", "many"}, {"hugepages", "--reserve"}}) {
+        auto run = dmakit(args);
+        EXPECT_EQ(run.exit_code, 2) << args[0];
+        EXPECT_TRUE(IsOneErrorLine(run.err));
+        EXPECT_NE(run.err.find("--help"), std::string::npos) << run.err;
+    }
+    auto bare = run_dmakit({});
+    EXPECT_EQ(bare.exit_code, 2);
+}
+
+TEST_F(ToolTest, MalformedAddresses) {
+    for (const char* bad : {"0000:0g:00.0", "1:2:3", "0000:00:20.0", "00:04.9"}) {
+        auto run = dmakit({"bind", bad});
+        EXPECT_EQ(run.exit_code, 2) << bad;
+        EXPECT_TRUE(IsOneErrorLine(run.err));
+        EXPECT_NE(run.err.find(std::string("'") + bad + "'"), std::string::npos) << run.err;
+        EXPECT_NE(run.err.find("expected DDDD:BB:DD.F"), std::string::npos) << run.err;
+    }
+}
+
+TEST_F(ToolTest, MissingDevice) {
+    for (const char* command : {"bind", "unbind"}) {
+        auto run = dmakit({command, "0000:00:09.0"});
+        EXPECT_EQ(run.exit_code, 1);
+        EXPECT_EQ(run.err, "dmakit: error: no PCI device at 0000:00:09.0; run: dmakit list\n");
+    }
+}
+
+TEST_F(ToolTest, GroupRefusalNamesTheMember) {
+    auto run = dmakit({"bind", "0000:00:02.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("0000:00:03.0, which is bound to e1000e"), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("dmakit bind 0000:00:02.0 0000:00:03.0"), std::string::npos) << run.err;
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "") << "nothing may be written";
+}
+
+TEST_F(ToolTest, AlreadyBoundIsSuccess) {
+    fake.set_driver("0000:00:04.0", "vfio-pci");
+    auto run = dmakit({"bind", "00:04.0"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out, "0000:00:04.0: already on vfio-pci\n");
+}
+
+TEST_F(ToolTest, BindWritesTheSysfsSequence) {
+    // The fake cannot move the driver, so verification fails, but the writes happened.
+    auto run = dmakit({"bind", "0000:00:04.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("did not bind to vfio-pci (driver now: nvme)"), std::string::npos) << run.err;
+    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "vfio-pci");
+    EXPECT_EQ(fake.read("bus/pci/drivers/nvme/unbind"), "0000:00:04.0");
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "0000:00:04.0");
+}
+
+TEST_F(ToolTest, NoPermission) {
+    const std::string attr = fake.root() + "/bus/pci/devices/0000:00:04.0/driver_override";
+    if (::geteuid() != 0) {
+        std::filesystem::permissions(attr, std::filesystem::perms::owner_read);
+    } else {
+        // Root ignores file modes, but kernfs refuses to open a read-only
+        // attribute for writing (EACCES); point the fake attribute at one.
+        const char* read_only = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+        if (!std::filesystem::exists(read_only)) GTEST_SKIP() << "root and no read-only sysfs attribute";
+        std::filesystem::remove(attr);
+        std::filesystem::create_symlink(read_only, attr);
+    }
+    auto run = dmakit({"bind", "0000:00:04.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("Permission denied (run as root"), std::string::npos) << run.err;
+}
+
+TEST(ToolNoIommu, BindSaysVfioIsNotEnabled) {
+    FakeSysfs fake;
+    fake.add_driver("vfio-pci");
+    fake.add_device({"0000:00:04.0", 0x1b36, 0x0010, 0x010802, "nvme", std::nullopt, -1});
+    auto run = run_dmakit({"--sysfs-root", fake.root(), "bind", "0000:00:04.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("VFIO/IOMMU is not enabled"), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("intel_iommu=on"), std::string::npos) << run.err;
+
+    // list still works and shows no groups.
+    auto list = run_dmakit({"--sysfs-root", fake.root(), "list", "--json"});
+    EXPECT_EQ(list.exit_code, 0) << list.err;
+    auto devices = parse_object_array(list.out);
+    ASSERT_TRUE(devices) << list.out;
+    ASSERT_EQ(devices->size(), 1u);
+    EXPECT_EQ((*devices)[0]["iommu_group"], "null");
+}
+
+TEST_F(ToolTest, ListJson) {
+    auto run = dmakit({"list", "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.err, "");
+    auto devices = parse_object_array(run.out);
+    ASSERT_TRUE(devices) << "not a JSON array of objects:\n" << run.out;
+    ASSERT_EQ(devices->size(), 4u);
+    for (const auto& d : *devices) {
+        for (const char* key : {"address", "vendor_id", "device_id", "vendor", "device", "class",
+                                "driver", "iommu_group", "numa_node"}) {
+            EXPECT_EQ(d.count(key), 1u) << key;
+        }
+        EXPECT_EQ(d.size(), 9u);
+    }
+    auto& bridge = (*devices)[0];
+    EXPECT_EQ(bridge["address"], "\"0000:00:01.0\"");
+    EXPECT_EQ(bridge["driver"], "null");
+    EXPECT_EQ(bridge["iommu_group"], "null");
+    EXPECT_EQ(bridge["class"], "\"0600\"");  // not in the test pci.ids: hex
+
+    auto& nic = (*devices)[1];
+    EXPECT_EQ(nic["address"], "\"0000:00:02.0\"");
+    EXPECT_EQ(nic["vendor_id"], "\"8086\"");
+    EXPECT_EQ(nic["device_id"], "\"10d3\"");
+    EXPECT_EQ(nic["device"], "\"82574L Gigabit \"Network\" Connection\"");  // escaped and read back
+    EXPECT_EQ(nic["class"], "\"Ethernet controller\"");
+    EXPECT_EQ(nic["driver"], "\"e1000e\"");
+    EXPECT_EQ(nic["iommu_group"], "5");
+    EXPECT_EQ(nic["numa_node"], "null");
+
+    auto& nvme = (*devices)[3];
+    EXPECT_EQ(nvme["address"], "\"0000:00:04.0\"");
+    EXPECT_EQ(nvme["vendor_id"], "\"1b36\"");
+    EXPECT_EQ(nvme["device_id"], "\"0010\"");
+    EXPECT_EQ(nvme["vendor"], "\"Red Hat, Inc.\"");
+    EXPECT_EQ(nvme["device"], "\"QEMU NVM Express Controller\"");
+    EXPECT_EQ(nvme["class"], "\"Non-Volatile memory controller\"");
+    EXPECT_EQ(nvme["iommu_group"], "3");
+    EXPECT_EQ(nvme["numa_node"], "0");
+}
+
+TEST_F(ToolTest, ListTable) {
+    auto run = dmakit({"list"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out.rfind("ADDRESS ", 0), 0u) << run.out;
+    EXPECT_NE(run.out.find("0000:00:04.0  1b36:0010"), std::string::npos) << run.out;
+    EXPECT_NE(run.out.find("Red Hat, Inc. QEMU NVM Express Controller"), std::string::npos) << run.out;
+    EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 5);
+}
+
+TEST(ToolMissingSysfs, ListFailsWithOneLine) {
+    auto run = run_dmakit({"--sysfs-root", "/nonexistent/dmakit", "list"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+}
+
+TEST_F(ToolTest, HugepagesShowsSizesAndNodes) {
+    fake.add_hugepages(2048, 64, 60, 2, 0, {{32, 30}, {32, 30}});
+    fake.add_hugepages(1048576, 1, 1, 0, 0, {{1, 1}});
+    auto run = dmakit({"hugepages", "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    auto pools = parse_object_array(run.out);
+    ASSERT_TRUE(pools) << run.out;
+    ASSERT_EQ(pools->size(), 2u);
+    EXPECT_EQ((*pools)[0]["size"], "\"2M\"");
+    EXPECT_EQ((*pools)[0]["total"], "64");
+    EXPECT_EQ((*pools)[0]["free"], "60");
+    EXPECT_EQ((*pools)[0]["reserved"], "2");
+    EXPECT_EQ((*pools)[1]["size"], "\"1G\"");
+    EXPECT_NE(run.out.find("\"node\": 1"), std::string::npos) << run.out;
+
+    auto table = dmakit({"hugepages", "--size", "2M", "--node", "1"});
+    ASSERT_EQ(table.exit_code, 0) << table.err;
+    EXPECT_EQ(table.out,
+              "SIZE  NODE  TOTAL  FREE  RESERVED  SURPLUS\n"
+              "2M    all   64     60    2         0\n"
+              "2M    1     32     30    -         0\n");
+}
+
+TEST_F(ToolTest, HugepagesReserveWritesAndReadsBack) {
+    fake.add_hugepages(2048, 0, 0, 0, 0, {{0, 0}});
+    // A plain file keeps what is written (no O_TRUNC, as for sysfs: "0\n" becomes
+    // "128"), as if the kernel granted every page.
+    auto run = dmakit({"hugepages", "--reserve", "128"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(fake.read("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), "128");
+
+    auto node = dmakit({"hugepages", "--reserve", "16", "--node", "0", "--size", "2M"});
+    EXPECT_EQ(node.exit_code, 0) << node.err;
+    EXPECT_EQ(fake.read("devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"), "16");
+}
+
+TEST_F(ToolTest, HugepagesUnsupportedSize) {
+    fake.add_hugepages(2048, 0, 0, 0, 0);
+    auto run = dmakit({"hugepages", "--reserve", "1", "--size", "1G"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("1G hugepages are not available"), std::string::npos) << run.err;
+}
+
+TEST(ToolNoHugepages, ClearError) {
+    FakeSysfs fake;
+    auto run = run_dmakit({"--sysfs-root", fake.root(), "hugepages"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(IsOneErrorLine(run.err));
+    EXPECT_NE(run.err.find("hugepage support"), std::string::npos) << run.err;
+}
+
+}  // namespace
+}  // namespace dmakit::testing

@@ -1,0 +1,80 @@
+// dmakit bind / unbind: move devices to vfio-pci and back.
+#include "cli.hpp"
+
+#include <dmakit/pci/binding.hpp>
+
+namespace dmakit::tool {
+namespace {
+
+constexpr std::string_view bind_help =
+    "usage: dmakit bind BDF...\n"
+    "\n"
+    "Move each device to vfio-pci: set its driver_override, unbind it from its\n"
+    "current driver and probe it again, then check that vfio-pci took it.\n"
+    "Refuses when another member of a device's IOMMU group is bound to a kernel\n"
+    "driver (VFIO needs the whole group): bind those members too, in the same\n"
+    "command. Needs root, the IOMMU on and the vfio-pci module loaded.\n"
+    "\n"
+    "BDF is a PCI address such as 0000:00:04.0 or 00:04.0; see: dmakit list\n";
+
+constexpr std::string_view unbind_help =
+    "usage: dmakit unbind BDF...\n"
+    "\n"
+    "Give each device back to the kernel: clear its driver_override, unbind it\n"
+    "from vfio-pci and probe it again so its own driver (if any) takes it.\n"
+    "Needs root.\n"
+    "\n"
+    "BDF is a PCI address such as 0000:00:04.0 or 00:04.0; see: dmakit list\n";
+
+int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bind) {
+    const std::string_view command = bind ? "bind" : "unbind";
+    std::vector<pci::PciAddress> addresses;
+    while (!args.done()) {
+        if (args.help()) {
+            io.out << (bind ? bind_help : unbind_help);
+            return exit_ok;
+        }
+        std::string arg = args.take();
+        if (arg.starts_with("-")) {
+            return usage_error(io, "unknown option '" + arg + "' for " + std::string(command), command);
+        }
+        auto address = pci::PciAddress::parse(arg);
+        if (!address.ok()) return usage_error(io, address.error().message(), command);
+        addresses.push_back(*address);
+    }
+    if (addresses.empty()) {
+        return usage_error(io, std::string(command) + " needs at least one PCI address", command);
+    }
+
+    pci::Binder binder{pci::Sysfs(options.sysfs_root)};
+    std::vector<std::optional<std::string>> before;
+    for (const auto& address : addresses) {
+        auto driver = binder.sysfs().driver(address);
+        before.push_back(driver.ok() ? *driver : std::nullopt);
+    }
+
+    auto status = bind ? binder.bind_to_vfio(addresses) : binder.unbind_from_vfio(addresses);
+    if (!status.ok()) return fail(io, status.error());
+
+    for (std::size_t i = 0; i < addresses.size(); ++i) {
+        auto now = binder.sysfs().driver(addresses[i]);
+        const std::string was = before[i] ? *before[i] : "none";
+        const std::string is = now.ok() && *now ? **now : "none";
+        io.out << addresses[i].to_string() << ": " << (was == is ? "already on " : "") << is;
+        if (was != is) io.out << " (was " << was << ")";
+        io.out << '\n';
+    }
+    return exit_ok;
+}
+
+}  // namespace
+
+int run_bind(const GlobalOptions& options, ArgReader args, const Io& io) {
+    return run_move(options, std::move(args), io, true);
+}
+
+int run_unbind(const GlobalOptions& options, ArgReader args, const Io& io) {
+    return run_move(options, std::move(args), io, false);
+}
+
+}  // namespace dmakit::tool
