@@ -48,7 +48,6 @@ Result<RegistrationCache::Extent*> RegistrationCache::map_extent_locked(std::uin
         span_end = span[1];
         iommu::MapOptions options;
         options.dma_mask = dma_mask;
-        options.align = std::min<std::uint64_t>(span_end - span_start, kChunk);
         mapped = domain_.map(reinterpret_cast<const void*>(span_start), span_end - span_start,
                              iommu::Access::read_write, options);
         if (mapped.ok() || (mapped.error().code() != EFAULT && mapped.error().code() != ENOMEM &&

@@ -1,5 +1,6 @@
 #include "dma_test_fixture.hpp"
 
+#include <cerrno>
 #include <random>
 #include <vector>
 
@@ -62,6 +63,19 @@ TEST_F(RegistrationTest, ScatterListOfForeignAndPoolMemoryMapsAllOrNothing) {
     ASSERT_FALSE(failed.ok());
     EXPECT_EQ(context_->registrations().stats().extents, 0U);
     EXPECT_FALSE(bad.mapped());
+}
+
+TEST_F(RegistrationTest, UnmappedNeighbourhoodFallsBackToSmallPageRounding) {
+    // The kernel answers EFAULT when the 2 MiB-rounded span touches memory
+    // that is not mapped; the cache then maps the 4 KiB-rounded span.
+    std::vector<unsigned char> heap((1 << 20) + 8192);
+    backend_->fail_map_after(0, Error(EFAULT, "Bad address"));
+    auto addr = device_->map_single(heap.data() + 4096, 1 << 20, DmaDirection::to_device);
+    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    EXPECT_EQ(device_view(*addr, 1 << 20), heap.data() + 4096);
+    auto last = backend_->operations().back();
+    EXPECT_LT(last.length, std::uint64_t{2} << 20) << "mapped the 4 KiB-rounded span";
+    ASSERT_TRUE(device_->unmap_single(*addr, 1 << 20, DmaDirection::to_device).ok());
 }
 
 }  // namespace
