@@ -152,6 +152,7 @@ constinit thread_local bool ThreadCacheRegistry::dead_ = false;
 
 ThreadCacheOwner::ThreadCacheOwner(void* owner, FlushFn flush, std::uint32_t capacity)
     : id_(next_owner_id.fetch_add(1, std::memory_order_relaxed)),
+      slot_(static_cast<std::uint32_t>(id_ % detail::kThreadCacheSlots)),
       capacity_(capacity),
       control_(std::make_shared<ThreadCacheControl>()) {
     control_->owner = owner;
@@ -187,7 +188,7 @@ ThreadCache* ThreadCacheOwner::local_slow() noexcept {
         cache = registry->add(id_, control_, capacity_);
         if (cache == nullptr) return &disabled_cache;
     }
-    detail::tls_thread_cache_slots.slots[id_ % detail::kThreadCacheSlots] = {id_, cache};
+    detail::tls_thread_cache_slots.slots[slot_] = {id_, cache};
     return cache;
 }
 

@@ -33,12 +33,14 @@ struct alignas(64) ThreadCache {
     [[nodiscard]] bool full() const noexcept { return count >= capacity; }
 
     [[nodiscard]] void* pop() noexcept {
-        set_count(count - 1);
-        return items()[count];
+        const std::uint32_t n = count - 1;
+        set_count(n);
+        return items()[n];
     }
     void push(void* item) noexcept {
-        items()[count] = item;
-        set_count(count + 1);
+        const std::uint32_t n = count;
+        items()[n] = item;
+        set_count(n + 1);
     }
     void set_count(std::uint32_t n) noexcept {
         std::atomic_ref<std::uint32_t>(count).store(n, std::memory_order_relaxed);
@@ -86,7 +88,7 @@ public:
 
     // The calling thread's cache for this owner; never null.
     [[nodiscard]] ThreadCache* local() noexcept {
-        auto& slot = detail::tls_thread_cache_slots.slots[id_ % detail::kThreadCacheSlots];
+        auto& slot = detail::tls_thread_cache_slots.slots[slot_];
         if (slot.owner_id == id_) [[likely]] return slot.cache;
         return local_slow();
     }
@@ -109,6 +111,7 @@ private:
     [[nodiscard]] ThreadCache* local_slow() noexcept;
 
     std::uint64_t id_;
+    std::uint32_t slot_;  // id_ % kThreadCacheSlots, precomputed for the fast path
     std::uint32_t capacity_;
     std::shared_ptr<detail::ThreadCacheControl> control_;
 };
