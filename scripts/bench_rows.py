@@ -27,11 +27,13 @@ def to_ns(entry):
     return entry["cpu_time"] * scale
 
 
-def load(path):
-    with open(path) as f:
-        data = json.load(f)
+def load(paths):
+    benchmarks = []
+    for path in paths.split(","):
+        with open(path) as f:
+            benchmarks += json.load(f)["benchmarks"]
     results = {}
-    for entry in data["benchmarks"]:
+    for entry in benchmarks:
         if entry.get("error_occurred"):
             continue
         # With repetitions keep the median aggregate; without, the only run.
@@ -88,6 +90,37 @@ def mem_rows(results):
     return rows
 
 
+# DMA suite: metric -> (peer implementation or None). The host binary
+# (dma_bench) and the guest one (dma_vm_bench, map_foreign_miss) write one
+# Google Benchmark file each; run-bench merges them before conversion.
+DMA_METRICS = {
+    "map_pool_pair": None,
+    "map_foreign_hit_pair": None,
+    "map_foreign_miss": None,
+    "coherent_pair": "buddy_pair",
+    "coherent_zeroing": None,
+    "virt2iova": "rte_mem_virt2iova",
+}
+
+
+def dma_rows(results):
+    by_key = {}
+    for name, entry in results.items():
+        metric, impl, size, threads = parse(name)
+        by_key[(metric, impl, size)] = entry
+    rows = []
+    for metric, peer in DMA_METRICS.items():
+        sizes = sorted({k[2] for k in by_key if k[0] == metric and k[1] == "dmakit"},
+                       key=size_bytes)
+        for size in sizes:
+            value = round(to_ns(by_key[(metric, "dmakit", size)]), 2)
+            peer_entry = by_key.get((metric, peer, size)) if peer else None
+            peer_value = round(to_ns(peer_entry), 2) if peer_entry else None
+            rows.append(row(metric, size, 1, "ns", "lower", value,
+                            peer if peer_entry else None, peer_value))
+    return rows
+
+
 def size_bytes(label):
     for suffix, mult in (("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)):
         if label.endswith(suffix) and label[: -len(suffix)].isdigit():
@@ -96,7 +129,8 @@ def size_bytes(label):
 
 
 def row(metric, size, threads, unit, better, value, peer, peer_value):
-    ratio = round(value / peer_value, 3) if peer_value else None
+    # Three significant digits, so a ratio far below 1 does not round to 0.
+    ratio = float(f"{value / peer_value:.3g}") if peer_value else None
     return {"metric": metric, "size": size, "threads": threads, "unit": unit, "better": better,
             "value": value, "peer": peer, "peer_value": peer_value, "ratio": ratio}
 
@@ -118,7 +152,7 @@ def table(rows):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("suite")
-    parser.add_argument("gbench_json")
+    parser.add_argument("gbench_json", help="one file, or several separated by commas")
     parser.add_argument("out_json")
     parser.add_argument("--machine", required=True)
     parser.add_argument("--command", required=True)
@@ -126,6 +160,8 @@ def main():
     results = load(args.gbench_json)
     if args.suite == "mem":
         rows = mem_rows(results)
+    elif args.suite == "dma":
+        rows = dma_rows(results)
     else:
         sys.exit(f"bench_rows.py: no row mapping for suite '{args.suite}'")
     with open(args.out_json, "w") as f:

@@ -139,11 +139,13 @@ Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind ki
     DmaAddr addr;
     if (const mem::Region* region = context_.pages().region_of(cpu)) {
         // Pool memory: mapped once with its region, translated in O(1).
-        if (!region->contains(static_cast<std::byte*>(cpu) + (length - 1)) || !region->dma_base()) {
+        const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(cpu) - region->cpu_base());
+        const auto base = region->dma_base();
+        if (!base || length > region->length() - offset) {
             return Error(EINVAL, name_ + ": buffer of " + bytes_text(length) +
                                      " runs past the end of its pool region");
         }
-        addr = DmaAddr(*region->dma_address_of(cpu));
+        addr = DmaAddr(*base + offset);
         if (addr.value() + (length - 1) > mask) {
             return Error(EIO, name_ + ": pool memory at " + iommu::to_hex(addr.value()) +
                                   " is above the DMA mask " + iommu::to_hex(mask));

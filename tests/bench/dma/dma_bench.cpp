@@ -20,6 +20,7 @@
 #endif
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -59,9 +60,8 @@ Fixture& fixture() {
     return f;
 }
 
-void BM_map_pool_pair(benchmark::State& state) {
+void BM_map_pool_pair(benchmark::State& state, std::size_t size) {
     auto& f = fixture();
-    const auto size = static_cast<std::size_t>(state.range(0));
     auto buffer = f.device->alloc_coherent(std::max<std::size_t>(size, 2 << 20));
     if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
     auto* cpu = buffer->as<std::byte>();
@@ -71,11 +71,9 @@ void BM_map_pool_pair(benchmark::State& state) {
         (void)f.device->unmap_single(*addr, size, dma::DmaDirection::to_device);
     }
 }
-BENCHMARK(BM_map_pool_pair)->Arg(4096)->Arg(2 << 20);
 
-void BM_map_foreign_hit_pair(benchmark::State& state) {
+void BM_map_foreign_hit_pair(benchmark::State& state, std::size_t size) {
     auto& f = fixture();
-    const auto size = static_cast<std::size_t>(state.range(0));
     std::vector<unsigned char> heap((4 << 20) + size);
     auto registration = f.context->registrations().register_memory(heap.data(), heap.size(),
                                                                    f.device->mask());
@@ -86,7 +84,6 @@ void BM_map_foreign_hit_pair(benchmark::State& state) {
         (void)f.device->unmap_single(*addr, size, dma::DmaDirection::to_device);
     }
 }
-BENCHMARK(BM_map_foreign_hit_pair)->Arg(4096)->Arg(2 << 20);
 
 void BM_coherent_pair(benchmark::State& state) {
     auto& f = fixture();
@@ -95,7 +92,6 @@ void BM_coherent_pair(benchmark::State& state) {
         benchmark::DoNotOptimize(buffer);
     }
 }
-BENCHMARK(BM_coherent_pair);
 
 void BM_buddy_pair(benchmark::State& state) {
     auto& f = fixture();
@@ -105,7 +101,18 @@ void BM_buddy_pair(benchmark::State& state) {
         f.context->pages().free_pages(page);
     }
 }
-BENCHMARK(BM_buddy_pair);
+
+// What alloc_coherent adds to the page allocator: clearing the 4 KiB it
+// hands out (dma_alloc_coherent returns zeroed memory).
+void BM_zero_page(benchmark::State& state) {
+    auto& f = fixture();
+    void* page = f.context->pages().alloc_pages(0);
+    for (auto _ : state) {
+        std::memset(page, 0, 4096);
+        benchmark::ClobberMemory();
+    }
+    f.context->pages().free_pages(page);
+}
 
 void BM_virt2iova(benchmark::State& state) {
     auto& f = fixture();
@@ -119,7 +126,6 @@ void BM_virt2iova(benchmark::State& state) {
         offset = (offset + 4096) & ((2 << 20) - 1);
     }
 }
-BENCHMARK(BM_virt2iova);
 
 #if DMAKIT_HAVE_DPDK
 bool eal_started = false;
@@ -137,7 +143,6 @@ void BM_rte_mem_virt2iova(benchmark::State& state) {
     state.SetLabel(rte_eal_iova_mode() == RTE_IOVA_VA ? "iova-mode=va" : "iova-mode=pa");
     rte_free(memory);
 }
-BENCHMARK(BM_rte_mem_virt2iova);
 #endif
 
 }  // namespace
@@ -153,6 +158,18 @@ int main(int argc, char** argv) {
     eal_started = rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) >= 0;
 #endif
     (void)fixture();
+    // Names are "<metric>/<implementation>/<size>" (scripts/bench_rows.py).
+    benchmark::RegisterBenchmark("map_pool_pair/dmakit/4KiB", BM_map_pool_pair, std::size_t{4096});
+    benchmark::RegisterBenchmark("map_pool_pair/dmakit/2MiB", BM_map_pool_pair, std::size_t{2} << 20);
+    benchmark::RegisterBenchmark("map_foreign_hit_pair/dmakit/4KiB", BM_map_foreign_hit_pair, std::size_t{4096});
+    benchmark::RegisterBenchmark("map_foreign_hit_pair/dmakit/2MiB", BM_map_foreign_hit_pair, std::size_t{2} << 20);
+    benchmark::RegisterBenchmark("coherent_pair/dmakit/4KiB", BM_coherent_pair);
+    benchmark::RegisterBenchmark("coherent_pair/buddy_pair/4KiB", BM_buddy_pair);
+    benchmark::RegisterBenchmark("coherent_zeroing/dmakit/4KiB", BM_zero_page);
+    benchmark::RegisterBenchmark("virt2iova/dmakit/4KiB", BM_virt2iova);
+#if DMAKIT_HAVE_DPDK
+    benchmark::RegisterBenchmark("virt2iova/rte_mem_virt2iova/4KiB", BM_rte_mem_virt2iova);
+#endif
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
 #if DMAKIT_HAVE_DPDK
