@@ -17,6 +17,7 @@
 #include "packet_buffer.hpp"
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -79,6 +80,8 @@ struct NicStats {
     DeviceCounters device;
 };
 
+class PacketPool;
+
 class Nic {
 public:
     Nic() = default;
@@ -99,6 +102,20 @@ public:
     [[nodiscard]] virtual Status set_promiscuous(bool enabled) = 0;
     // Reads (and folds) the device counters; fails when the device is gone.
     [[nodiscard]] virtual Result<NicStats> stats() = 0;
+
+    // The pool RX buffers come from; programs allocate TX buffers here too.
+    // Null for a driver without one.
+    [[nodiscard]] virtual PacketPool* packet_pool() noexcept { return nullptr; }
+
+    // Interrupt mode: blocks until the port signals work for `queue` (a frame
+    // received, a TX write-back, a link change) or `timeout` passes; returns
+    // whether it was signalled. Polling mode: returns true at once, so
+    // `if (rx_burst(...) == 0) wait(...)` loops work in both modes.
+    [[nodiscard]] virtual Result<bool> wait(std::size_t queue, std::chrono::milliseconds timeout) {
+        (void)queue;
+        (void)timeout;
+        return true;
+    }
 };
 
 }  // namespace dmakit::net

@@ -16,8 +16,7 @@ inline constexpr std::array<PciId, 2> supported_ids{{
     {0x8086, 0x10F6},  // 82574LA
 }};
 
-// Opens an 82574 port. Until the VFIO/DMA glue lands this fails with ENOSYS;
-// the protocol core (bring_up, rings, HwStats) is complete and unit tested.
+// Opens an 82574 port (see e1000e_nic.hpp for what open does and checks).
 [[nodiscard]] Result<std::unique_ptr<Nic>> open(NicOpenContext& context);
 
 }  // namespace dmakit::net::e1000e

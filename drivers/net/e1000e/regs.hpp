@@ -26,6 +26,7 @@ inline constexpr std::uint32_t ICS = 0x000C8;   // Interrupt Cause Set
 inline constexpr std::uint32_t IMS = 0x000D0;   // Interrupt Mask Set/Read
 inline constexpr std::uint32_t IMC = 0x000D8;   // Interrupt Mask Clear
 inline constexpr std::uint32_t IAM = 0x000E0;   // Interrupt Acknowledge Auto-Mask
+inline constexpr std::uint32_t EIAC = 0x000DC;  // MSI-X causes cleared from ICR when signalled
 inline constexpr std::uint32_t IVAR = 0x000E4;  // MSI-X cause -> vector allocation
 inline constexpr std::uint32_t EITR0 = 0x000E8; // MSI-X vector throttling, 5 vectors, 4 apart
 

@@ -29,11 +29,15 @@ TEST(NicDriverRegistry, BuiltinsClaimThe82574) {
     auto e = registry.find({0x8086, 0x10d3});
     ASSERT_TRUE(e.ok()) << e.error().message();
     EXPECT_EQ((*e)->driver, "e1000e");
-    // The factory is wired, and says honestly what it still lacks.
+    // The factory is wired to the VFIO glue: with no VFIO to be found it
+    // fails with the layer's error (the VM tests open real ports).
     NicOpenContext context;
+    context.dma_options.paths.dev_vfio = "/nonexistent/dev/vfio";
+    context.dma_options.paths.sysfs = "/nonexistent/sys";
     auto nic = registry.open({0x8086, 0x10d3}, context);
     ASSERT_FALSE(nic.ok());
-    EXPECT_EQ(nic.error().code(), ENOSYS);
+    EXPECT_NE(nic.error().code(), ENOSYS);
+    EXPECT_NE(nic.error().message().find("0000:00:00.0"), std::string::npos) << nic.error().message();
 }
 
 TEST(NicDriverRegistry, UnknownIdListsWhatIsSupported) {

@@ -1,0 +1,16 @@
+#include "open_nic.hpp"
+
+#include <dmakit/pci/sysfs.hpp>
+
+#include <cerrno>
+
+namespace dmakit::net {
+
+Result<std::unique_ptr<Nic>> open_nic(const NicDriverRegistry& registry, NicOpenContext& context) {
+    pci::Sysfs sysfs;
+    auto info = sysfs.device_info(context.address);
+    if (!info.ok()) return std::move(info).error();  // "no PCI device at BDF; run: dmakit list"
+    return registry.open(PciId{info->vendor_id, info->device_id}, context);
+}
+
+}  // namespace dmakit::net

@@ -1,0 +1,140 @@
+// What the NIC examples share: option parsing, opening a port with a
+// one-line error, per-second rate lines, and JSON text.
+#pragma once
+
+#include <net/driver_registry.hpp>
+#include <net/nic_open_context.hpp>
+#include <net/open_nic.hpp>
+
+#include <dmakit/pci/address.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dmakit::examples {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] inline void die(const std::string& program, const std::string& message) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());
+    std::exit(1);
+}
+
+// Tiny argv walker: --name VALUE, --name=VALUE and -x VALUE.
+class Args {
+public:
+    Args(int argc, char** argv, std::string program, std::string usage)
+        : program_(std::move(program)), usage_(std::move(usage)) {
+        for (int i = 1; i < argc; ++i) args_.emplace_back(argv[i]);
+    }
+    [[nodiscard]] bool done() const { return i_ >= args_.size(); }
+    // True when the current argument is one of the names (consumes it).
+    bool flag(std::initializer_list<std::string_view> names) {
+        for (auto n : names) {
+            if (args_[i_] == n) {
+                ++i_;
+                return true;
+            }
+        }
+        return false;
+    }
+    // Option with a value; nullopt when the current argument is not it.
+    std::optional<std::string> option(std::initializer_list<std::string_view> names) {
+        const std::string& a = args_[i_];
+        for (auto n : names) {
+            if (a == n) {
+                if (i_ + 1 >= args_.size()) bad(std::string(n) + " needs a value");
+                i_ += 2;
+                return args_[i_ - 1];
+            }
+            if (a.size() > n.size() + 1 && a.compare(0, n.size(), n) == 0 && a[n.size()] == '=') {
+                ++i_;
+                return a.substr(n.size() + 1);
+            }
+        }
+        return std::nullopt;
+    }
+    [[noreturn]] void unknown() { bad("unknown option '" + args_[i_] + "'"); }
+    [[noreturn]] void bad(const std::string& why) {
+        die(program_, why + " (see " + program_ + " --help)");
+    }
+    void help() {
+        std::fputs(usage_.c_str(), stdout);
+        std::exit(0);
+    }
+    template <typename T>
+    T number(const std::string& text, const char* what, T min, T max) {
+        T v{};
+        const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || p != text.data() + text.size() || v < min || v > max) {
+            bad(std::string(what) + " '" + text + "' must be a number from " + std::to_string(min) +
+                " to " + std::to_string(max));
+        }
+        return v;
+    }
+    pci::PciAddress address(const std::string& text) {
+        // Accept the short form 00:03.0 too.
+        std::string full = text;
+        if (std::count(text.begin(), text.end(), ':') == 1) full = "0000:" + text;
+        auto a = pci::PciAddress::parse(full);
+        if (!a.ok()) die(program_, a.error().message());
+        return *a;
+    }
+    [[nodiscard]] const std::string& program() const { return program_; }
+
+private:
+    std::string program_;
+    std::string usage_;
+    std::vector<std::string> args_;
+    std::size_t i_ = 0;
+};
+
+inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
+                                                  const net::NicDriverRegistry& registry,
+                                                  net::NicOpenContext& context) {
+    auto nic = net::open_nic(registry, context);
+    if (!nic.ok()) die(program, nic.error().message());
+    auto link = (*nic)->link();
+    if (!link.ok()) die(program, link.error().message());
+    if (!link->up) {
+        std::fprintf(stderr, "%s: warning: link of %s is down\n", program.c_str(),
+                     context.address.to_string().c_str());
+    }
+    return std::move(nic).value();
+}
+
+inline double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Gbit/s of Ethernet frames (FCS included, preamble and gap not).
+inline double gbits(double pps, std::size_t frame_bytes) { return pps * (frame_bytes + 4) * 8 / 1e9; }
+
+inline std::string json_escape(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+inline std::string json_array(const std::vector<double>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%.0f", i ? ", " : "", v[i]);
+        out += buf;
+    }
+    return out + "]";
+}
+
+}  // namespace dmakit::examples
