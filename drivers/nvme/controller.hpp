@@ -1,71 +1,190 @@
-// NVMe controller glue: INTERFACE SKETCH ONLY, nothing here is implemented.
+// NVMe controller over VFIO and the dmakit DMA API (NVMe 1.4).
 //
-// This header declares no functions on purpose, so nothing can link against a
-// controller that does not exist yet. It records how controller.cpp will sit
-// on the protocol core (registers, commands, identify, prp, queue, doorbells)
-// and what it needs from the DMA API, so that layer can be checked against it.
+//     auto dev = dma::PciDmaDevice::open(address);
+//     auto ctrl = nvme::Controller::open(**dev, {});
+//     auto* q = *(*ctrl)->create_io_queue();       // one per thread
+//     q->read_sync(nsid, slba, blocks, segments);
 //
-// Bring-up (NVMe 1.4 §7.6.1 Initialization, §3.1):
-//   1. Map BAR0 (vfio::Device::map_bar(0)), require size >= min_bar0_size.
-//      Read CAP -> validate_cap(); VS; choose_page_size(cap, 4096) -> CC.MPS.
-//   2. If CC.EN = 1: write CC.EN = 0 and wait for CSTS.RDY = 0, at most
-//      CAP.TO * 500 ms (Cap::timeout_ms). Treat CSTS all-ones as device gone
-//      (Csts::device_gone), CSTS.CFS as fatal (reset path below).
-//   3. Admin queue: two coherent buffers (SQ depth * 64 B, CQ depth * 16 B),
-//      AQA = encode_aqa(), ASQ/ACQ = their DmaAddr values; QueuePair over the
-//      cpu pointers with MmioDoorbells(qid 0).
-//   4. CC = ControllerConfig{enable, css 0, mps, ams 0, shn none, 6, 4};
-//      wait CSTS.RDY = 1 within CAP.TO.
-//   5. Identify Controller into a coherent 4 KiB buffer ->
-//      parse_identify_controller(buf, cap.min_page_size()); max transfer =
-//      min(MDTS bytes, driver cap). Active namespace list (CNS 02h), then
-//      Identify Namespace per NSID -> parse_identify_namespace().
-//   6. set_number_of_queues(n, n) -> decode_number_of_queues(dw0), use the
-//      minimum of requested and granted. For each I/O queue: coherent SQ/CQ
-//      rings, create_io_cq then create_io_sq (PC = 1, CAP.CQR says it must be),
-//      a QueuePair per thread, each with its own PRP-list DmaPool.
+// open() brings the controller up per §7.6.1 from whatever state it was left
+// in (enabled, shut down, queues still created, fatal): it disables it first
+// and falls back to a function reset (VFIO_DEVICE_RESET) when it does not
+// come back. Identify data and every register value are checked before they
+// size anything. Closing (or shutdown()) deletes the I/O queues and does a
+// normal shutdown with CC.SHN (§7.6.2).
 //
-// Shutdown (§7.6.2): delete I/O SQs then CQs, CC.SHN = normal, poll
-// CSTS.SHST == complete within a bounded time, then CC.EN = 0. Only after
-// that may rings, PRP lists and mapped user buffers be freed:
-// QueuePair::cancel_all_and_reset() completes what is left as cancelled.
-//
-// Reset path (CSTS.CFS, timeouts the Abort command did not resolve): disable
-// (CC.EN = 0, wait RDY = 0), cancel_all_and_reset() every queue, redo 3-6.
-//
-// Timeouts: each submit carries a deadline; a periodic scan_timeouts() sends
-// abort_command(sqid, cid) on the admin queue, escalating to reset.
-//
-// What the glue needs from the DMA API (lib/dmakit/dma), as seen in its
-// headers at the time of writing:
-//   - dma::DmaDevice::alloc_coherent(size) -> CoherentBuffer {cpu(), dma(),
-//     size()}: page-aligned, zeroed, for the admin/I/O rings and identify/log
-//     buffers. Alignment to the controller page size is required (ASQ/ACQ
-//     bits 11:0 are reserved; PC=1 queues start on a page).
-//   - dma::DmaPool::create(name, device, page_size, page_size, page_size):
-//     page-sized, page-aligned blocks that never cross a page, wrapped as a
-//     PrpListAllocator: allocate() -> {block.cpu, block.dma.value()},
-//     release(p) -> pool.free(p.cpu) (an EINVAL there is a driver bug: log it).
-//   - DmaDevice::map_single(ptr, len, dir) / unmap_single for caller buffers
-//     (one segment for build_prp), and map_sg / unmap_sg with
-//     ScatterList::segments() for scattered caller memory; the segments must
-//     follow the PRP rules (page-aligned joins), which build_prp checks.
-//     set_segment_limits() should ask map_sg for page-aligned boundaries.
-//   - DmaDevice::set_mask_and_coherent(dma_bit_mask(64)) at probe.
-//   - The DmaAddr -> std::uint64_t conversion happens in the glue only
-//     (DmaSegment, DataPointer and PrpListPage use plain integers so the
-//     protocol core does not depend on the DMA layer).
-//
-// Planned public surface (names may change when written):
-//   class Controller {            // move-only; owns BAR mapping, admin queue, I/O queues
-//     static Result<std::unique_ptr<Controller>> open(vfio::Device&, dma::DmaDevice&, Options, const Logger*);
-//     const ControllerInfo& info(); std::span<const NamespaceInfo> namespaces();
-//     Result<IoQueue*> io_queue(unsigned index);   // one per thread
-//     Status shutdown();                           // also run by the destructor
-//   };
-//   class IoQueue {               // QueuePair + PrpListAllocator + per-command PrpChain
-//     Result<std::uint16_t> read/write(nsid, slba, blocks, DmaSegment(s), callback, user);
-//     Result<...> flush/write_zeroes/deallocate(...);
-//     std::uint32_t poll(); Status read_sync(...);  // sync helpers poll until done or timeout
-//   };
+// Threads: admin commands (create_io_queue, smart_log, abort, ...) may come
+// from any thread; they are serialised by a mutex. Each IoQueue belongs to
+// one thread. reset() and shutdown() need every IoQueue quiet.
 #pragma once
+
+#include "identify.hpp"
+#include "log_pages.hpp"
+#include "queue.hpp"
+#include "registers.hpp"
+
+#include <dmakit/dma/coherent.hpp>
+#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/support/log.hpp>
+#include <dmakit/support/result.hpp>
+#include <dmakit/vfio/device.hpp>
+#include <dmakit/vfio/interrupts.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace dmakit::nvme {
+
+class IoQueue;
+class MmioDoorbells;
+
+struct ControllerOptions {
+    std::uint32_t admin_queue_depth = 32;
+    // I/O queue pairs asked for with Set Features Number of Queues (§5.21.1.7);
+    // the controller may grant fewer.
+    std::uint32_t max_io_queues = 8;
+    // Entries per I/O queue when create_io_queue() is given 0; capped at CAP.MQES.
+    std::uint32_t io_queue_depth = 256;
+    // MSI-X: vector q signals I/O queue q (IEN=1 on its CQ); the admin queue
+    // is always polled. Off: every queue is polled.
+    bool interrupts = false;
+    std::chrono::milliseconds admin_timeout{10'000};
+    std::chrono::milliseconds io_timeout{10'000};
+    // Largest transfer per command the driver builds, also bounded by MDTS.
+    std::uint64_t max_transfer_cap = std::uint64_t{1} << 20;
+    // Null: the DMA context's logger.
+    const Logger* logger = nullptr;
+};
+
+// What a synchronous admin command returns: its completion (status checked by the caller).
+struct AdminResult {
+    CompletionStatus status;
+    std::uint32_t dw0 = 0;
+};
+
+class Controller {
+public:
+    // `device` must outlive the controller. Fails with a message saying what
+    // was wrong (register values, timeouts with the CSTS seen, identify data).
+    [[nodiscard]] static Result<std::unique_ptr<Controller>> open(dma::PciDmaDevice& device,
+                                                                 ControllerOptions options = {});
+    // shutdown() unless abandon() was called.
+    ~Controller();
+    Controller(const Controller&) = delete;
+    Controller& operator=(const Controller&) = delete;
+
+    [[nodiscard]] const ControllerInfo& info() const noexcept { return info_; }
+    [[nodiscard]] Cap cap() const noexcept { return cap_; }
+    [[nodiscard]] Version version() const noexcept { return version_; }
+    [[nodiscard]] std::span<const NamespaceInfo> namespaces() const noexcept { return namespaces_; }
+    [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept;
+    // Controller memory page size (CC.MPS) and the largest transfer per command.
+    [[nodiscard]] std::uint64_t page_size() const noexcept { return page_size_; }
+    [[nodiscard]] std::uint64_t max_transfer() const noexcept { return max_transfer_; }
+    [[nodiscard]] std::uint32_t io_queues_granted() const noexcept { return io_queues_granted_; }
+    [[nodiscard]] std::uint32_t max_io_queue_depth() const noexcept { return cap_.max_queue_entries(); }
+    [[nodiscard]] bool interrupts_enabled() const noexcept { return interrupts_.has_value(); }
+
+    // Creates an I/O CQ/SQ pair (§5.3, §5.4) with its own PRP-list pool.
+    // `depth` 0 means ControllerOptions::io_queue_depth. The controller owns
+    // the queue; the pointer is valid until delete_io_queue or destruction.
+    [[nodiscard]] Result<IoQueue*> create_io_queue(std::uint32_t depth = 0);
+    // Deletes SQ then CQ (§5.6, §5.5); outstanding commands complete as cancelled.
+    [[nodiscard]] Status delete_io_queue(IoQueue* queue);
+    [[nodiscard]] std::size_t io_queue_count() const noexcept { return io_queues_.size(); }
+
+    // Runs one admin command and waits for it (options.admin_timeout unless given).
+    // A non-success status is returned as the AdminResult, not as an Error.
+    [[nodiscard]] Result<AdminResult> admin(const SubmissionEntry& sqe,
+                                            std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+    // Same, but a non-success status is an Error naming it.
+    [[nodiscard]] Result<std::uint32_t> admin_ok(const SubmissionEntry& sqe, std::string_view what);
+
+    [[nodiscard]] Result<SmartLog> smart_log(std::uint32_t nsid = nsid_all);
+    [[nodiscard]] Result<std::vector<ErrorLogEntry>> error_log(std::uint32_t entries = 0);  // 0: ELPE + 1
+    // §5.1 Abort. Ok when the controller accepted it; DW0 bit 0 = 0 means
+    // the command was aborted (it then completes with Abort Requested).
+    [[nodiscard]] Result<bool> abort(std::uint16_t sqid, std::uint16_t cid);
+
+    // CSTS now (one MMIO read).
+    [[nodiscard]] Csts status() const noexcept;
+    // CSTS.CFS or a read of all ones: the controller needs reset().
+    [[nodiscard]] bool failed() const noexcept;
+
+    // Controller reset path (§7.3.2): disable (VFIO function reset if that
+    // hangs), complete every outstanding command as cancelled, re-enable,
+    // re-create the existing I/O queues with the same rings. IoQueue pointers stay valid.
+    [[nodiscard]] Status reset();
+    // Deletes I/O queues, CC.SHN = normal, waits for CSTS.SHST = complete. Idempotent.
+    [[nodiscard]] Status shutdown();
+    // Forgets the controller without shutting it down, queues left created:
+    // the state a crashed process leaves. For tests of open()'s recovery.
+    void abandon() noexcept { abandoned_ = true; }
+
+    [[nodiscard]] dma::PciDmaDevice& device() noexcept { return device_; }
+    [[nodiscard]] dma::DmaDevice& dma() noexcept { return device_.dma(); }
+    [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
+    [[nodiscard]] const ControllerOptions& options() const noexcept { return options_; }
+    [[nodiscard]] QueueStats admin_stats() const;
+    [[nodiscard]] const vfio::Interrupts* interrupts() const noexcept {
+        return interrupts_ ? &*interrupts_ : nullptr;
+    }
+    // Times open()/reset() fell back to a VFIO function reset.
+    [[nodiscard]] std::uint32_t function_resets() const noexcept { return function_resets_; }
+
+private:
+    friend class IoQueue;
+    Controller(dma::PciDmaDevice& device, ControllerOptions options, vfio::Region bar0);
+
+    [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept;
+    void write32(std::uint32_t offset, std::uint32_t value) noexcept;
+    [[nodiscard]] std::uint64_t read64(std::uint32_t offset) const noexcept;
+    void write64(std::uint32_t offset, std::uint64_t value) noexcept;
+
+    [[nodiscard]] Status read_capabilities();
+    [[nodiscard]] Status wait_ready(bool ready, std::string_view why);
+    [[nodiscard]] Status disable();
+    [[nodiscard]] Status disable_or_function_reset();
+    [[nodiscard]] Status enable();
+    [[nodiscard]] Status setup_admin_queue();
+    [[nodiscard]] Status identify_all();
+    [[nodiscard]] Status negotiate_queues();
+    [[nodiscard]] Status create_queue_on_device(IoQueue& q);
+    [[nodiscard]] Status delete_queue_on_device(IoQueue& q);
+    [[nodiscard]] Result<AdminResult> admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout);
+    [[nodiscard]] Result<dma::CoherentBuffer> alloc_queue_memory(std::size_t bytes);
+
+    dma::PciDmaDevice& device_;
+    ControllerOptions options_;
+    const Logger* logger_;
+    vfio::Region bar0_;
+    volatile std::byte* regs_ = nullptr;
+
+    Cap cap_;
+    Version version_;
+    std::uint64_t page_size_ = 4096;
+    std::uint64_t max_transfer_ = 0;
+    ControllerInfo info_;
+    std::vector<NamespaceInfo> namespaces_;
+    std::uint32_t io_queues_granted_ = 0;
+    std::optional<vfio::Interrupts> interrupts_;
+
+    mutable std::mutex admin_mutex_;
+    dma::CoherentBuffer admin_sq_mem_;
+    dma::CoherentBuffer admin_cq_mem_;
+    dma::CoherentBuffer scratch_;  // 4 KiB for identify and log pages, under admin_mutex_
+    std::unique_ptr<MmioDoorbells> admin_doorbells_;
+    std::optional<QueuePair> admin_;
+
+    std::vector<std::unique_ptr<IoQueue>> io_queues_;
+    bool shut_down_ = false;
+    bool admin_broken_ = false;  // an admin command timed out: only reset() helps
+    bool abandoned_ = false;
+    std::uint32_t function_resets_ = 0;
+};
+
+}  // namespace dmakit::nvme

@@ -1,0 +1,488 @@
+#include "controller.hpp"
+
+#include "doorbells.hpp"
+#include "format.hpp"
+#include "io_queue.hpp"
+
+#include <dmakit/support/mmio.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace dmakit::nvme {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string csts_text(Csts c) {
+    if (c.device_gone()) return "CSTS reads all ones (device gone)";
+    return "CSTS " + hex(c.raw) + " (RDY " + std::to_string(c.ready()) + ", CFS " + std::to_string(c.fatal()) +
+           ", SHST " + std::to_string(static_cast<unsigned>(c.shutdown())) + ")";
+}
+
+// Queue rings and the admin scratch buffer must start on a controller page:
+// ASQ/ACQ bits 11:0 are reserved (§3.1.9, §3.1.10) and PC=1 queues are page
+// aligned (§5.3, §5.4); alloc_coherent aligns to the power-of-two size.
+std::size_t round_to_page(std::size_t bytes, std::uint64_t page) {
+    return std::max<std::size_t>(bytes, page);
+}
+
+}  // namespace
+
+Controller::Controller(dma::PciDmaDevice& device, ControllerOptions options, vfio::Region bar0)
+    : device_(device),
+      options_(options),
+      logger_(options.logger != nullptr ? options.logger : &device.context().logger()),
+      bar0_(std::move(bar0)),
+      regs_(bar0_.base()) {}
+
+std::uint32_t Controller::read32(std::uint32_t offset) const noexcept { return mmio::read32(regs_, offset); }
+void Controller::write32(std::uint32_t offset, std::uint32_t value) noexcept { mmio::write32(regs_, offset, value); }
+// 64-bit registers as two dword accesses, low first: valid for every
+// controller (§3.1: 64-bit registers may be accessed as two 32-bit halves).
+std::uint64_t Controller::read64(std::uint32_t offset) const noexcept {
+    const std::uint64_t lo = read32(offset);
+    const std::uint64_t hi = read32(offset + 4);
+    return hi << 32 | lo;
+}
+void Controller::write64(std::uint32_t offset, std::uint64_t value) noexcept {
+    write32(offset, static_cast<std::uint32_t>(value));
+    write32(offset + 4, static_cast<std::uint32_t>(value >> 32));
+}
+
+Csts Controller::status() const noexcept { return Csts{read32(reg::csts)}; }
+bool Controller::failed() const noexcept {
+    const Csts c = status();
+    return c.device_gone() || c.fatal();
+}
+
+const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexcept {
+    for (const NamespaceInfo& ns : namespaces_) {
+        if (ns.nsid == nsid) return &ns;
+    }
+    return nullptr;
+}
+
+Result<std::unique_ptr<Controller>> Controller::open(dma::PciDmaDevice& device, ControllerOptions options) {
+    const std::string name = device.address().to_string();
+    if (options.admin_queue_depth < 2 || options.admin_queue_depth > max_admin_queue_entries) {
+        return Error(EINVAL, "admin queue depth " + std::to_string(options.admin_queue_depth) + " is outside 2..4096");
+    }
+    if (options.max_io_queues == 0 || options.max_io_queues > 65535) {
+        return Error(EINVAL, "max_io_queues must be 1..65535");
+    }
+    DMAKIT_ASSIGN_OR_RETURN(vfio::Region bar0, device.vfio().map_bar(0));
+    if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, min_bar0_size)) {
+        return Error(ENODEV, name + ": BAR0 of " + std::to_string(bar0.size()) +
+                                 " bytes is too small or not mappable for NVMe registers and doorbells");
+    }
+    // 64-bit DMA (§4.3: PRP entries are 64-bit); pool memory stays below 4 GiB anyway.
+    DMAKIT_TRY(device.dma().set_mask_and_coherent(dma::dma_bit_mask(64)));
+
+    std::unique_ptr<Controller> c(new Controller(device, options, std::move(bar0)));
+    auto fail = [&](const Error& e) { return e.with_context(name + ": "); };
+
+    if (auto s = c->read_capabilities(); !s.ok()) return fail(s.error());
+    if (auto s = c->disable_or_function_reset(); !s.ok()) return fail(s.error());
+    if (auto s = c->setup_admin_queue(); !s.ok()) return fail(s.error());
+    if (auto s = c->enable(); !s.ok()) return fail(s.error());
+    if (auto s = c->identify_all(); !s.ok()) return fail(s.error());
+    if (auto s = c->negotiate_queues(); !s.ok()) return fail(s.error());
+    if (options.interrupts) {
+        auto irq = vfio::Interrupts::enable(device.vfio(), vfio::IrqKind::msix, c->io_queues_granted_ + 1);
+        if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X: "));
+        c->interrupts_.emplace(std::move(irq).value());
+    }
+    return c;
+}
+
+Status Controller::read_capabilities() {
+    // NVMe 1.4 §7.6.1 step 1: CAP and VS before touching anything.
+    cap_ = Cap{read64(reg::cap)};
+    if (cap_.raw == ~std::uint64_t{0}) return Error(ENODEV, "CAP reads all ones: the device does not answer");
+    DMAKIT_TRY(validate_cap(cap_));
+    version_ = Version{read32(reg::vs)};
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t mps, choose_page_size(cap_, 4096));
+    page_size_ = std::uint64_t{4096} << mps;
+    DMAKIT_TRY(check_doorbells_in_bar(static_cast<std::uint32_t>(options_.max_io_queues), cap_.doorbell_stride_shift(),
+                                      bar0_.size()));
+    return {};
+}
+
+Status Controller::wait_ready(bool ready, std::string_view why) {
+    // CAP.TO is the worst case for RDY to follow EN (§3.1.1); a few ms of
+    // slack for the emulated case where TO is small and the host is busy.
+    const auto deadline = Clock::now() + std::chrono::milliseconds(cap_.timeout_ms()) + 100ms;
+    auto pause = 10us;
+    for (;;) {
+        const Csts c = status();
+        if (c.device_gone()) return Error(ENODEV, std::string(why) + ": " + csts_text(c));
+        if (c.ready() == ready) return {};
+        // CFS while enabling means the enable failed; while disabling RDY may still drop.
+        if (c.fatal() && ready) return Error(EIO, std::string(why) + ": controller fatal status, " + csts_text(c));
+        if (Clock::now() > deadline) {
+            return Error(ETIMEDOUT, std::string(why) + ": CSTS.RDY did not become " + std::to_string(ready) +
+                                        " within CAP.TO " + std::to_string(cap_.timeout_ms()) + " ms; " +
+                                        csts_text(c));
+        }
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::microseconds>(pause * 2, 10ms);
+    }
+}
+
+Status Controller::disable() {
+    const ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
+    const Csts c = status();
+    if (c.device_gone()) return Error(ENODEV, "disabling: " + csts_text(c));
+    // EN=1 with RDY=0 is an enable still in progress; let it finish before
+    // clearing EN (§3.1.5 CC.EN, §7.6.1 note on transitions). A timeout here
+    // is not fatal: the disable below decides.
+    if (cc.enable && !c.ready() && !c.fatal()) (void)wait_ready(true, "finishing an earlier enable");
+    if (cc.enable || c.ready()) {
+        ControllerConfig off = cc;
+        off.enable = false;
+        off.shutdown = ShutdownNotification::none;
+        write32(reg::cc, off.encode());
+    }
+    return wait_ready(false, "disabling the controller");
+}
+
+Status Controller::disable_or_function_reset() {
+    auto s = disable();
+    if (s.ok()) return {};
+    // A controller that does not come back (hung, fatal, left mid-shutdown by
+    // a crashed owner) gets a function-level reset, then one more try.
+    logger_->warning("nvme " + device_.address().to_string() + ": " + s.error().message() +
+                     "; trying a function reset (VFIO_DEVICE_RESET)");
+    DMAKIT_TRY(device_.vfio().reset());
+    ++function_resets_;
+    // FLR clears Bus Master Enable on some paths; DMA needs it.
+    DMAKIT_TRY(device_.vfio().enable_bus_master());
+    return disable().ok() ? Status{} : Error(EIO, "controller did not disable even after a function reset: " +
+                                                      csts_text(status()));
+}
+
+Result<dma::CoherentBuffer> Controller::alloc_queue_memory(std::size_t bytes) {
+    return dma().alloc_coherent(round_to_page(bytes, page_size_));
+}
+
+Status Controller::setup_admin_queue() {
+    // §7.6.1 step 3, §3.1.8-3.1.10: AQA sizes, ASQ/ACQ base addresses.
+    const std::uint32_t depth = options_.admin_queue_depth;
+    if (!admin_sq_mem_) {
+        DMAKIT_ASSIGN_OR_RETURN(admin_sq_mem_, alloc_queue_memory(std::size_t{depth} * sizeof(SubmissionEntry)));
+        DMAKIT_ASSIGN_OR_RETURN(admin_cq_mem_, alloc_queue_memory(std::size_t{depth} * sizeof(CompletionEntry)));
+        DMAKIT_ASSIGN_OR_RETURN(scratch_, dma().alloc_coherent(round_to_page(identify_data_size, page_size_)));
+        DMAKIT_ASSIGN_OR_RETURN(MmioDoorbells db,
+                                MmioDoorbells::create(regs_, bar0_.size(), 0, cap_.doorbell_stride_shift()));
+        admin_doorbells_ = std::make_unique<MmioDoorbells>(db);
+        QueueConfig qc;
+        qc.qid = 0;
+        qc.depth = depth;
+        qc.sq = admin_sq_mem_.as<SubmissionEntry>();
+        qc.cq = admin_cq_mem_.as<CompletionEntry>();
+        qc.doorbells = admin_doorbells_.get();
+        qc.logger = logger_;
+        DMAKIT_ASSIGN_OR_RETURN(QueuePair qp, QueuePair::create(qc));
+        admin_.emplace(std::move(qp));
+    } else {
+        admin_->cancel_all_and_reset();
+    }
+    std::memset(admin_sq_mem_.cpu(), 0, admin_sq_mem_.size());
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t aqa, encode_aqa(depth, depth));
+    write32(reg::aqa, aqa);
+    write64(reg::asq, admin_sq_mem_.dma().value());
+    write64(reg::acq, admin_cq_mem_.dma().value());
+    return {};
+}
+
+Status Controller::enable() {
+    // §7.6.1 step 4-5: CSS NVM, MPS, round robin, 64-byte SQEs, 16-byte CQEs, EN.
+    ControllerConfig cc;
+    cc.enable = true;
+    cc.command_set = 0;
+    cc.mps = static_cast<std::uint32_t>(std::countr_zero(page_size_) - 12);
+    cc.io_sq_entry_shift = 6;
+    cc.io_cq_entry_shift = 4;
+    write32(reg::cc, cc.encode());
+    shut_down_ = false;
+    return wait_ready(true, "enabling the controller");
+}
+
+Status Controller::identify_all() {
+    // §5.15: CNS 01h controller, 02h active namespace list, 00h per namespace.
+    const DataPointer dp{scratch_.dma().value(), 0};
+    const IdentifyBuffer view(scratch_.as<const std::byte>(), identify_data_size);
+    {
+        std::lock_guard lock(admin_mutex_);
+        std::memset(scratch_.cpu(), 0, identify_data_size);
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_controller(dp), options_.admin_timeout));
+        if (!r.status.ok()) return status_error(r.status, "Identify Controller");
+        DMAKIT_ASSIGN_OR_RETURN(info_, parse_identify_controller(view, cap_.min_page_size()));
+    }
+    // MDTS is in units of CAP.MPSMIN pages; 0 means no limit (§5.15.2.1).
+    max_transfer_ = std::min(info_.max_transfer_bytes.value_or(options_.max_transfer_cap), options_.max_transfer_cap);
+    // Our PRP lists chain, but one list page (page/8 entries) keeps it simple and bounded.
+    max_transfer_ = std::min<std::uint64_t>(max_transfer_, (page_size_ / 8 - 1) * page_size_);
+
+    std::vector<std::uint32_t> nsids;
+    std::uint32_t after = 0;
+    for (int round = 0; round < 64; ++round) {  // 64 * 1024 NSIDs is more than any controller has
+        std::lock_guard lock(admin_mutex_);
+        std::memset(scratch_.cpu(), 0, identify_data_size);
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_active_namespaces(after, dp), options_.admin_timeout));
+        if (!r.status.ok()) return status_error(r.status, "Identify Active Namespace ID list");
+        DMAKIT_ASSIGN_OR_RETURN(std::vector<std::uint32_t> part, parse_active_namespace_list(view, after, info_.nn));
+        nsids.insert(nsids.end(), part.begin(), part.end());
+        if (part.size() < 1024) break;
+        after = part.back();
+    }
+    namespaces_.clear();
+    for (std::uint32_t nsid : nsids) {
+        std::lock_guard lock(admin_mutex_);
+        std::memset(scratch_.cpu(), 0, identify_data_size);
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_namespace(nsid, dp), options_.admin_timeout));
+        if (!r.status.ok()) return status_error(r.status, "Identify Namespace " + std::to_string(nsid));
+        auto ns = parse_identify_namespace(view, nsid);
+        if (!ns.ok()) {
+            // One bad namespace should not hide the others.
+            logger_->warning("nvme: namespace " + std::to_string(nsid) + " skipped: " + ns.error().message());
+            continue;
+        }
+        if (ns->extended_lba() || ns->current_format().metadata_size != 0) {
+            logger_->warning("nvme: namespace " + std::to_string(nsid) + " uses metadata; not supported, skipped");
+            continue;
+        }
+        namespaces_.push_back(std::move(ns).value());
+    }
+    return {};
+}
+
+Status Controller::negotiate_queues() {
+    // §5.21.1.7: ask for max_io_queues pairs; use what is granted (0-based NSQA/NCQA).
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, set_number_of_queues(options_.max_io_queues, options_.max_io_queues));
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t dw0, admin_ok(sqe, "Set Features Number of Queues"));
+    const QueueCounts granted = decode_number_of_queues(dw0);
+    io_queues_granted_ = std::min({granted.sq, granted.cq, options_.max_io_queues});
+    return {};
+}
+
+Result<AdminResult> Controller::admin(const SubmissionEntry& sqe, std::chrono::milliseconds timeout) {
+    std::lock_guard lock(admin_mutex_);
+    return admin_locked(sqe, timeout.count() > 0 ? timeout : options_.admin_timeout);
+}
+
+Result<std::uint32_t> Controller::admin_ok(const SubmissionEntry& sqe, std::string_view what) {
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin(sqe));
+    if (!r.status.ok()) return status_error(r.status, what);
+    return r.dw0;
+}
+
+Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout) {
+    struct Wait {
+        bool done = false;
+        Completion c;
+    } wait;
+    if (admin_broken_) return Error(EIO, "an earlier admin command timed out; the controller needs reset()");
+    const auto deadline = Clock::now() + timeout;
+    DMAKIT_ASSIGN_OR_RETURN(std::uint16_t cid,
+                            admin_->submit(sqe, [](void* u, const Completion& c) {
+                                auto* w = static_cast<Wait*>(u);
+                                w->done = true;
+                                w->c = c;
+                            }, &wait, deadline));
+    admin_->ring_sq();
+    std::uint32_t spins = 0;
+    while (!wait.done) {
+        admin_->poll();
+        if (wait.done) break;
+        if ((++spins & 63) == 0) {
+            if (Clock::now() > deadline) {
+                const Csts c = status();
+                // The slot keeps pointing at our stack frame; park it on a
+                // no-op callback first (a late completion must not write here).
+                admin_->scan_timeouts(Clock::now(), nullptr);
+                admin_->cancel_all_and_reset();
+                admin_broken_ = true;
+                return Error(ETIMEDOUT, "admin command " + hex(sqe.opcode()) + " (cid " + hex(cid) +
+                                            ") timed out after " + std::to_string(timeout.count()) + " ms; " +
+                                            csts_text(c) + "; the controller needs reset()");
+            }
+            std::this_thread::yield();
+        }
+    }
+    if (wait.c.cancelled) return Error(ECANCELED, "admin command " + hex(sqe.opcode()) + " was cancelled");
+    return AdminResult{wait.c.status, wait.c.dw0};
+}
+
+QueueStats Controller::admin_stats() const {
+    std::lock_guard lock(admin_mutex_);
+    return admin_->stats();
+}
+
+Result<SmartLog> Controller::smart_log(std::uint32_t nsid) {
+    std::lock_guard lock(admin_mutex_);
+    std::memset(scratch_.cpu(), 0, log_page::smart_size);
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, get_smart_log(DataPointer{scratch_.dma().value(), 0}, nsid));
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(sqe, options_.admin_timeout));
+    if (!r.status.ok()) return status_error(r.status, "Get Log Page SMART / Health Information");
+    return parse_smart_log(scratch_.bytes().first(log_page::smart_size));
+}
+
+Result<std::vector<ErrorLogEntry>> Controller::error_log(std::uint32_t entries) {
+    // ELPE is 0-based (§5.15.2.1); at most a page here (64 entries of 64 bytes).
+    const std::uint32_t max_entries = static_cast<std::uint32_t>(page_size_ / log_page::error_entry_size);
+    if (entries == 0) entries = std::uint32_t{info_.elpe} + 1;
+    entries = std::min(entries, max_entries);
+    std::lock_guard lock(admin_mutex_);
+    const std::size_t bytes = std::size_t{entries} * log_page::error_entry_size;
+    std::memset(scratch_.cpu(), 0, bytes);
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, get_error_log(entries, DataPointer{scratch_.dma().value(), 0}));
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(sqe, options_.admin_timeout));
+    if (!r.status.ok()) return status_error(r.status, "Get Log Page Error Information");
+    return parse_error_log(scratch_.bytes().first(bytes));
+}
+
+Result<bool> Controller::abort(std::uint16_t sqid, std::uint16_t cid) {
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t dw0, admin_ok(abort_command(sqid, cid), "Abort"));
+    return (dw0 & 1u) == 0;  // §5.1.1: bit 0 cleared = the command was aborted
+}
+
+Status Controller::create_queue_on_device(IoQueue& q) {
+    CreateCqParams cq;
+    cq.qid = q.qid_;
+    cq.entries = q.depth_;
+    cq.base = q.cq_mem_.dma().value();
+    cq.contiguous = true;
+    if (q.vector_) {
+        cq.irq_enabled = true;
+        cq.vector = static_cast<std::uint16_t>(*q.vector_);
+    }
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry cqe, create_io_cq(cq));
+    DMAKIT_TRY(admin_ok(cqe, "Create I/O Completion Queue " + std::to_string(q.qid_)));
+    CreateSqParams sq;
+    sq.qid = q.qid_;
+    sq.entries = q.depth_;
+    sq.base = q.sq_mem_.dma().value();
+    sq.cqid = q.qid_;
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, create_io_sq(sq));
+    if (auto r = admin_ok(sqe, "Create I/O Submission Queue " + std::to_string(q.qid_)); !r.ok()) {
+        (void)admin(delete_io_cq(q.qid_));
+        return std::move(r).error();
+    }
+    return {};
+}
+
+Status Controller::delete_queue_on_device(IoQueue& q) {
+    // SQ first: a CQ with an SQ still attached may not be deleted (§5.5).
+    auto s = admin_ok(delete_io_sq(q.qid_), "Delete I/O Submission Queue " + std::to_string(q.qid_));
+    auto c = admin_ok(delete_io_cq(q.qid_), "Delete I/O Completion Queue " + std::to_string(q.qid_));
+    // Deleting the SQ aborted whatever was in it (§5.6); what is left never completes.
+    q.cancel_all();
+    if (!s.ok()) return std::move(s).error();
+    if (!c.ok()) return std::move(c).error();
+    return {};
+}
+
+Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
+    if (shut_down_) return Error(ESHUTDOWN, "controller is shut down");
+    if (depth == 0) depth = options_.io_queue_depth;
+    depth = std::min(depth, cap_.max_queue_entries());
+    if (depth < 2) return Error(EINVAL, "I/O queue depth must be at least 2");
+    // Lowest free QID in 1..granted.
+    std::uint16_t qid = 0;
+    for (std::uint32_t id = 1; id <= io_queues_granted_ && qid == 0; ++id) {
+        bool used = false;
+        for (const auto& q : io_queues_) used = used || q->qid_ == id;
+        if (!used) qid = static_cast<std::uint16_t>(id);
+    }
+    if (qid == 0) {
+        return Error(EBUSY, "all " + std::to_string(io_queues_granted_) +
+                                " I/O queues the controller granted are in use; raise max_io_queues or delete one");
+    }
+    std::unique_ptr<IoQueue> q(new IoQueue(*this, qid, depth));
+    if (interrupts_) q->vector_ = qid;  // vector 0 is left to the admin queue
+    DMAKIT_TRY(q->init());
+    DMAKIT_TRY(create_queue_on_device(*q));
+    io_queues_.push_back(std::move(q));
+    return io_queues_.back().get();
+}
+
+Status Controller::delete_io_queue(IoQueue* queue) {
+    auto it = std::find_if(io_queues_.begin(), io_queues_.end(), [&](const auto& q) { return q.get() == queue; });
+    if (it == io_queues_.end()) return Error(EINVAL, "not an I/O queue of this controller");
+    Status s = delete_queue_on_device(**it);
+    io_queues_.erase(it);
+    return s;
+}
+
+Status Controller::reset() {
+    // §7.3.2 Controller Level Reset, host side: disable, complete what the
+    // controller will never complete, bring it up again, rebuild the queues.
+    DMAKIT_TRY(disable_or_function_reset());
+    for (auto& q : io_queues_) q->cancel_all();
+    DMAKIT_TRY(setup_admin_queue());
+    admin_broken_ = false;
+    DMAKIT_TRY(enable());
+    DMAKIT_TRY(negotiate_queues());
+    for (auto& q : io_queues_) {
+        if (q->qid_ > io_queues_granted_) return Error(EIO, "after reset the controller grants fewer queues");
+        DMAKIT_TRY(create_queue_on_device(*q));
+    }
+    return {};
+}
+
+Status Controller::shutdown() {
+    if (shut_down_) return {};
+    Status first;
+    auto keep = [&](Status s) {
+        if (!s.ok() && first.ok()) first = std::move(s);
+    };
+    // §7.6.2: delete I/O queues, then CC.SHN = 01b and wait for SHST = 10b.
+    while (!io_queues_.empty()) keep(delete_io_queue(io_queues_.back().get()));
+    if (failed()) {
+        shut_down_ = true;
+        return Error(EIO, "controller failed before shutdown: " + csts_text(status()));
+    }
+    ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
+    cc.shutdown = ShutdownNotification::normal;
+    write32(reg::cc, cc.encode());
+    // RTD3E would bound this (§5.15.2.1); CAP.TO plus slack is the practical bound.
+    const auto deadline = Clock::now() + std::chrono::milliseconds(std::max<std::uint32_t>(cap_.timeout_ms(), 5000));
+    for (;;) {
+        const Csts c = status();
+        if (c.shutdown() == ShutdownStatus::complete) break;
+        if (c.device_gone() || Clock::now() > deadline) {
+            keep(Error(ETIMEDOUT, "shutdown did not complete: " + csts_text(c)));
+            break;
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    shut_down_ = true;
+    return first;
+}
+
+Controller::~Controller() {
+    if (abandoned_) {
+        // Drop host state only; the device keeps its queues and stays enabled.
+        // Its rings are freed with their pool, which stays mapped until the
+        // PciDmaDevice closes, so a late DMA lands in our own pool memory.
+        for (auto& q : io_queues_) q->cancel_all();
+        if (admin_) admin_->cancel_all_and_reset();
+        return;
+    }
+    auto s = shutdown();
+    if (!s.ok()) logger_->warning("nvme " + device_.address().to_string() + ": shutdown: " + s.error().message());
+    // Cancel before the rings and pools go away; then EN=0 so nothing is fetched any more.
+    if (admin_) admin_->cancel_all_and_reset();
+    ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
+    cc.enable = false;
+    cc.shutdown = ShutdownNotification::none;
+    write32(reg::cc, cc.encode());
+}
+
+}  // namespace dmakit::nvme

@@ -1,0 +1,389 @@
+#include "io_queue.hpp"
+
+#include "controller.hpp"
+#include "doorbells.hpp"
+#include "format.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace dmakit::nvme {
+
+// Per-command host state, in host memory the device cannot reach: the PRP
+// lists to give back and the streaming mapping to undo when it completes.
+struct IoQueue::Request {
+    IoQueue* queue = nullptr;
+    IoCallback done = nullptr;
+    void* user = nullptr;
+    std::uint16_t cid = 0;
+    bool in_use = false;
+    PrpChain prp;
+    bool host_mapped = false;
+    dma::DmaAddr host_dma;
+    std::size_t host_len = 0;
+    dma::DmaDirection host_dir = dma::DmaDirection::bidirectional;
+    void* dsm_block = nullptr;
+};
+
+// PRP list pages from the queue's own DmaPool.
+class IoQueue::PoolAllocator final : public PrpListAllocator {
+public:
+    PoolAllocator(dma::DmaPool& pool, const Logger& logger) : pool_(pool), logger_(logger) {}
+    Result<PrpListPage> allocate() override {
+        DMAKIT_ASSIGN_OR_RETURN(dma::DmaPool::Block b, pool_.alloc());
+        return PrpListPage{b.cpu, b.dma.value()};
+    }
+    void release(PrpListPage page) noexcept override {
+        if (auto s = pool_.free(page.cpu); !s.ok()) {
+            // Only a driver bug gets here; keep going, the pool refused safely.
+            try { logger_.error("nvme: PRP list page not returned: " + s.error().message()); } catch (...) {}
+        }
+    }
+
+private:
+    dma::DmaPool& pool_;
+    const Logger& logger_;
+};
+
+IoQueue::IoQueue(Controller& controller, std::uint16_t qid, std::uint32_t depth)
+    : ctrl_(controller), qid_(qid), depth_(depth), timeout_(controller.options().io_timeout) {}
+
+IoQueue::~IoQueue() {
+    // Returns PRP pages and undoes mappings of anything still outstanding;
+    // the controller deleted (or abandoned) the queue before this.
+    if (qp_) qp_->cancel_all_and_reset();
+}
+
+Status IoQueue::init() {
+    const std::uint64_t page = ctrl_.page_size();
+    DMAKIT_ASSIGN_OR_RETURN(sq_mem_, ctrl_.alloc_queue_memory(std::size_t{depth_} * sizeof(SubmissionEntry)));
+    DMAKIT_ASSIGN_OR_RETURN(cq_mem_, ctrl_.alloc_queue_memory(std::size_t{depth_} * sizeof(CompletionEntry)));
+    // PRP list pages: page sized and aligned, never crossing a page (§4.3).
+    DMAKIT_ASSIGN_OR_RETURN(prp_pool_, dma::DmaPool::create("nvme-q" + std::to_string(qid_) + "-prp", ctrl_.dma(),
+                                                            page, page, page));
+    prp_alloc_ = std::make_unique<PoolAllocator>(*prp_pool_, ctrl_.logger());
+    const std::uint32_t dstrd = ctrl_.cap().doorbell_stride_shift();
+    if (!ctrl_.bar0_.is_mapped(sq_tail_doorbell(qid_, dstrd), 4) || !ctrl_.bar0_.is_mapped(cq_head_doorbell(qid_, dstrd), 4)) {
+        return Error(ENODEV, "doorbells of queue " + std::to_string(qid_) + " are not in a mapped part of BAR0");
+    }
+    DMAKIT_ASSIGN_OR_RETURN(MmioDoorbells db, MmioDoorbells::create(ctrl_.regs_, ctrl_.bar0_.size(), qid_, dstrd));
+    doorbells_ = std::make_unique<MmioDoorbells>(db);
+    QueueConfig qc;
+    qc.qid = qid_;
+    qc.depth = depth_;
+    qc.sq = sq_mem_.as<SubmissionEntry>();
+    qc.cq = cq_mem_.as<CompletionEntry>();
+    qc.doorbells = doorbells_.get();
+    qc.logger = &ctrl_.logger();
+    DMAKIT_ASSIGN_OR_RETURN(QueuePair qp, QueuePair::create(qc));
+    qp_.emplace(std::move(qp));
+    requests_.reserve(capacity());
+    for (std::uint32_t i = 0; i < capacity(); ++i) {
+        requests_.push_back(std::make_unique<Request>());
+        requests_.back()->queue = this;
+        free_requests_.push_back(requests_.back().get());
+    }
+    return {};
+}
+
+Result<IoQueue::Request*> IoQueue::take_request(IoCallback done, void* user) {
+    if (!can_submit()) {
+        return Error(EAGAIN, "I/O queue " + std::to_string(qid_) + " is full (" + std::to_string(outstanding()) +
+                                 " outstanding); poll and retry");
+    }
+    Request* r = free_requests_.back();
+    free_requests_.pop_back();
+    r->done = done;
+    r->user = user;
+    r->in_use = true;
+    return r;
+}
+
+void IoQueue::give_back(Request* r) noexcept {
+    r->prp.reset();
+    if (r->host_mapped) {
+        if (auto s = ctrl_.dma().unmap_single(r->host_dma, r->host_len, r->host_dir); !s.ok()) {
+            ++io_stats_.unmap_failures;
+        }
+        r->host_mapped = false;
+    }
+    if (r->dsm_block != nullptr) {
+        (void)prp_pool_->free(r->dsm_block);
+        r->dsm_block = nullptr;
+    }
+    r->done = nullptr;
+    r->user = nullptr;
+    r->in_use = false;
+    free_requests_.push_back(r);
+}
+
+Result<std::uint16_t> IoQueue::submit(Request* r, const SubmissionEntry& sqe) {
+    auto cid = qp_->submit(sqe, &IoQueue::on_complete, r, Clock::now() + timeout_);
+    if (!cid.ok()) {
+        give_back(r);
+        return std::move(cid).error();
+    }
+    r->cid = *cid;
+    return *cid;
+}
+
+void IoQueue::on_complete(void* user, const Completion& c) {
+    auto* r = static_cast<Request*>(user);
+    r->queue->finish(r, c);
+}
+
+void IoQueue::finish(Request* r, const Completion& c) {
+    const IoCallback done = r->done;
+    void* const user = r->user;
+    // Unmap before the callback: the caller may reuse or free the buffer there.
+    give_back(r);
+    if (done != nullptr) done(user, IoCompletion{c.cid, c.status, c.timed_out, c.cancelled});
+}
+
+Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                  std::span<const DmaSegment> data, IoCallback done, void* user, Request* prepared) {
+    auto fail = [&](Error e) -> Result<std::uint16_t> {
+        if (prepared != nullptr) give_back(prepared);
+        return e;
+    };
+    const NamespaceInfo* ns = ctrl_.find_namespace(nsid);
+    if (ns == nullptr) return fail(Error(EINVAL, "namespace " + std::to_string(nsid) + " is not active on this controller"));
+    std::uint64_t total = 0;
+    for (const DmaSegment& s : data) total += s.len;
+    // The device moves blocks * block size bytes: the buffer must be exactly that.
+    if (blocks == 0 || total != std::uint64_t{blocks} * ns->block_size()) {
+        return fail(Error(EINVAL, std::to_string(blocks) + " blocks of " + std::to_string(ns->block_size()) +
+                                      " bytes need " + std::to_string(std::uint64_t{blocks} * ns->block_size()) +
+                                      " bytes of buffer, got " + std::to_string(total)));
+    }
+    Request* r = prepared;
+    if (r == nullptr) {
+        DMAKIT_ASSIGN_OR_RETURN(r, take_request(done, user));
+    }
+    auto chain = build_prp(data, ctrl_.page_size(), ctrl_.max_transfer(), prp_alloc_.get());
+    if (!chain.ok()) {
+        give_back(r);
+        return std::move(chain).error();
+    }
+    r->prp = std::move(chain).value();
+    auto sqe = write ? write_blocks(nsid, slba, blocks, r->prp.data()) : read_blocks(nsid, slba, blocks, r->prp.data());
+    if (!sqe.ok()) {
+        give_back(r);
+        return std::move(sqe).error();
+    }
+    return submit(r, *sqe);
+}
+
+Result<std::uint16_t> IoQueue::read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                    std::span<const DmaSegment> data, IoCallback done, void* user) {
+    return rw(false, nsid, slba, blocks, data, done, user, nullptr);
+}
+Result<std::uint16_t> IoQueue::write(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                     std::span<const DmaSegment> data, IoCallback done, void* user) {
+    return rw(true, nsid, slba, blocks, data, done, user, nullptr);
+}
+
+Result<std::uint16_t> IoQueue::rw_host(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                       void* buffer, IoCallback done, void* user) {
+    const NamespaceInfo* ns = ctrl_.find_namespace(nsid);
+    if (ns == nullptr) return Error(EINVAL, "namespace " + std::to_string(nsid) + " is not active on this controller");
+    const std::size_t len = std::size_t{blocks} * ns->block_size();
+    if (buffer == nullptr || len == 0) return Error(EINVAL, "read/write of caller memory needs a buffer and blocks > 0");
+    DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
+    const auto dir = write ? dma::DmaDirection::to_device : dma::DmaDirection::from_device;
+    auto addr = ctrl_.dma().map_single(buffer, len, dir);
+    if (!addr.ok()) {
+        give_back(r);
+        return std::move(addr).error();
+    }
+    r->host_mapped = true;
+    r->host_dma = *addr;
+    r->host_len = len;
+    r->host_dir = dir;
+    const DmaSegment seg{addr->value(), len};
+    return rw(write, nsid, slba, blocks, std::span<const DmaSegment>(&seg, 1), done, user, r);
+}
+
+Result<std::uint16_t> IoQueue::read_host(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, void* buffer,
+                                         IoCallback done, void* user) {
+    return rw_host(false, nsid, slba, blocks, buffer, done, user);
+}
+Result<std::uint16_t> IoQueue::write_host(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                          const void* buffer, IoCallback done, void* user) {
+    // The device only reads it (to_device mapping); map_single takes void*.
+    return rw_host(true, nsid, slba, blocks, const_cast<void*>(buffer), done, user);
+}
+
+Result<std::uint16_t> IoQueue::rw_sg(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                     const dma::ScatterList& mapped, IoCallback done, void* user) {
+    if (!mapped.mapped()) return Error(EINVAL, "scatter list is not mapped; call DmaDevice::map_sg first");
+    std::vector<DmaSegment> segs;
+    segs.reserve(mapped.segments().size());
+    for (const dma::DmaSegment& s : mapped.segments()) segs.push_back({s.addr.value(), s.length});
+    return rw(write, nsid, slba, blocks, segs, done, user, nullptr);
+}
+Result<std::uint16_t> IoQueue::read_sg(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                       const dma::ScatterList& mapped, IoCallback done, void* user) {
+    return rw_sg(false, nsid, slba, blocks, mapped, done, user);
+}
+Result<std::uint16_t> IoQueue::write_sg(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                        const dma::ScatterList& mapped, IoCallback done, void* user) {
+    return rw_sg(true, nsid, slba, blocks, mapped, done, user);
+}
+
+Result<std::uint16_t> IoQueue::flush(std::uint32_t nsid, IoCallback done, void* user) {
+    DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
+    return submit(r, nvme::flush(nsid));
+}
+
+Result<std::uint16_t> IoQueue::write_zeroes(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                            IoCallback done, void* user) {
+    if (!ctrl_.info().supports_write_zeroes()) {
+        return Error(ENOTSUP, "controller does not support Write Zeroes (ONCS bit 3 clear)");
+    }
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, nvme::write_zeroes(nsid, slba, blocks));
+    DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
+    return submit(r, sqe);
+}
+
+Result<std::uint16_t> IoQueue::deallocate(std::uint32_t nsid, std::span<const DsmRange> ranges, IoCallback done,
+                                          void* user) {
+    if (!ctrl_.info().supports_dsm()) {
+        return Error(ENOTSUP, "controller does not support Dataset Management (ONCS bit 2 clear)");
+    }
+    if (ranges.empty() || ranges.size() > max_dsm_ranges) return Error(EINVAL, "DSM takes 1..256 ranges");
+    DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
+    // The range list is DMA data: one pool page holds all 256 ranges (§6.7).
+    auto block = prp_pool_->zalloc();
+    if (!block.ok()) {
+        give_back(r);
+        return std::move(block).error();
+    }
+    r->dsm_block = block->cpu;
+    std::memcpy(block->cpu, ranges.data(), ranges.size_bytes());
+    auto sqe = dsm_deallocate(nsid, static_cast<std::uint32_t>(ranges.size()), DataPointer{block->dma.value(), 0});
+    if (!sqe.ok()) {
+        give_back(r);
+        return std::move(sqe).error();
+    }
+    return submit(r, *sqe);
+}
+
+std::uint32_t IoQueue::poll(std::uint32_t max) {
+    qp_->ring_sq();
+    const std::uint32_t n = qp_->poll(max);
+    // A clock read every 256 polls keeps deadline checks off the fast path.
+    if ((++polls_ & 255u) == 0) check_timeouts();
+    return n;
+}
+
+Result<std::uint32_t> IoQueue::wait(std::chrono::milliseconds timeout) {
+    const std::uint32_t n = poll();
+    if (n > 0 || !vector_ || ctrl_.interrupts() == nullptr) return n;
+    // The eventfd counts interrupts that came between poll() and here.
+    DMAKIT_TRY(ctrl_.interrupts()->wait(*vector_, timeout));
+    return poll();
+}
+
+std::uint32_t IoQueue::check_timeouts() {
+    return qp_->scan_timeouts(Clock::now(), [this](const TimedOutCommand& t) {
+        ++io_stats_.aborts_sent;
+        auto r = ctrl_.abort(qid_, t.cid);
+        std::string what = "nvme queue " + std::to_string(qid_) + ": command " + hex(t.cid) + " timed out";
+        if (!r.ok()) {
+            ++io_stats_.abort_failures;
+            what += "; Abort failed: " + r.error().message();
+        } else {
+            what += *r ? "; aborted" : "; Abort did not find it";
+        }
+        if (ctrl_.failed()) what += "; controller fatal status (CSTS.CFS): call Controller::reset()";
+        ctrl_.logger().warning(what);
+    });
+}
+
+template <typename Submit>
+Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
+    struct Wait {
+        bool done = false;
+        IoCompletion c;
+    } w;
+    IoCallback cb = [](void* u, const IoCompletion& c) {
+        auto* wait = static_cast<Wait*>(u);
+        wait->done = true;
+        wait->c = c;
+    };
+    DMAKIT_ASSIGN_OR_RETURN(std::uint16_t cid, submit_fn(cb, &w));
+    ring();
+    // Past the command's deadline the poll loop sends Abort; give that the
+    // admin timeout to work before giving up on the command.
+    const auto give_up = Clock::now() + timeout_ + ctrl_.options().admin_timeout;
+    while (!w.done) {
+        if (vector_) {
+            DMAKIT_TRY(wait(std::chrono::milliseconds(10)));
+        } else {
+            poll();
+        }
+        if (!w.done && Clock::now() > give_up) {
+            for (auto& r : requests_) {
+                // Orphan it: a late completion must not write into this stack frame.
+                if (r->in_use && r->cid == cid) r->done = nullptr;
+            }
+            ++io_stats_.orphaned;
+            return Error(ETIMEDOUT, "I/O command " + hex(cid) + " on queue " + std::to_string(qid_) +
+                                        " did not complete or abort; its buffer may still be written until "
+                                        "the queue is deleted or the controller reset");
+        }
+    }
+    return w.c;
+}
+
+namespace {
+Status to_status(const Result<IoCompletion>& r, const std::string& what) {
+    if (!r.ok()) return r.error();
+    if (r->cancelled) return Error(ECANCELED, what + ": cancelled (queue deleted or controller reset)");
+    if (!r->status.ok()) return status_error(r->status, what);
+    return {};
+}
+std::string rw_what(const char* op, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks) {
+    return std::string(op) + " nsid " + std::to_string(nsid) + " LBA " + std::to_string(slba) + " +" +
+           std::to_string(blocks);
+}
+}  // namespace
+
+Result<IoCompletion> IoQueue::read_sync_completion(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                   std::span<const DmaSegment> data) {
+    return run_sync([&](IoCallback cb, void* u) { return read(nsid, slba, blocks, data, cb, u); });
+}
+Status IoQueue::read_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                          std::span<const DmaSegment> data) {
+    return to_status(read_sync_completion(nsid, slba, blocks, data), rw_what("Read", nsid, slba, blocks));
+}
+Status IoQueue::write_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                           std::span<const DmaSegment> data) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return write(nsid, slba, blocks, data, cb, u); }),
+                     rw_what("Write", nsid, slba, blocks));
+}
+Status IoQueue::read_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, void* buffer) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return read_host(nsid, slba, blocks, buffer, cb, u); }),
+                     rw_what("Read", nsid, slba, blocks));
+}
+Status IoQueue::write_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, const void* buffer) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return write_host(nsid, slba, blocks, buffer, cb, u); }),
+                     rw_what("Write", nsid, slba, blocks));
+}
+Status IoQueue::flush_sync(std::uint32_t nsid) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return flush(nsid, cb, u); }),
+                     "Flush nsid " + std::to_string(nsid));
+}
+Status IoQueue::write_zeroes_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return write_zeroes(nsid, slba, blocks, cb, u); }),
+                     rw_what("Write Zeroes", nsid, slba, blocks));
+}
+Status IoQueue::deallocate_sync(std::uint32_t nsid, std::span<const DsmRange> ranges) {
+    return to_status(run_sync([&](IoCallback cb, void* u) { return deallocate(nsid, ranges, cb, u); }),
+                     "Dataset Management (deallocate) nsid " + std::to_string(nsid));
+}
+
+}  // namespace dmakit::nvme

@@ -1,0 +1,168 @@
+// One I/O submission/completion queue pair of a Controller, for one thread.
+//
+// NVM commands (NVMe 1.4 §6): Read, Write, Flush, Write Zeroes, Dataset
+// Management (deallocate). Data is given as device-address segments (a
+// CoherentBuffer, a LargeBuffer, or what map_sg produced) or as caller
+// memory that the queue maps with map_single for the command's lifetime.
+// PRP1/PRP2 and PRP lists (§4.3) are built per command; list pages come
+// from this queue's own DmaPool (page-sized blocks, 4 KiB boundary).
+//
+// Async: read()/write()/... queue the command and return its CID; the
+// doorbell is written by ring() or the next poll(). poll() runs the
+// callbacks. Sync helpers (*_sync) submit, ring and wait. Every command has
+// a deadline; poll() notices expired ones, sends Abort (§5.1) and counts them.
+//
+// Never trust the device: completions are checked by QueuePair (CID, SQ
+// head, SQ id, phase); the data length of every command must equal the
+// blocks it names times the namespace's block size, so a device can never
+// be told to write past a buffer.
+#pragma once
+
+#include "commands.hpp"
+#include "prp.hpp"
+#include "queue.hpp"
+
+#include <dmakit/dma/coherent.hpp>
+#include <dmakit/dma/pool.hpp>
+#include <dmakit/dma/scatterlist.hpp>
+#include <dmakit/support/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace dmakit::nvme {
+
+class Controller;
+class MmioDoorbells;
+
+struct IoCompletion {
+    std::uint16_t cid = 0;
+    CompletionStatus status;
+    bool timed_out = false;  // passed its deadline before it completed
+    bool cancelled = false;  // completed by the host (queue deleted, controller reset)
+    [[nodiscard]] bool ok() const noexcept { return status.ok() && !cancelled; }
+};
+using IoCallback = void (*)(void* user_data, const IoCompletion& completion);
+
+struct IoQueueStats {
+    std::uint64_t aborts_sent = 0;
+    std::uint64_t abort_failures = 0;
+    std::uint64_t unmap_failures = 0;
+    std::uint64_t orphaned = 0;  // sync waits given up; late completions go nowhere
+};
+
+class IoQueue {
+public:
+    ~IoQueue();
+    IoQueue(const IoQueue&) = delete;
+    IoQueue& operator=(const IoQueue&) = delete;
+
+    [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
+    [[nodiscard]] std::uint32_t depth() const noexcept { return depth_; }
+    // Commands that can be outstanding at once (depth - 1).
+    [[nodiscard]] std::uint32_t capacity() const noexcept { return depth_ - 1; }
+    [[nodiscard]] std::uint32_t outstanding() const noexcept { return qp_->outstanding(); }
+    [[nodiscard]] bool can_submit() const noexcept { return qp_->can_submit() && !free_requests_.empty(); }
+    [[nodiscard]] const QueueStats& stats() const noexcept { return qp_->stats(); }
+    [[nodiscard]] const IoQueueStats& io_stats() const noexcept { return io_stats_; }
+    // MSI-X vector of this queue, when the controller runs with interrupts.
+    [[nodiscard]] std::optional<std::uint32_t> vector() const noexcept { return vector_; }
+
+    // ---- async: queue a command, the callback runs from poll() -------------
+    // `data` are device segments (PRP rules: only the first may start inside
+    // a page, only the last may end inside one); their total must be
+    // blocks * block size of `nsid`.
+    [[nodiscard]] Result<std::uint16_t> read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                             std::span<const DmaSegment> data, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> write(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                              std::span<const DmaSegment> data, IoCallback done, void* user);
+    // Caller memory, mapped with map_single now and unmapped when the command completes.
+    [[nodiscard]] Result<std::uint16_t> read_host(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                  void* buffer, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> write_host(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                   const void* buffer, IoCallback done, void* user);
+    // A scatter list the caller mapped with DmaDevice::map_sg.
+    [[nodiscard]] Result<std::uint16_t> read_sg(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                const dma::ScatterList& mapped, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> write_sg(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                 const dma::ScatterList& mapped, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> flush(std::uint32_t nsid, IoCallback done, void* user);
+    // ENOTSUP when ONCS says the controller lacks Write Zeroes / DSM.
+    [[nodiscard]] Result<std::uint16_t> write_zeroes(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                     IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> deallocate(std::uint32_t nsid, std::span<const DsmRange> ranges,
+                                                   IoCallback done, void* user);
+
+    // Writes the SQ tail doorbell for everything queued since the last ring.
+    void ring() noexcept { qp_->ring_sq(); }
+    // Rings, reaps up to `max` completions, runs their callbacks; every few
+    // hundred calls also checks deadlines. Returns the completions delivered.
+    std::uint32_t poll(std::uint32_t max = 0xffffffffu);
+    // Interrupt mode: poll, and if nothing completed block on the queue's
+    // MSI-X eventfd up to `timeout`, then poll again. Polling mode: poll().
+    [[nodiscard]] Result<std::uint32_t> wait(std::chrono::milliseconds timeout);
+    // Checks deadlines now: each newly expired command is counted and aborted.
+    std::uint32_t check_timeouts();
+
+    // ---- sync: submit, ring, wait; the status is in the Error on failure ---
+    [[nodiscard]] Status read_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                   std::span<const DmaSegment> data);
+    [[nodiscard]] Status write_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                    std::span<const DmaSegment> data);
+    [[nodiscard]] Status read_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, void* buffer);
+    [[nodiscard]] Status write_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                         const void* buffer);
+    [[nodiscard]] Status flush_sync(std::uint32_t nsid);
+    [[nodiscard]] Status write_zeroes_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks);
+    [[nodiscard]] Status deallocate_sync(std::uint32_t nsid, std::span<const DsmRange> ranges);
+    // The raw completion of a sync read, for tests that expect an error status.
+    [[nodiscard]] Result<IoCompletion> read_sync_completion(std::uint32_t nsid, std::uint64_t slba,
+                                                            std::uint32_t blocks, std::span<const DmaSegment> data);
+
+private:
+    friend class Controller;
+    struct Request;
+    class PoolAllocator;
+
+    IoQueue(Controller& controller, std::uint16_t qid, std::uint32_t depth);
+    [[nodiscard]] Status init();  // rings, pool, QueuePair
+
+    [[nodiscard]] Result<Request*> take_request(IoCallback done, void* user);
+    void give_back(Request* r) noexcept;
+    [[nodiscard]] Result<std::uint16_t> submit(Request* r, const SubmissionEntry& sqe);
+    [[nodiscard]] Result<std::uint16_t> rw(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                           std::span<const DmaSegment> data, IoCallback done, void* user,
+                                           Request* prepared);
+    [[nodiscard]] Result<std::uint16_t> rw_host(bool write, std::uint32_t nsid, std::uint64_t slba,
+                                                std::uint32_t blocks, void* buffer, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> rw_sg(bool write, std::uint32_t nsid, std::uint64_t slba,
+                                              std::uint32_t blocks, const dma::ScatterList& mapped, IoCallback done,
+                                              void* user);
+    static void on_complete(void* user, const Completion& c);
+    void finish(Request* r, const Completion& c);
+    template <typename Submit>
+    [[nodiscard]] Result<IoCompletion> run_sync(Submit&& submit);
+    void cancel_all() { qp_->cancel_all_and_reset(); }
+
+    Controller& ctrl_;
+    std::uint16_t qid_;
+    std::uint32_t depth_;
+    std::optional<std::uint32_t> vector_;
+    dma::CoherentBuffer sq_mem_;
+    dma::CoherentBuffer cq_mem_;
+    std::unique_ptr<dma::DmaPool> prp_pool_;
+    std::unique_ptr<PoolAllocator> prp_alloc_;
+    std::unique_ptr<MmioDoorbells> doorbells_;
+    std::optional<QueuePair> qp_;
+    std::vector<std::unique_ptr<Request>> requests_;
+    std::vector<Request*> free_requests_;
+    std::uint32_t polls_ = 0;
+    std::chrono::steady_clock::duration timeout_;
+    IoQueueStats io_stats_;
+};
+
+}  // namespace dmakit::nvme
