@@ -39,6 +39,8 @@ def main(argv):
     for directory in (p for p in paths if p.is_dir()):
         gtest_names = set()
         for path in sorted(directory.rglob("*.json")):
+            if path.name == "testlog.json":
+                continue  # meson's log, one JSON object per line: read below
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError) as error:
