@@ -9,6 +9,7 @@
 #include <dmakit/support/error.hpp>
 
 #include <cassert>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -45,16 +46,16 @@ template <>
 class [[nodiscard]] Result<void> {
 public:
     Result() = default;
-    Result(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT: implicit by design
+    Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit by design
 
-    [[nodiscard]] bool ok() const noexcept { return !failed_; }
+    [[nodiscard]] bool ok() const noexcept { return !error_.has_value(); }
     explicit operator bool() const noexcept { return ok(); }
-    [[nodiscard]] const Error& error() const& { assert(!ok()); return error_; }
-    [[nodiscard]] Error&& error() && { assert(!ok()); return std::move(error_); }
+    [[nodiscard]] const Error& error() const& { assert(!ok()); return *error_; }
+    [[nodiscard]] Error&& error() && { assert(!ok()); return std::move(*error_); }
 
 private:
-    Error error_{0, {}};
-    bool failed_ = false;
+    // Empty on success, so a successful Status costs no string construction.
+    std::optional<Error> error_;
 };
 
 using Status = Result<void>;
