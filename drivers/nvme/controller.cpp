@@ -84,7 +84,7 @@ Result<std::unique_ptr<Controller>> Controller::open(dma::PciDmaDevice& device, 
     DMAKIT_TRY(device.dma().set_mask_and_coherent(dma::dma_bit_mask(64)));
 
     std::unique_ptr<Controller> c(new Controller(device, options, std::move(bar0)));
-    auto fail = [&](const Error& e) { return e.with_context(name + ": "); };
+    auto fail = [&](const Error& e) { return e.with_context(name); };
 
     if (auto s = c->read_capabilities(); !s.ok()) return fail(s.error());
     if (auto s = c->disable_or_function_reset(); !s.ok()) return fail(s.error());

@@ -204,7 +204,7 @@ Status BuddyAllocator::grow(unsigned order) {
     auto backing = source_->map(address, length);
     if (!backing.ok()) {
         map_.unplace(address, length);
-        return backing.error().with_context("growing the page allocator by " + mib(length) + ": ");
+        return backing.error().with_context("growing the page allocator by " + mib(length));
     }
     std::size_t slot_index = 0;
     while (slot_index < regions_.size() && regions_[slot_index]) ++slot_index;
@@ -217,7 +217,7 @@ Status BuddyAllocator::grow(unsigned order) {
         if (!added.ok()) {
             source_->unmap(address, length);
             map_.unplace(address, length);
-            return added.error().with_context("adding a " + mib(length) + " region: ");
+            return added.error().with_context("adding a " + mib(length) + " region");
         }
     }
     map_.init_descs(address, length, region->slot());

@@ -133,7 +133,7 @@ Result<void*> SlabCache::alloc_one_locked() {
         std::lock_guard lock(lock_);
         got = take_objects(&object, 1, &error);
     }
-    if (got == 0) return error.with_context("slab cache '" + name_ + "': ");
+    if (got == 0) return error.with_context("slab cache '" + name_ + "'");
     if (debug_) check_on_alloc(object);
     asan_unpoison(object, object_size_);
     return object;
