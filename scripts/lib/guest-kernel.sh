@@ -9,11 +9,21 @@ DMAKIT_GUEST_MODULES_BASE="virtio_pci 9pnet_virtio 9p vfio-pci"
 # The kernel's own NVMe driver, the peer for the NVMe tests and benchmark.
 DMAKIT_GUEST_MODULES_NVME="nvme crct10dif_generic"
 
+# The versioned image package linux-image-amd64 depends on, or nothing.
+dmakit_kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+
 # dmakit_guest_kernel CACHE -> prints the folder with vmlinuz and lib/modules.
 dmakit_guest_kernel() {
     local cache=$1 pkg version dir
     # linux-image-amd64 is the metapackage; it depends on the versioned image.
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    pkg=$(dmakit_kernel_package)
+    if [[ -z $pkg && $(id -u) == 0 ]]; then
+        # A fresh machine may have no package lists yet.
+        apt-get update -qq >&2 || true
+        pkg=$(dmakit_kernel_package)
+    fi
     if [[ -z $pkg ]]; then
         # No package lists (apt-get update never ran): fall back to what is cached.
         dir=$(ls -d "$cache"/kernel/*/ 2>/dev/null | sort -V | tail -n 1)
