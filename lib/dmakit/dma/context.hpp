@@ -30,6 +30,9 @@
 namespace dmakit::dma {
 
 struct DmaContextConfig {
+    // IOMMU policy (types.hpp): `pool` maps pool regions once, `strict` maps
+    // every buffer on its own with its direction's permission.
+    IommuPolicy policy = IommuPolicy::pool;
     // Pool regions are placed below this device address, so every device
     // whose mask is at least this wide can use any pool buffer. The default
     // (32 bits) serves 32-bit devices too; widen it for pools over ~3 GiB.

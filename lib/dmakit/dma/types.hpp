@@ -3,6 +3,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace dmakit::dma {
@@ -46,6 +47,29 @@ enum class DmaDirection { to_device, from_device, bidirectional };
         case DmaDirection::bidirectional: return "bidirectional";
     }
     return "unknown";
+}
+
+// How a DmaContext uses the IOMMU, named like the kernel's modes
+// (iommu.strict=1 and the pool-style identity/passthrough trade-off).
+//   pool:   pool regions are mapped read-write once, when the pool grows; a
+//           map of pool memory is O(1) with no system call, and the device
+//           can reach every pool buffer at any time.
+//   strict: nothing is reachable until mapped: every streaming map and every
+//           coherent buffer gets its own IOVA mapping, with the permission
+//           its direction implies, torn down at unmap/free.
+// Foreign memory (not from the pool) is mapped exactly, by direction, in
+// both modes; see docs/dma.md.
+enum class IommuPolicy { pool, strict };
+
+[[nodiscard]] constexpr std::string_view to_string(IommuPolicy p) noexcept {
+    return p == IommuPolicy::strict ? "strict" : "pool";
+}
+
+// "pool" / "strict" (command-line spelling); nullopt for anything else.
+[[nodiscard]] constexpr std::optional<IommuPolicy> parse_iommu_policy(std::string_view text) noexcept {
+    if (text == "pool") return IommuPolicy::pool;
+    if (text == "strict") return IommuPolicy::strict;
+    return std::nullopt;
 }
 
 // DMA_BIT_MASK(n): the highest address a device with n address bits can reach.
