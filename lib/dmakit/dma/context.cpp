@@ -70,6 +70,9 @@ bool DmaContext::is_pool_dma_address(DmaAddr addr) const noexcept {
 }
 
 Status DmaContext::region_added(mem::Region& region) {
+    // Under the strict policy nothing is reachable until it is mapped: a
+    // region stays out of the IOMMU and each buffer is mapped on its own.
+    if (config_.policy == IommuPolicy::strict) return {};
     // Map the whole region once, aligned to its size (up to 1 GiB) so the
     // IOMMU can use large pages and the 2 MiB flag table stays exact.
     iommu::MapOptions options;

@@ -42,6 +42,7 @@ std::string_view to_string(DmaDebug::Problem problem) noexcept {
         case P::sync_wrong_direction: return "sync in the wrong direction";
         case P::sync_out_of_range: return "sync past the end of the mapping";
         case P::leaked_at_close: return "mapping still live when the device closed";
+        case P::overlapping_mapping: return "mapping overlaps a live mapping";
     }
     return "unknown";
 }
@@ -57,107 +58,123 @@ void DmaDebug::report(Problem problem, const std::string& device, std::string me
 void DmaDebug::record_map(MappingKind kind, const std::string& device, DmaAddr addr,
                           std::size_t size, DmaDirection dir, std::source_location site) {
     std::lock_guard lock(mutex_);
-    Key key{device, addr.value()};
-    live_[key] = Entry{kind, size, dir, site};
-    auto it = std::find(recently_unmapped_.begin(), recently_unmapped_.end(), key);
-    if (it != recently_unmapped_.end()) recently_unmapped_.erase(it);
+    auto found = devices_.find(device);
+    if (found == devices_.end()) found = devices_.emplace(device, DeviceRecords{}).first;
+    DeviceRecords& records = found->second;
+    // Any live mapping that starts before this one ends and ends after it
+    // starts overlaps it; starts further back than the longest mapping
+    // cannot reach it.
+    const std::uint64_t first = addr.value();
+    const std::uint64_t end = first + size;
+    // Coherent buffers are not checked: mapping part of one for streaming
+    // is legal (and common in tests); streaming mappings must not overlap.
+    for (auto it = records.live.lower_bound(end);
+         kind != MappingKind::coherent && it != records.live.begin();) {
+        --it;
+        if (it->first + records.largest <= first) break;
+        if (it->second.kind == MappingKind::coherent) continue;
+        if (it->first + it->second.size > first) {
+            report(Problem::overlapping_mapping, device,
+                   std::string(to_string(kind)) + " of " + hex(first) + " (" +
+                       std::to_string(size) + " bytes) at " + site_text(site) + " overlaps the " +
+                       std::string(to_string(it->second.kind)) + " of " + hex(it->first) + " (" +
+                       std::to_string(it->second.size) + " bytes) made at " +
+                       site_text(it->second.site));
+            break;
+        }
+    }
+    records.live.emplace(first, Entry{kind, size, dir, site});
+    records.largest = std::max(records.largest, size);
+    if (auto r = records.recent_set.find(first); r != records.recent_set.end()) {
+        records.recent_set.erase(r);  // the address is live again; its deque entry ages out
+    }
 }
 
-bool DmaDebug::check_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
-                           std::size_t size, DmaDirection dir, std::source_location site) {
-    std::lock_guard lock(mutex_);
-    Key key{device, addr.value()};
-    auto it = live_.find(key);
-    if (it == live_.end()) {
-        bool twice = std::find(recently_unmapped_.begin(), recently_unmapped_.end(), key) !=
-                     recently_unmapped_.end();
-        report(twice ? Problem::double_unmap : Problem::unmap_never_mapped, device,
-               std::string(to_string(kind)) + " unmap of " + hex(addr.value()) + " (" +
-                   std::to_string(size) + " bytes) at " + site_text(site));
-        return false;
+void DmaDebug::remember_unmapped(DeviceRecords& records, std::uint64_t addr) {
+    records.recent.push_back(addr);
+    records.recent_set.insert(addr);
+    if (records.recent.size() > kHistory) {
+        auto oldest = records.recent_set.find(records.recent.front());
+        if (oldest != records.recent_set.end()) records.recent_set.erase(oldest);
+        records.recent.pop_front();
     }
-    const Entry& entry = it->second;
+}
+
+bool DmaDebug::record_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
+                            std::size_t size, DmaDirection dir, std::source_location site) {
+    std::lock_guard lock(mutex_);
+    auto found = devices_.find(device);
+    if (found == devices_.end()) return true;
+    DeviceRecords& records = found->second;
+    auto [first, last] = records.live.equal_range(addr.value());
+    // The record of exactly this mapping: same size and direction (the table
+    // matched those); prefer one of the same kind.
+    auto match = records.live.end();
+    for (auto it = first; it != last; ++it) {
+        if (it->second.size != size || it->second.dir != dir) continue;
+        if (match == records.live.end() || it->second.kind == kind) match = it;
+    }
+    if (match == records.live.end()) return true;
     bool clean = true;
-    const std::string where = " at " + site_text(site) + "; mapped at " + site_text(entry.site);
-    if (entry.kind != kind) {
+    if (match->second.kind != kind) {
         report(Problem::kind_mismatch, device,
-               hex(addr.value()) + " was made by " + std::string(to_string(entry.kind)) +
-                   " but released by the " + std::string(to_string(kind)) + " call" + where);
+               hex(addr.value()) + " was made by " + std::string(to_string(match->second.kind)) +
+                   " but released by the " + std::string(to_string(kind)) + " call at " +
+                   site_text(site) + "; mapped at " + site_text(match->second.site));
         clean = false;
     }
-    if (entry.size != size) {
-        report(Problem::size_mismatch, device,
-               hex(addr.value()) + " mapped with " + std::to_string(entry.size) +
-                   " bytes, unmapped with " + std::to_string(size) + where);
-        clean = false;
-    }
-    if (entry.dir != dir) {
-        report(Problem::direction_mismatch, device,
-               hex(addr.value()) + " mapped " + std::string(to_string(entry.dir)) +
-                   ", unmapped " + std::string(to_string(dir)) + where);
-        clean = false;
-    }
-    live_.erase(it);
-    recently_unmapped_.push_back(key);
-    if (recently_unmapped_.size() > kHistory) recently_unmapped_.pop_front();
+    records.live.erase(match);
+    remember_unmapped(records, addr.value());
     return clean;
 }
 
-std::map<DmaDebug::Key, DmaDebug::Entry>::const_iterator DmaDebug::find_containing(
-    const std::string& device, DmaAddr addr) const {
-    // The live mapping with the greatest start <= addr for this device.
-    auto it = live_.upper_bound(Key{device, addr.value()});
-    if (it == live_.begin()) return live_.end();
-    --it;
-    if (it->first.first != device) return live_.end();
-    if (addr.value() - it->first.second >= it->second.size) return live_.end();
-    return it;
-}
-
-bool DmaDebug::check_sync(const std::string& device, DmaAddr addr, std::size_t size,
-                          DmaDirection dir, bool for_cpu, std::source_location site) {
+void DmaDebug::explain_refused_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
+                                     std::size_t size, DmaDirection dir, std::source_location site) {
     std::lock_guard lock(mutex_);
-    const char* call = for_cpu ? "sync_for_cpu" : "sync_for_device";
-    auto it = find_containing(device, addr);
-    if (it == live_.end()) {
-        report(Problem::sync_never_mapped, device,
-               std::string(call) + " of " + hex(addr.value()) + " at " + site_text(site));
-        return false;
+    const std::string call = std::string(to_string(kind)) + " unmap of " + hex(addr.value()) +
+                             " (" + std::to_string(size) + " bytes, " +
+                             std::string(to_string(dir)) + ") at " + site_text(site) + " refused";
+    auto found = devices_.find(device);
+    if (found != devices_.end()) {
+        DeviceRecords& records = found->second;
+        auto [first, last] = records.live.equal_range(addr.value());
+        while (first != last && first->second.kind == MappingKind::coherent) ++first;
+        if (first != last) {
+            const Entry& entry = first->second;
+            const bool size_differs = entry.size != size;
+            report(size_differs ? Problem::size_mismatch : Problem::direction_mismatch, device,
+                   call + ": the live mapping there has " + std::to_string(entry.size) +
+                       " bytes, " + std::string(to_string(entry.dir)) + ", made at " +
+                       site_text(entry.site));
+            return;
+        }
+        if (records.recent_set.count(addr.value()) != 0) {
+            report(Problem::double_unmap, device, call + ": it was unmapped already");
+            return;
+        }
     }
-    const Entry& entry = it->second;
-    bool clean = true;
-    const std::string where = " at " + site_text(site) + "; mapped at " + site_text(entry.site);
-    // A sync must name the direction the mapping was made with; a
-    // bidirectional mapping accepts any (kernel/dma/debug.c check_sync).
-    if (entry.dir != DmaDirection::bidirectional && dir != entry.dir) {
-        report(Problem::sync_wrong_direction, device,
-               std::string(call) + "(" + std::string(to_string(dir)) + ") of " +
-                   hex(addr.value()) + ", mapped " + std::string(to_string(entry.dir)) + where);
-        clean = false;
-    }
-    std::uint64_t offset = addr.value() - it->first.second;
-    if (size > entry.size - offset) {
-        report(Problem::sync_out_of_range, device,
-               std::string(call) + " of " + std::to_string(size) + " bytes at " +
-                   hex(addr.value()) + " runs past the " + std::to_string(entry.size) +
-                   "-byte mapping at " + hex(it->first.second) + where);
-        clean = false;
-    }
-    return clean;
+    report(Problem::unmap_never_mapped, device, call + ": no mapping of this device starts there");
+}
+
+void DmaDebug::report_sync(Problem problem, const std::string& device, const std::string& what,
+                           std::source_location site) {
+    std::lock_guard lock(mutex_);
+    report(problem, device, what + " at " + site_text(site));
 }
 
 std::size_t DmaDebug::check_device_close(const std::string& device) {
     std::lock_guard lock(mutex_);
+    auto found = devices_.find(device);
+    if (found == devices_.end()) return 0;
     std::size_t leaked = 0;
-    for (auto it = live_.lower_bound(Key{device, 0}); it != live_.end() && it->first.first == device;) {
+    for (const auto& [first, entry] : found->second.live) {
         report(Problem::leaked_at_close, device,
-               std::string(to_string(it->second.kind)) + " of " +
-                   std::to_string(it->second.size) + " bytes at " + hex(it->first.second) + " (" +
-                   std::string(to_string(it->second.dir)) + ") made at " +
-                   site_text(it->second.site));
-        it = live_.erase(it);
+               std::string(to_string(entry.kind)) + " of " + std::to_string(entry.size) +
+                   " bytes at " + hex(first) + " (" + std::string(to_string(entry.dir)) +
+                   ") made at " + site_text(entry.site));
         ++leaked;
     }
+    devices_.erase(found);
     return leaked;
 }
 
@@ -174,7 +191,9 @@ std::size_t DmaDebug::report_count(Problem problem) const {
 
 std::size_t DmaDebug::live_mappings() const {
     std::lock_guard lock(mutex_);
-    return live_.size();
+    std::size_t total = 0;
+    for (const auto& [name, records] : devices_) total += records.live.size();
+    return total;
 }
 
 }  // namespace dmakit::dma

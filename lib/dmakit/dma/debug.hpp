@@ -1,12 +1,16 @@
 // DmaDebug: the runtime checker of DMA-API use, like the kernel's
 // CONFIG_DMA_API_DEBUG (kernel/dma/debug.c).
 //
-// When a DmaContext is created with debug on, every mapping is recorded with
-// its device, size, direction and the call site that made it, and every
-// unmap and sync is checked against the record. Misuse is reported (Logger
-// warning + a Report kept for inspection) and counted; the call itself then
-// goes on as the non-debug path would, so debug mode changes no behaviour
-// beyond the reports. Thread-safe.
+// Refusing bad calls is not its job: every DmaDevice keeps its live streaming
+// mappings in a LiveMappings table in every build, and an unmap or sync that
+// matches none is refused there. With debug on, DmaDevice also tells this
+// checker about every map and every refusal, so misuse is *explained*: which
+// problem (double unmap, wrong size, wrong direction, wrong call), both call
+// sites, overlapping mappings, and mappings still live when a device closes.
+// Reports go to the Logger as warnings and are kept for inspection.
+//
+// Records are per device, ordered by device address (O(log n) per call, not a
+// scan of every mapping). Thread-safe.
 #pragma once
 
 #include <dmakit/dma/types.hpp>
@@ -16,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <mutex>
 #include <source_location>
 #include <string>
@@ -41,6 +46,7 @@ public:
         sync_wrong_direction, // e.g. sync_for_cpu(from_device) of a to_device mapping
         sync_out_of_range,    // sync range runs past the mapping's end
         leaked_at_close,      // mapping still live when its device closed
+        overlapping_mapping,  // a new mapping overlaps a live one of the same device
     };
 
     struct Report {
@@ -51,19 +57,27 @@ public:
 
     explicit DmaDebug(const Logger& logger) : logger_(logger) {}
 
+    // A new mapping (streaming or coherent). Reports an overlap with a live
+    // mapping of the same device; the mapping is recorded either way.
     void record_map(MappingKind kind, const std::string& device, DmaAddr addr, std::size_t size,
                     DmaDirection dir, std::source_location site);
 
-    // Checks an unmap and forgets the mapping. Returns false when misuse was
-    // reported (the caller still unmaps what it can).
-    bool check_unmap(MappingKind kind, const std::string& device, DmaAddr addr, std::size_t size,
-                     DmaDirection dir, std::source_location site);
+    // An unmap the device accepted (it matched a live mapping exactly):
+    // forgets the record, reporting a kind mismatch (dma_unmap_page of a
+    // dma_map_single). Returns false when it reported something.
+    bool record_unmap(MappingKind kind, const std::string& device, DmaAddr addr, std::size_t size,
+                      DmaDirection dir, std::source_location site);
 
-    // Checks sync_single_for_cpu (for_cpu = true) / _for_device.
-    bool check_sync(const std::string& device, DmaAddr addr, std::size_t size, DmaDirection dir,
-                    bool for_cpu, std::source_location site);
+    // An unmap the device refused: reports why (double unmap, size or
+    // direction mismatch, never mapped) with the call sites it knows.
+    void explain_refused_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
+                               std::size_t size, DmaDirection dir, std::source_location site);
 
-    // Reports every mapping of `device` still live; returns how many.
+    // A sync the device refused, with the reason it found.
+    void report_sync(Problem problem, const std::string& device, const std::string& what,
+                     std::source_location site);
+
+    // Reports every mapping of `device` still live and forgets them; returns how many.
     std::size_t check_device_close(const std::string& device);
 
     [[nodiscard]] std::vector<Report> reports() const;
@@ -77,19 +91,21 @@ private:
         DmaDirection dir;
         std::source_location site;
     };
-    using Key = std::pair<std::string, std::uint64_t>;  // device, first DMA address
+    struct DeviceRecords {
+        std::multimap<std::uint64_t, Entry> live;  // by first device address
+        std::size_t largest = 0;                   // longest mapping seen (overlap search bound)
+        // Recently unmapped addresses, to tell a double unmap from an unmap
+        // of garbage. Bounded: the kernel keeps no history at all.
+        std::deque<std::uint64_t> recent;
+        std::multiset<std::uint64_t> recent_set;
+    };
 
     void report(Problem problem, const std::string& device, std::string message);
-    // The live mapping of `device` that contains addr, or end().
-    std::map<Key, Entry>::const_iterator find_containing(const std::string& device,
-                                                         DmaAddr addr) const;
+    void remember_unmapped(DeviceRecords& records, std::uint64_t addr);
 
     const Logger& logger_;
     mutable std::mutex mutex_;
-    std::map<Key, Entry> live_;
-    // Recently unmapped (device, address) pairs, to tell a double unmap from
-    // an unmap of garbage. Bounded: the kernel keeps no history at all.
-    std::deque<Key> recently_unmapped_;
+    std::map<std::string, DeviceRecords, std::less<>> devices_;
     std::vector<Report> reports_;
     static constexpr std::size_t kHistory = 4096;
     static constexpr std::size_t kMaxReports = 1024;

@@ -14,6 +14,18 @@ constexpr std::size_t kPage = 4096;
 
 std::string bytes_text(std::size_t n) { return std::to_string(n) + " bytes"; }
 
+// The IOMMU permission a direction implies (Linux dma-iommu's
+// dma_info_to_prot): the device reads what goes to it and writes what comes
+// from it. VT-d, AMD-Vi and VFIO type1 all express write-only.
+iommu::Access access_for(DmaDirection dir) noexcept {
+    switch (dir) {
+        case DmaDirection::to_device: return iommu::Access::read;
+        case DmaDirection::from_device: return iommu::Access::write;
+        case DmaDirection::bidirectional: break;
+    }
+    return iommu::Access::read_write;
+}
+
 }  // namespace
 
 DmaDevice::DmaDevice(DmaContext& context, std::string name)
@@ -21,6 +33,16 @@ DmaDevice::DmaDevice(DmaContext& context, std::string name)
 
 DmaDevice::~DmaDevice() {
     if (DmaDebug* debug = context_.debug()) debug->check_device_close(name_);
+    const auto leaked = live_.snapshot();
+    for (const LiveMapping& mapping : leaked) {
+        auto status = release_backing(mapping);
+        if (!status.ok()) context_.logger().warning(name_ + ": " + status.error().message());
+    }
+    if (!leaked.empty()) {
+        context_.logger().warning(name_ + ": " + std::to_string(leaked.size()) +
+                                  " streaming mapping(s) were still live when the device closed; "
+                                  "they were unmapped (unmap what you map)");
+    }
 }
 
 // ---- masks ---------------------------------------------------------------
@@ -34,6 +56,7 @@ Status DmaDevice::check_mask_against_pool(std::uint64_t mask, const char* which)
         return Error(EIO, name_ + ": " + which + " " + iommu::to_hex(mask) +
                               " is below every usable device address of the IOMMU domain");
     }
+    if (strict()) return {};  // no pool window: every mapping is placed below the mask at map time
     std::uint64_t top = context_.pool_dma_top();
     if (top > mask) {
         return Error(EIO, name_ + ": " + which + " " + iommu::to_hex(mask) +
@@ -82,15 +105,29 @@ Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, std::source_l
         return std::move(block).error().with_context(name_ + ": alloc_coherent of " + bytes_text(size));
     }
     void* cpu = *block;
-    auto dma = context_.pool_dma_address(cpu);
-    if (!dma) {
-        context_.pages().free_pages(cpu);
-        return Error(EIO, name_ + ": pool memory has no device address (region not mapped)");
-    }
-    if (dma->value() + (size - 1) > coherent_mask()) {
-        context_.pages().free_pages(cpu);
-        return Error(EIO, name_ + ": pool memory at " + iommu::to_hex(dma->value()) +
-                              " is above the coherent mask " + iommu::to_hex(coherent_mask()));
+    std::optional<DmaAddr> dma;
+    if (strict()) {
+        // Its own read-write mapping, below the coherent mask, torn down at free.
+        iommu::MapOptions options;
+        options.dma_mask = coherent_mask();
+        auto mapped = context_.domain().map(cpu, pages * kPage, iommu::Access::read_write, options);
+        if (!mapped.ok()) {
+            context_.pages().free_pages(cpu);
+            return std::move(mapped).error().with_context(name_ + ": alloc_coherent of " +
+                                                          bytes_text(size));
+        }
+        dma = DmaAddr(mapped->iova);
+    } else {
+        dma = context_.pool_dma_address(cpu);
+        if (!dma) {
+            context_.pages().free_pages(cpu);
+            return Error(EIO, name_ + ": pool memory has no device address (region not mapped)");
+        }
+        if (dma->value() + (size - 1) > coherent_mask()) {
+            context_.pages().free_pages(cpu);
+            return Error(EIO, name_ + ": pool memory at " + iommu::to_hex(dma->value()) +
+                                  " is above the coherent mask " + iommu::to_hex(coherent_mask()));
+        }
     }
     std::memset(cpu, 0, size);
     if (DmaDebug* debug = context_.debug()) {
@@ -101,8 +138,18 @@ Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, std::source_l
 
 void DmaDevice::free_coherent(void* cpu, DmaAddr dma, std::size_t size) noexcept {
     if (DmaDebug* debug = context_.debug()) {
-        debug->check_unmap(MappingKind::coherent, name_, dma, size, DmaDirection::bidirectional,
-                           std::source_location::current());
+        (void)debug->record_unmap(MappingKind::coherent, name_, dma, size,
+                                  DmaDirection::bidirectional, std::source_location::current());
+    }
+    if (strict()) {
+        // Unmapped before the pages can be reused. If the kernel refuses, the
+        // pages stay out of the allocator: the device may still reach them.
+        auto status = context_.domain().unmap(dma.value());
+        if (!status.ok()) {
+            context_.logger().warning(name_ + ": freeing a coherent buffer: " +
+                                      status.error().message() + "; its pages are not reused");
+            return;
+        }
     }
     context_.pages().free_pages(cpu);
 }
@@ -127,6 +174,29 @@ void CoherentBuffer::reset() noexcept {
 
 // ---- streaming -----------------------------------------------------------
 
+Result<LiveMapping> DmaDevice::map_exact(void* cpu, std::size_t length, DmaDirection dir,
+                                         std::uint64_t mask) {
+    // Exactly the 4 KiB pages that cover the buffer: the device reaches
+    // nothing else of the process, and only the way `dir` allows.
+    const auto start = reinterpret_cast<std::uintptr_t>(cpu);
+    const std::uintptr_t first_page = start & ~(kPage - 1);
+    const std::uintptr_t end_page = (start + length + kPage - 1) & ~(kPage - 1);
+    if (end_page < start) {
+        return Error(EOVERFLOW, name_ + ": buffer at " + iommu::to_hex(start) + " of " +
+                                    bytes_text(length) + " overflows the address space");
+    }
+    iommu::MapOptions options;
+    options.dma_mask = mask;
+    auto mapped = context_.domain().map(reinterpret_cast<const void*>(first_page),
+                                        end_page - first_page, access_for(dir), options);
+    if (!mapped.ok()) return std::move(mapped).error().with_context(name_);
+    LiveMapping mapping;
+    mapping.addr = DmaAddr(mapped->iova + (start - first_page));
+    mapping.handle = mapped->iova;
+    mapping.backing = MappingBacking::exact;
+    return mapping;
+}
+
 Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind kind,
                                    DmaDirection dir, std::source_location site) {
     if (length == 0) return Error(EINVAL, name_ + ": cannot map 0 bytes for DMA");
@@ -136,8 +206,9 @@ Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind ki
                                     bytes_text(length) + " overflows the address space");
     }
     const std::uint64_t mask = mask_.load(std::memory_order_relaxed);
-    DmaAddr addr;
-    if (const mem::Region* region = context_.pages().region_of(cpu)) {
+    LiveMapping mapping;
+    const mem::Region* region = context_.pages().region_of(cpu);
+    if (region != nullptr && !strict()) {
         // Pool memory: mapped once with its region, translated in O(1).
         const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(cpu) - region->cpu_base());
         const auto base = region->dma_base();
@@ -145,25 +216,59 @@ Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind ki
             return Error(EINVAL, name_ + ": buffer of " + bytes_text(length) +
                                      " runs past the end of its pool region");
         }
-        addr = DmaAddr(*base + offset);
-        if (addr.value() + (length - 1) > mask) {
-            return Error(EIO, name_ + ": pool memory at " + iommu::to_hex(addr.value()) +
+        mapping.addr = DmaAddr(*base + offset);
+        if (mapping.addr.value() + (length - 1) > mask) {
+            return Error(EIO, name_ + ": pool memory at " + iommu::to_hex(mapping.addr.value()) +
                                   " is above the DMA mask " + iommu::to_hex(mask));
         }
+    } else if (auto hit = region == nullptr ? context_.registrations().acquire(cpu, length, mask)
+                                             : std::nullopt) {
+        mapping.addr = hit->addr;
+        mapping.handle = hit->extent;
+        mapping.backing = MappingBacking::registered;
     } else {
-        auto acquired = context_.registrations().acquire(cpu, length, mask);
-        if (!acquired.ok()) return std::move(acquired).error().with_context(name_);
-        addr = *acquired;
+        DMAKIT_ASSIGN_OR_RETURN(mapping, map_exact(cpu, length, dir, mask));
     }
-    if (DmaDebug* debug = context_.debug()) debug->record_map(kind, name_, addr, length, dir, site);
-    return addr;
+    mapping.length = length;
+    mapping.dir = dir;
+    mapping.kind = kind;
+    live_.insert(mapping);
+    if (DmaDebug* debug = context_.debug()) debug->record_map(kind, name_, mapping.addr, length, dir, site);
+    return mapping.addr;
+}
+
+Status DmaDevice::release_backing(const LiveMapping& mapping) {
+    switch (mapping.backing) {
+        case MappingBacking::pool: return {};  // stays mapped with its region
+        case MappingBacking::registered: return context_.registrations().release(mapping.handle);
+        case MappingBacking::exact: return context_.domain().unmap(mapping.handle);
+    }
+    return {};
+}
+
+Error DmaDevice::refusal(const char* call, DmaAddr addr, std::size_t length, DmaDirection dir) const {
+    std::string text = name_ + ": " + call + " of " + iommu::to_hex(addr.value()) + " (" +
+                       bytes_text(length) + ", " + std::string(to_string(dir)) + ") refused: ";
+    if (auto there = live_.find_start(addr, dir)) {
+        text += "the live mapping at that address is " + bytes_text(there->length) + ", " +
+                std::string(to_string(there->dir)) + "; unmap with the length and direction it "
+                "was mapped with";
+    } else {
+        text += "no live mapping of this device starts there (unmapped already, never mapped, "
+                "or not the address map returned)";
+    }
+    return Error(EINVAL, text + "; nothing was changed");
 }
 
 Status DmaDevice::unmap_any(DmaAddr addr, std::size_t length, MappingKind kind, DmaDirection dir,
                             std::source_location site) {
-    if (DmaDebug* debug = context_.debug()) debug->check_unmap(kind, name_, addr, length, dir, site);
-    if (context_.is_pool_dma_address(addr)) return {};  // stays mapped with its region
-    auto status = context_.registrations().release(addr);
+    auto removed = live_.remove(addr, length, dir);
+    if (!removed) {
+        if (DmaDebug* debug = context_.debug()) debug->explain_refused_unmap(kind, name_, addr, length, dir, site);
+        return refusal("unmap", addr, length, dir);
+    }
+    if (DmaDebug* debug = context_.debug()) (void)debug->record_unmap(kind, name_, addr, length, dir, site);
+    auto status = release_backing(*removed);
     if (!status.ok()) return std::move(status).error().with_context(name_ + ": unmap");
     return {};
 }
@@ -232,42 +337,92 @@ Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, std::source_loca
 
 // ---- sync ----------------------------------------------------------------
 
-void DmaDevice::sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                    std::source_location site) {
-    if (DmaDebug* debug = context_.debug()) debug->check_sync(name_, addr, length, dir, true, site);
+Status DmaDevice::check_sync(DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
+                             bool for_cpu, std::source_location site) {
+    const char* call = for_cpu ? "sync_for_cpu" : "sync_for_device";
+    const DmaAddr target = addr + offset;
+    auto fail = [&](DmaDebug::Problem problem, std::string why) -> Status {
+        std::string what = std::string(call) + " of " + iommu::to_hex(target.value()) + " (" +
+                           bytes_text(length) + ", " + std::string(to_string(dir)) + ") refused: " + why;
+        if (DmaDebug* debug = context_.debug()) debug->report_sync(problem, name_, what, site);
+        return Error(EINVAL, name_ + ": " + what + "; nothing was changed");
+    };
+    if (offset > ~std::uint64_t{0} - addr.value()) {
+        return fail(DmaDebug::Problem::sync_out_of_range, "the offset overflows");
+    }
+    auto mapping = live_.find_start(addr, dir);
+    if (!mapping) mapping = live_.find_containing(target, length == 0 ? 1 : length);
+    if (!mapping) {
+        if (length != 0 && (mapping = live_.find_containing(target, 1))) {
+            return fail(DmaDebug::Problem::sync_out_of_range,
+                        "it runs past the end of the " + bytes_text(mapping->length) +
+                            " mapping at " + iommu::to_hex(mapping->addr.value()));
+        }
+        return fail(DmaDebug::Problem::sync_never_mapped, "no live mapping of this device holds it");
+    }
+    // A sync names the direction the mapping was made with; a bidirectional
+    // mapping accepts any (kernel/dma/debug.c check_sync).
+    if (mapping->dir != DmaDirection::bidirectional && dir != mapping->dir) {
+        return fail(DmaDebug::Problem::sync_wrong_direction,
+                    "the mapping was made " + std::string(to_string(mapping->dir)));
+    }
+    const std::uint64_t inside = target.value() - mapping->addr.value();
+    if (inside > mapping->length || length > mapping->length - inside) {
+        return fail(DmaDebug::Problem::sync_out_of_range,
+                    "it runs past the end of the " + bytes_text(mapping->length) + " mapping at " +
+                        iommu::to_hex(mapping->addr.value()));
+    }
+    return {};
+}
+
+Status DmaDevice::sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                      std::source_location site) {
+    return sync_single_range_for_cpu(addr, 0, length, dir, site);
+}
+
+Status DmaDevice::sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                         std::source_location site) {
+    return sync_single_range_for_device(addr, 0, length, dir, site);
+}
+
+Status DmaDevice::sync_single_range_for_cpu(DmaAddr addr, std::size_t offset, std::size_t length,
+                                            DmaDirection dir, std::source_location site) {
+    DMAKIT_TRY(check_sync(addr, offset, length, dir, true, site));
     // The device's writes were announced by something the CPU already read
     // (a completion entry, a descriptor's done bit); reads of the buffer must
     // not be hoisted above that. On x86 loads are not reordered with loads,
     // so this is a compiler barrier.
     std::atomic_thread_fence(std::memory_order_acquire);
+    return {};
 }
 
-void DmaDevice::sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                       std::source_location site) {
-    if (DmaDebug* debug = context_.debug()) debug->check_sync(name_, addr, length, dir, false, site);
+Status DmaDevice::sync_single_range_for_device(DmaAddr addr, std::size_t offset, std::size_t length,
+                                               DmaDirection dir, std::source_location site) {
+    DMAKIT_TRY(check_sync(addr, offset, length, dir, false, site));
     // The CPU's writes must be visible before whatever tells the device to
     // look (a doorbell write). x86 keeps stores in order, so this is a
     // compiler barrier too; the doorbell accessor adds what MMIO needs.
     std::atomic_thread_fence(std::memory_order_release);
+    return {};
 }
 
-void DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, std::source_location site) {
-    if (DmaDebug* debug = context_.debug()) {
-        for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
-            debug->check_sync(name_, list.entry_addresses_[i], list.entries_[i].length, dir, true, site);
-        }
+Status DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, std::source_location site) {
+    if (!list.mapped_) return Error(EINVAL, name_ + ": sync_sg_for_cpu of a scatter list that is not mapped");
+    for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
+        DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, true, site));
     }
     std::atomic_thread_fence(std::memory_order_acquire);
+    return {};
 }
 
-void DmaDevice::sync_sg_for_device(const ScatterList& list, DmaDirection dir,
-                                   std::source_location site) {
-    if (DmaDebug* debug = context_.debug()) {
-        for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
-            debug->check_sync(name_, list.entry_addresses_[i], list.entries_[i].length, dir, false, site);
-        }
+Status DmaDevice::sync_sg_for_device(const ScatterList& list, DmaDirection dir,
+                                     std::source_location site) {
+    if (!list.mapped_) return Error(EINVAL, name_ + ": sync_sg_for_device of a scatter list that is not mapped");
+    for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
+        DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, false, site));
     }
     std::atomic_thread_fence(std::memory_order_release);
+    return {};
 }
 
 // ---- large buffers -------------------------------------------------------
@@ -300,8 +455,8 @@ Result<LargeBuffer> DmaDevice::alloc_large(std::size_t size, std::source_locatio
 
 void DmaDevice::free_large(LargeBuffer& buffer) noexcept {
     if (DmaDebug* debug = context_.debug()) {
-        debug->check_unmap(MappingKind::coherent, name_, buffer.dma_, buffer.size_,
-                           DmaDirection::bidirectional, std::source_location::current());
+        (void)debug->record_unmap(MappingKind::coherent, name_, buffer.dma_, buffer.size_,
+                                  DmaDirection::bidirectional, std::source_location::current());
     }
     auto status = context_.domain().unmap(buffer.dma_.value());
     if (!status.ok()) context_.logger().warning(name_ + ": unmapping a large buffer: " + status.error().message());

@@ -3,12 +3,25 @@
 // The calls are the kernel's (include/linux/dma-mapping.h) with C++ types:
 // results are [[nodiscard]] Result values instead of DMA_MAPPING_ERROR, device
 // addresses are DmaAddr, buffers are move-only handles. Memory comes from the
-// DmaContext the device belongs to:
-//   - pool memory (buffers from alloc_coherent, DmaPool, the context's
-//     allocators): its device address is known without a system call, so
-//     map_single/unmap_single of it cost a few nanoseconds;
-//   - any other ("foreign") memory: pinned and mapped through the IOMMU via
-//     the context's RegistrationCache (2 MiB extents, reference counted).
+// DmaContext the device belongs to, and what the device can reach depends on
+// the context's IommuPolicy (types.hpp, docs/dma.md):
+//   - pool memory under IommuPolicy::pool (buffers from alloc_coherent,
+//     DmaPool, the context's allocators): its pool region is mapped
+//     read-write once, so map_single/unmap_single cost a lookup, no system call;
+//   - memory inside a live explicit registration (register_memory): a cache
+//     hit on that registration, no system call;
+//   - anything else (foreign memory, and every buffer under
+//     IommuPolicy::strict): exactly the 4 KiB pages that cover the buffer are
+//     mapped, with the permission the direction implies (to_device: the
+//     device may only read; from_device: only write; bidirectional: both),
+//     and unmapped at unmap — Linux's default strict IOMMU mode.
+// Coherent buffers under IommuPolicy::strict get their own read-write IOMMU
+// mapping, torn down when they are freed.
+//
+// Every live streaming mapping is known by (device address, length,
+// direction) in every build (mapping_table.hpp): an unmap or sync that
+// matches none is refused with EINVAL and changes nothing. With debug on, the
+// refusal is also explained (debug.hpp).
 //
 // Ownership rule for streaming mappings (Documentation/core-api/dma-api.rst):
 // between map and unmap the buffer belongs to the device. To look at it in
@@ -17,7 +30,7 @@
 // syncs are ordering points only: for_cpu is an acquire fence (reads of the
 // buffer happen after the completion that announced it), for_device a
 // release fence (the CPU's writes are visible before the doorbell that tells
-// the device to look). With debug on they are also checked.
+// the device to look).
 //
 // Thread-safe: a device may be used from several threads at once.
 #pragma once
@@ -25,6 +38,7 @@
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/large_buffer.hpp>
+#include <dmakit/dma/mapping_table.hpp>
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
 #include <dmakit/dma/types.hpp>
@@ -42,7 +56,9 @@ public:
     // `name` identifies the device in messages and debug reports (its PCI
     // address). The context must outlive the device.
     DmaDevice(DmaContext& context, std::string name);
-    // With debug on, reports mappings still live (dma-debug's leak check).
+    // Streaming mappings still live are unmapped (the device must not reach
+    // memory through a closed handle) and counted in a warning; with debug on
+    // each is reported with the call site that made it.
     ~DmaDevice();
     DmaDevice(const DmaDevice&) = delete;
     DmaDevice& operator=(const DmaDevice&) = delete;
@@ -92,15 +108,28 @@ public:
     [[nodiscard]] Status unmap_sg(ScatterList& list, DmaDirection dir,
                                   std::source_location site = std::source_location::current());
 
-    // dma_sync_single_for_cpu / _for_device and the sg forms.
-    void sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
-                             std::source_location site = std::source_location::current());
-    void sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                std::source_location site = std::source_location::current());
-    void sync_sg_for_cpu(const ScatterList& list, DmaDirection dir,
-                         std::source_location site = std::source_location::current());
-    void sync_sg_for_device(const ScatterList& list, DmaDirection dir,
-                            std::source_location site = std::source_location::current());
+    // dma_sync_single_for_cpu / _for_device: `addr` is what map_* returned,
+    // `length` at most the mapping's length, `dir` the mapping's direction
+    // (a bidirectional mapping accepts any). Anything else is refused with
+    // EINVAL. An inner address is accepted too but found by a scan; use the
+    // _range forms (dma_sync_single_range_for_*) to stay O(1).
+    [[nodiscard]] Status sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                             std::source_location site = std::source_location::current());
+    [[nodiscard]] Status sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
+                                                std::source_location site = std::source_location::current());
+    [[nodiscard]] Status sync_single_range_for_cpu(
+        DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
+        std::source_location site = std::source_location::current());
+    [[nodiscard]] Status sync_single_range_for_device(
+        DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
+        std::source_location site = std::source_location::current());
+    [[nodiscard]] Status sync_sg_for_cpu(const ScatterList& list, DmaDirection dir,
+                                         std::source_location site = std::source_location::current());
+    [[nodiscard]] Status sync_sg_for_device(const ScatterList& list, DmaDirection dir,
+                                            std::source_location site = std::source_location::current());
+
+    // Streaming mappings live now (map_* not yet unmapped).
+    [[nodiscard]] std::size_t live_mappings() const { return live_.size(); }
 
     // A large buffer from 4 KiB pages, contiguous for the device and the CPU
     // but not physically (see large_buffer.hpp). Zeroed.
@@ -115,7 +144,17 @@ private:
                                           DmaDirection dir, std::source_location site);
     [[nodiscard]] Status unmap_any(DmaAddr addr, std::size_t length, MappingKind kind,
                                    DmaDirection dir, std::source_location site);
+    [[nodiscard]] Result<LiveMapping> map_exact(void* cpu, std::size_t length, DmaDirection dir,
+                                                std::uint64_t mask);
+    [[nodiscard]] Status release_backing(const LiveMapping& mapping);
+    [[nodiscard]] Error refusal(const char* call, DmaAddr addr, std::size_t length,
+                                DmaDirection dir) const;
+    [[nodiscard]] Status check_sync(DmaAddr addr, std::size_t offset, std::size_t length,
+                                    DmaDirection dir, bool for_cpu, std::source_location site);
     [[nodiscard]] Status check_mask_against_pool(std::uint64_t mask, const char* which) const;
+    [[nodiscard]] bool strict() const noexcept {
+        return context_.config().policy == IommuPolicy::strict;
+    }
     void free_coherent(void* cpu, DmaAddr dma, std::size_t size) noexcept;
     void free_large(LargeBuffer& buffer) noexcept;
 
@@ -124,6 +163,7 @@ private:
     std::atomic<std::uint64_t> mask_{dma_bit_mask(32)};  // the kernel's default
     std::atomic<std::uint64_t> coherent_mask_{dma_bit_mask(32)};
     SegmentLimits limits_;
+    LiveMappings live_;
 };
 
 }  // namespace dmakit::dma

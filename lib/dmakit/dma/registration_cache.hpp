@@ -1,16 +1,22 @@
-// RegistrationCache: makes memory the pools did not allocate ("foreign"
-// memory: a caller's heap buffer, a stack array, a file mapping) reachable by
-// the device, the way SPDK's spdk_mem_register / vtophys map does.
+// RegistrationCache: memory the caller registered for DMA explicitly (SPDK's
+// spdk_mem_register contract), so that streaming maps inside it cost a
+// lookup instead of a system call.
 //
-// Memory is pinned and mapped through the IOMMU in extents rounded out to
-// 2 MiB (so one map covers many later buffers on the same hugepage-sized
-// span), and each extent is reference counted: every streaming mapping inside
-// it holds a reference, and so does an explicit registration. When the last
-// reference goes, the extent is unmapped at once (the kernel unpins it), so
-// memory the program frees afterwards is never left reachable by a device.
-// Programs that map the same foreign buffers over and over register them
-// once (register_memory) and then every map is a cache hit with no system
-// call.
+// Only explicit registrations are cached. register_memory pins and maps the
+// 4 KiB pages that cover [cpu, cpu + length) read-write, once; while the
+// registration lives, map_single/map_page/map_sg of memory inside it is a
+// cache hit that takes a reference on it. Ending the registration
+// (MemoryRegistration::reset or its destructor) invalidates it at once: no
+// later map can hit it, and its IOMMU mapping is torn down as soon as the
+// last streaming mapping inside it is unmapped. Memory outside every live
+// registration is never served from here: DmaDevice maps it exactly, by
+// direction, per call (see device.hpp), so a cached translation can never
+// outlive the pages it points to — provided the caller keeps its side of the
+// contract: registered memory stays mapped in the process (no munmap, no
+// MADV_DONTNEED) until the registration ends, exactly as with SPDK.
+//
+// Extents are indexed by 2 MiB chunk of CPU address, so a lookup is O(1)
+// expected; the cache is thread-safe (one mutex).
 #pragma once
 
 #include <dmakit/dma/types.hpp>
@@ -21,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -28,8 +35,7 @@ namespace dmakit::dma {
 
 class RegistrationCache;
 
-// An explicit registration (spdk_mem_register): keeps [cpu, cpu + length)
-// mapped for as long as it lives, so streaming maps inside it are cache hits.
+// A live registration: keeps its memory mapped for as long as it lives.
 class MemoryRegistration {
 public:
     MemoryRegistration() noexcept = default;
@@ -39,26 +45,29 @@ public:
     MemoryRegistration(const MemoryRegistration&) = delete;
     MemoryRegistration& operator=(const MemoryRegistration&) = delete;
 
+    // Device address of the registered memory's first byte.
     [[nodiscard]] DmaAddr dma() const noexcept { return dma_; }
     [[nodiscard]] bool valid() const noexcept { return cache_ != nullptr; }
-    // Drops the registration; the extent is unmapped if nothing else uses it.
+    // Ends the registration (spdk_mem_unregister): no map hits it any more.
     void reset() noexcept;
 
 private:
     friend class RegistrationCache;
-    MemoryRegistration(RegistrationCache* cache, DmaAddr dma) noexcept : cache_(cache), dma_(dma) {}
+    MemoryRegistration(RegistrationCache* cache, std::uint64_t extent, DmaAddr dma) noexcept
+        : cache_(cache), extent_(extent), dma_(dma) {}
     RegistrationCache* cache_ = nullptr;
+    std::uint64_t extent_ = 0;  // the extent's first IOVA
     DmaAddr dma_;
 };
 
 class RegistrationCache {
 public:
-    static constexpr std::size_t kGranularity = 2 * 1024 * 1024;
+    static constexpr std::size_t kChunk = 2 * 1024 * 1024;  // index granularity
 
     struct Stats {
-        std::uint64_t hits = 0;
-        std::uint64_t misses = 0;      // each one a pin + map in the kernel
-        std::uint64_t extents = 0;     // live extents
+        std::uint64_t hits = 0;          // maps served by a live registration
+        std::uint64_t registrations = 0; // live registrations
+        std::uint64_t extents = 0;       // extents still mapped (live, or ended with maps inside)
         std::uint64_t mapped_bytes = 0;
     };
 
@@ -67,44 +76,51 @@ public:
     RegistrationCache(const RegistrationCache&) = delete;
     RegistrationCache& operator=(const RegistrationCache&) = delete;
 
-    // Device address of [cpu, cpu + length), taking one reference on the
-    // extent that holds it; maps a new extent below `dma_mask` on a miss.
-    [[nodiscard]] Result<DmaAddr> acquire(const void* cpu, std::size_t length,
-                                          std::uint64_t dma_mask);
-
-    // Drops the reference acquire() took for the mapping at `addr`; unmaps the
-    // extent when it was the last. EINVAL when `addr` is in no extent.
-    [[nodiscard]] Status release(DmaAddr addr);
-
-    // Registers memory explicitly (see MemoryRegistration).
+    // Pins and maps the pages covering [cpu, cpu + length) read-write, below
+    // `dma_mask`. Registrations may not overlap (EEXIST): one piece of memory
+    // has one registered device address.
     [[nodiscard]] Result<MemoryRegistration> register_memory(const void* cpu, std::size_t length,
                                                              std::uint64_t dma_mask);
 
-    // Device address without taking a reference (for checks; no mapping on miss).
+    // A cache hit: when [cpu, cpu + length) lies inside a live registration
+    // mapped at or below `dma_mask`, takes one reference on it and returns the
+    // device address with the extent's handle (give it to release()).
+    struct Hit {
+        DmaAddr addr;
+        std::uint64_t extent;
+    };
+    [[nodiscard]] std::optional<Hit> acquire(const void* cpu, std::size_t length,
+                                             std::uint64_t dma_mask);
+
+    // Drops a reference acquire() took, by the extent handle it returned.
+    // EINVAL when there is no such extent or it holds no reference.
+    [[nodiscard]] Status release(std::uint64_t extent);
+
+    // Device address inside a live registration, without a reference.
     [[nodiscard]] std::optional<DmaAddr> lookup(const void* cpu, std::size_t length) const;
 
     [[nodiscard]] Stats stats() const;
 
 private:
+    friend class MemoryRegistration;
     struct Extent {
         std::uintptr_t cpu_start;
         std::size_t length;
         std::uint64_t iova;
-        std::uint64_t references;
+        std::uint64_t references;  // streaming mappings inside it
+        bool registered;           // false once the registration ended
     };
 
-    [[nodiscard]] Extent* find_locked(std::uintptr_t start, std::uintptr_t end) const;
-    [[nodiscard]] Result<Extent*> map_extent_locked(std::uintptr_t start, std::uintptr_t end,
-                                                    std::uint64_t dma_mask);
-    void drop_extent_locked(std::map<std::uint64_t, Extent>::iterator it);
+    void unregister(std::uint64_t extent) noexcept;
+    [[nodiscard]] Extent* find_registered_locked(std::uintptr_t start, std::uintptr_t end) const;
+    void drop_if_unused_locked(std::map<std::uint64_t, Extent>::iterator it);
 
     iommu::IommuDomain& domain_;
     mutable std::mutex mutex_;
     std::map<std::uint64_t, Extent> by_iova_;  // first IOVA -> extent
-    // 2 MiB chunk number -> extents that cover any of it (usually one).
+    // 2 MiB chunk of CPU address -> registered extents that cover any of it.
     std::unordered_map<std::uintptr_t, std::vector<Extent*>> by_chunk_;
     std::uint64_t hits_ = 0;
-    std::uint64_t misses_ = 0;
     std::uint64_t mapped_bytes_ = 0;
 };
 

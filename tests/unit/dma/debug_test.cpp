@@ -1,5 +1,6 @@
 #include "dma_test_fixture.hpp"
 
+#include <cerrno>
 #include <vector>
 
 namespace dmakit::dma::testing {
@@ -28,15 +29,18 @@ protected:
 TEST_F(DmaDebugTest, CleanUseReportsNothing) {
     auto addr = device_->map_single(heap_.data(), 4096, DmaDirection::from_device);
     ASSERT_TRUE(addr.ok());
-    device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device);
-    device_->sync_single_for_device(*addr + 1024, 1024, DmaDirection::from_device);
+    EXPECT_TRUE(device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device).ok());
+    EXPECT_TRUE(device_->sync_single_for_device(*addr + 1024, 1024, DmaDirection::from_device).ok());
+    EXPECT_TRUE(device_->sync_single_range_for_cpu(*addr, 1024, 3072, DmaDirection::from_device).ok());
     ASSERT_TRUE(device_->unmap_single(*addr, 4096, DmaDirection::from_device).ok());
     EXPECT_TRUE(context_->debug()->reports().empty());
     EXPECT_EQ(context_->debug()->live_mappings(), 0U);
 }
 
 TEST_F(DmaDebugTest, UnmapOfAnAddressNeverMapped) {
-    (void)device_->unmap_single(DmaAddr(0x7000000), 4096, DmaDirection::to_device);
+    auto refused = device_->unmap_single(DmaAddr(0x7000000), 4096, DmaDirection::to_device);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code(), EINVAL);
     EXPECT_EQ(count(DmaDebug::Problem::unmap_never_mapped), 1U);
     EXPECT_TRUE(logged("never mapped"));
 }
@@ -45,21 +49,26 @@ TEST_F(DmaDebugTest, DoubleUnmap) {
     auto addr = device_->map_single(heap_.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(addr.ok());
     ASSERT_TRUE(device_->unmap_single(*addr, 4096, DmaDirection::to_device).ok());
-    (void)device_->unmap_single(*addr, 4096, DmaDirection::to_device);
+    auto again = device_->unmap_single(*addr, 4096, DmaDirection::to_device);
+    ASSERT_FALSE(again.ok()) << "reported and refused";
+    EXPECT_EQ(again.error().code(), EINVAL);
     EXPECT_EQ(count(DmaDebug::Problem::double_unmap), 1U);
     EXPECT_EQ(count(DmaDebug::Problem::unmap_never_mapped), 0U);
 }
 
-TEST_F(DmaDebugTest, SizeAndDirectionMismatchOnUnmapNameBothCallSites) {
+TEST_F(DmaDebugTest, SizeAndDirectionMismatchOnUnmapAreRefusedNamingBothCallSites) {
     auto addr = device_->map_single(heap_.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(addr.ok());
-    ASSERT_TRUE(device_->unmap_single(*addr, 2048, DmaDirection::from_device).ok());
+    EXPECT_FALSE(device_->unmap_single(*addr, 2048, DmaDirection::to_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::size_mismatch), 1U);
+    EXPECT_FALSE(device_->unmap_single(*addr, 4096, DmaDirection::from_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::direction_mismatch), 1U);
     auto reports = context_->debug()->reports();
     ASSERT_FALSE(reports.empty());
     EXPECT_NE(reports[0].message.find("debug_test.cpp"), std::string::npos) << reports[0].message;
-    EXPECT_NE(reports[0].message.find("mapped at"), std::string::npos);
+    EXPECT_NE(reports[0].message.find("made at"), std::string::npos) << reports[0].message;
+    EXPECT_TRUE(device_can_read(*addr, 4096)) << "the refused calls left the mapping alone";
+    ASSERT_TRUE(device_->unmap_single(*addr, 4096, DmaDirection::to_device).ok());
 }
 
 TEST_F(DmaDebugTest, UnmapWithTheWrongCall) {
@@ -72,11 +81,11 @@ TEST_F(DmaDebugTest, UnmapWithTheWrongCall) {
 TEST_F(DmaDebugTest, SyncInTheWrongDirectionAndOutOfRange) {
     auto addr = device_->map_single(heap_.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(addr.ok());
-    device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device);
+    EXPECT_FALSE(device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::sync_wrong_direction), 1U);
-    device_->sync_single_for_device(*addr + 2048, 4096, DmaDirection::to_device);
+    EXPECT_FALSE(device_->sync_single_for_device(*addr + 2048, 4096, DmaDirection::to_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::sync_out_of_range), 1U);
-    device_->sync_single_for_cpu(DmaAddr(0x9000000), 16, DmaDirection::to_device);
+    EXPECT_FALSE(device_->sync_single_for_cpu(DmaAddr(0x9000000), 16, DmaDirection::to_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::sync_never_mapped), 1U);
     ASSERT_TRUE(device_->unmap_single(*addr, 4096, DmaDirection::to_device).ok());
 }
@@ -84,8 +93,8 @@ TEST_F(DmaDebugTest, SyncInTheWrongDirectionAndOutOfRange) {
 TEST_F(DmaDebugTest, BidirectionalMappingAcceptsSyncsBothWays) {
     auto addr = device_->map_single(heap_.data(), 4096, DmaDirection::bidirectional);
     ASSERT_TRUE(addr.ok());
-    device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device);
-    device_->sync_single_for_device(*addr, 4096, DmaDirection::to_device);
+    EXPECT_TRUE(device_->sync_single_for_cpu(*addr, 4096, DmaDirection::from_device).ok());
+    EXPECT_TRUE(device_->sync_single_for_device(*addr, 4096, DmaDirection::to_device).ok());
     EXPECT_EQ(count(DmaDebug::Problem::sync_wrong_direction), 0U);
     ASSERT_TRUE(device_->unmap_single(*addr, 4096, DmaDirection::bidirectional).ok());
 }
@@ -99,7 +108,25 @@ TEST_F(DmaDebugTest, MappingsLiveWhenTheDeviceClosesAreReportedWithTheirCallSite
     device_.reset();
     EXPECT_EQ(count(DmaDebug::Problem::leaked_at_close), 1U);
     EXPECT_TRUE(logged("debug_test.cpp"));
-    (void)context_->registrations().release(*addr);  // the test cleans up what it leaked
+    EXPECT_FALSE(device_can_read(*addr, 1)) << "closing the device unmapped what it leaked";
+}
+
+TEST_F(DmaDebugTest, OverlappingMappingsAreReportedAndBothKept) {
+    auto coherent = device_->alloc_coherent(8192);
+    ASSERT_TRUE(coherent.ok());
+    auto* cpu = coherent->as<std::byte>();
+    auto a = device_->map_single(cpu, 4096, DmaDirection::to_device);
+    auto b = device_->map_single(cpu, 4096, DmaDirection::to_device);  // same buffer again
+    auto c = device_->map_single(cpu + 2048, 4096, DmaDirection::to_device);
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+    EXPECT_EQ(count(DmaDebug::Problem::overlapping_mapping), 2U);
+    // Three live records: the second map of one address did not overwrite the first.
+    EXPECT_EQ(context_->debug()->live_mappings(), 4U);  // with the coherent buffer
+    ASSERT_TRUE(device_->unmap_single(*a, 4096, DmaDirection::to_device).ok());
+    ASSERT_TRUE(device_->unmap_single(*b, 4096, DmaDirection::to_device).ok());
+    EXPECT_FALSE(device_->unmap_single(*b, 4096, DmaDirection::to_device).ok()) << "a third is one too many";
+    ASSERT_TRUE(device_->unmap_single(*c, 4096, DmaDirection::to_device).ok());
+    EXPECT_EQ(count(DmaDebug::Problem::double_unmap), 1U);
 }
 
 TEST_F(DmaDebugTest, ScatterListEntriesAreTrackedOneByOne) {
@@ -109,8 +136,9 @@ TEST_F(DmaDebugTest, ScatterListEntriesAreTrackedOneByOne) {
     auto count_mapped = device_->map_sg(list, DmaDirection::to_device);
     ASSERT_TRUE(count_mapped.ok());
     EXPECT_EQ(context_->debug()->live_mappings(), 2U);
-    device_->sync_sg_for_cpu(list, DmaDirection::from_device);
-    EXPECT_EQ(count(DmaDebug::Problem::sync_wrong_direction), 2U);
+    EXPECT_FALSE(device_->sync_sg_for_cpu(list, DmaDirection::from_device).ok());
+    EXPECT_EQ(count(DmaDebug::Problem::sync_wrong_direction), 1U) << "refused at the first entry";
+    EXPECT_TRUE(device_->sync_sg_for_cpu(list, DmaDirection::to_device).ok());
     ASSERT_TRUE(device_->unmap_sg(list, DmaDirection::to_device).ok());
     EXPECT_EQ(context_->debug()->live_mappings(), 0U);
 }

@@ -24,9 +24,17 @@ void DmaTest::make_context(TestContextOptions options) {
     device_ = std::make_unique<DmaDevice>(*context_, "0000:00:04.0");
 }
 
-void* DmaTest::device_view(DmaAddr addr, std::size_t length) const {
-    auto cpu = backend_->translate(addr.value(), length, iommu::Access::read_write);
+void* DmaTest::device_view(DmaAddr addr, std::size_t length, iommu::Access access) const {
+    auto cpu = backend_->translate(addr.value(), length, access);
     return cpu ? *cpu : nullptr;
+}
+
+bool DmaTest::device_can_read(DmaAddr addr, std::size_t length) const {
+    return backend_->translate(addr.value(), length, iommu::Access::read).has_value();
+}
+
+bool DmaTest::device_can_write(DmaAddr addr, std::size_t length) const {
+    return backend_->translate(addr.value(), length, iommu::Access::write).has_value();
 }
 
 std::size_t DmaTest::backend_maps() const {

@@ -33,8 +33,13 @@ protected:
 
     void make_context(TestContextOptions options);
 
-    // The CPU address the device reaches at `addr`, or null (an IOMMU fault).
-    [[nodiscard]] void* device_view(DmaAddr addr, std::size_t length) const;
+    // The CPU address the device reaches at `addr` for reading and writing,
+    // or null (an IOMMU fault).
+    [[nodiscard]] void* device_view(DmaAddr addr, std::size_t length,
+                                    iommu::Access access = iommu::Access::read_write) const;
+    // Whether the device may read / write `length` bytes at `addr`.
+    [[nodiscard]] bool device_can_read(DmaAddr addr, std::size_t length) const;
+    [[nodiscard]] bool device_can_write(DmaAddr addr, std::size_t length) const;
     [[nodiscard]] std::size_t backend_maps() const;
     [[nodiscard]] std::size_t backend_unmaps() const;
 

@@ -9,7 +9,7 @@ namespace {
 
 using RegistrationTest = DmaTest;
 
-TEST_F(RegistrationTest, ReferenceCountsFollowEveryMapAndUnmap) {
+TEST_F(RegistrationTest, ExactMappingsFollowEveryMapAndUnmap) {
     std::vector<unsigned char> heap(std::size_t{8} << 20);
     std::mt19937 rng(7);
     struct Live { DmaAddr addr; std::size_t length; };
@@ -20,7 +20,8 @@ TEST_F(RegistrationTest, ReferenceCountsFollowEveryMapAndUnmap) {
             std::size_t length = 1 + rng() % 65536;
             auto addr = device_->map_single(heap.data() + offset, length, DmaDirection::to_device);
             ASSERT_TRUE(addr.ok()) << addr.error().message();
-            ASSERT_EQ(device_view(*addr, length), heap.data() + offset);
+            ASSERT_EQ(device_view(*addr, length, iommu::Access::read), heap.data() + offset);
+            ASSERT_FALSE(device_can_write(*addr, 1)) << "to_device: the device may only read";
             live.push_back({*addr, length});
         } else {
             std::size_t i = rng() % live.size();
@@ -29,15 +30,14 @@ TEST_F(RegistrationTest, ReferenceCountsFollowEveryMapAndUnmap) {
         }
         // Every live mapping stays reachable; nothing else is mapped.
         if (step % 100 == 0) {
-            for (const auto& l : live) ASSERT_NE(device_view(l.addr, l.length), nullptr);
+            for (const auto& l : live) ASSERT_TRUE(device_can_read(l.addr, l.length));
         }
     }
     for (const auto& l : live) ASSERT_TRUE(device_->unmap_single(l.addr, l.length, DmaDirection::to_device).ok());
-    auto stats = context_->registrations().stats();
-    EXPECT_EQ(stats.extents, 0U);
-    EXPECT_EQ(stats.mapped_bytes, 0U);
-    EXPECT_EQ(backend_maps(), backend_unmaps() + context_->domain().mapping_count());
-    EXPECT_GT(stats.hits, stats.misses) << "2 MiB extents serve neighbouring buffers";
+    EXPECT_EQ(device_->live_mappings(), 0U);
+    EXPECT_EQ(backend_maps(), backend_unmaps() + context_->domain().mapping_count())
+        << "every exact mapping was torn down";
+    EXPECT_EQ(context_->registrations().stats().hits, 0U) << "nothing registered, nothing cached";
 }
 
 TEST_F(RegistrationTest, ScatterListOfForeignAndPoolMemoryMapsAllOrNothing) {
@@ -65,17 +65,45 @@ TEST_F(RegistrationTest, ScatterListOfForeignAndPoolMemoryMapsAllOrNothing) {
     EXPECT_FALSE(bad.mapped());
 }
 
-TEST_F(RegistrationTest, UnmappedNeighbourhoodFallsBackToSmallPageRounding) {
-    // The kernel answers EFAULT when the 2 MiB-rounded span touches memory
-    // that is not mapped; the cache then maps the 4 KiB-rounded span.
-    std::vector<unsigned char> heap((1 << 20) + 8192);
-    backend_->fail_map_after(0, Error(EFAULT, "Bad address"));
-    auto addr = device_->map_single(heap.data() + 4096, 1 << 20, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
-    EXPECT_EQ(device_view(*addr, 1 << 20), heap.data() + 4096);
-    auto last = backend_->operations().back();
-    EXPECT_LT(last.length, std::uint64_t{2} << 20) << "mapped the 4 KiB-rounded span";
-    ASSERT_TRUE(device_->unmap_single(*addr, 1 << 20, DmaDirection::to_device).ok());
+TEST_F(RegistrationTest, EndingARegistrationInvalidatesItsTranslationsAtOnce) {
+    std::vector<unsigned char> heap(std::size_t{1} << 20);
+    auto registration = context_->registrations().register_memory(heap.data(), heap.size(),
+                                                                  device_->mask());
+    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    auto inside = device_->map_single(heap.data() + 4096, 4096, DmaDirection::to_device);
+    ASSERT_TRUE(inside.ok());
+    EXPECT_EQ(context_->registrations().stats().hits, 1U);
+    registration->reset();
+    // A streaming mapping inside keeps its pages reachable until its unmap ...
+    EXPECT_TRUE(device_can_read(*inside, 4096));
+    // ... but no new map can hit the ended registration.
+    const std::size_t maps = backend_maps();
+    auto later = device_->map_single(heap.data() + 8192, 4096, DmaDirection::to_device);
+    ASSERT_TRUE(later.ok());
+    EXPECT_EQ(backend_maps(), maps + 1) << "mapped exactly, not served from the ended registration";
+    EXPECT_EQ(context_->registrations().stats().hits, 1U);
+    ASSERT_TRUE(device_->unmap_single(*inside, 4096, DmaDirection::to_device).ok());
+    EXPECT_FALSE(device_can_read(*inside, 1)) << "the last user gone, the registration's pages are unmapped";
+    EXPECT_EQ(context_->registrations().stats().extents, 0U);
+    ASSERT_TRUE(device_->unmap_single(*later, 4096, DmaDirection::to_device).ok());
+}
+
+TEST_F(RegistrationTest, RegistrationsMapExactlyTheirPagesAndRefuseOverlap) {
+    std::vector<unsigned char> heap(std::size_t{64} << 10);
+    auto* start = heap.data() + 100;
+    auto registration = context_->registrations().register_memory(start, 10000, device_->mask());
+    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    const auto& last = backend_->operations().back();
+    const auto first_page = reinterpret_cast<std::uintptr_t>(start) & ~std::uintptr_t{4095};
+    const auto end_page = (reinterpret_cast<std::uintptr_t>(start) + 10000 + 4095) & ~std::uintptr_t{4095};
+    EXPECT_EQ(last.length, end_page - first_page) << "the 4 KiB pages covering [start, start + 10000)";
+    EXPECT_EQ(last.cpu, reinterpret_cast<const void*>(first_page));
+    auto overlap = context_->registrations().register_memory(start + 5000, 100, device_->mask());
+    ASSERT_FALSE(overlap.ok());
+    EXPECT_EQ(overlap.error().code(), EEXIST);
+    auto nothing = context_->registrations().register_memory(nullptr, 100, device_->mask());
+    ASSERT_FALSE(nothing.ok());
+    EXPECT_EQ(nothing.error().code(), EINVAL);
 }
 
 }  // namespace
