@@ -95,6 +95,8 @@ def mem_rows(results):
 # Google Benchmark file each; run-bench merges them before conversion.
 DMA_METRICS = {
     "map_pool_pair": None,
+    "map_strict_pair": None,
+    "map_strict_vm_pair": None,
     "map_foreign_hit_pair": None,
     "map_foreign_miss": None,
     "coherent_pair": "buddy_pair",

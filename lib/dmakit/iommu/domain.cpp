@@ -154,7 +154,8 @@ Result<IommuMapping> IommuDomain::map_locked(std::span<const CpuSegment> segment
     if (backend_mappings_ >= budget_ || budget_ - backend_mappings_ < rounded.size()) {
         return budget_error();
     }
-    auto iova = allocator_.allocate(total, options.dma_mask, options.align);
+    const std::uint64_t block = std::max({std::bit_ceil(total), options.align, granule_});
+    auto iova = allocate_iova_locked(block, total, options);
     if (!iova.ok()) return std::move(iova).error();
 
     for (Segment& segment : rounded) segment.iova += *iova;  // offsets become IOVAs
@@ -170,7 +171,7 @@ Result<IommuMapping> IommuDomain::map_locked(std::span<const CpuSegment> segment
                 if (!backend_->unmap(rounded[j].iova, rounded[j].length).ok()) undone = false;
             }
             if (undone) {
-                (void)allocator_.free(*iova);
+                release_iova_locked(*iova, block);
             } else {
                 error = error.with_context("rollback incomplete, IOVA " + to_hex(*iova) +
                                            " left reserved");
@@ -179,8 +180,52 @@ Result<IommuMapping> IommuDomain::map_locked(std::span<const CpuSegment> segment
         }
     }
     backend_mappings_ += rounded.size();
-    records_.emplace(*iova, Record{total, access, std::move(rounded)});
+    records_.emplace(*iova, Record{total, block, access, std::move(rounded)});
     return IommuMapping{*iova, total};
+}
+
+Result<std::uint64_t> IommuDomain::allocate_iova_locked(std::uint64_t block, std::uint64_t length,
+                                                        const MapOptions& options) {
+    const auto order = static_cast<unsigned>(std::countr_zero(block));
+    if (order >= kCacheMinOrder && order <= kCacheMaxOrder) {
+        auto& cached = iova_cache_[order - kCacheMinOrder];
+        // Cached blocks are the allocator's own, so they already sit in
+        // usable space and off every reserved window; only the mask is new.
+        if (!cached.empty() && cached.back() + (block - 1) <= options.dma_mask) {
+            const std::uint64_t iova = cached.back();
+            cached.pop_back();
+            cached_bytes_ -= block;
+            return iova;
+        }
+    }
+    auto iova = allocator_.allocate(length, options.dma_mask, options.align);
+    if (!iova.ok() && iova.error().code() == ENOMEM && cached_bytes_ != 0) {
+        flush_iova_cache_locked();  // cached blocks may be what is missing
+        iova = allocator_.allocate(length, options.dma_mask, options.align);
+    }
+    return iova;
+}
+
+void IommuDomain::release_iova_locked(std::uint64_t iova, std::uint64_t block) {
+    const auto order = static_cast<unsigned>(std::countr_zero(block));
+    if (order >= kCacheMinOrder && order <= kCacheMaxOrder) {
+        auto& cached = iova_cache_[order - kCacheMinOrder];
+        if (cached.size() < kCacheDepth) {
+            if (cached.capacity() == 0) cached.reserve(kCacheDepth);
+            cached.push_back(iova);
+            cached_bytes_ += block;
+            return;
+        }
+    }
+    (void)allocator_.free(iova);
+}
+
+void IommuDomain::flush_iova_cache_locked() {
+    for (auto& cached : iova_cache_) {
+        for (std::uint64_t iova : cached) (void)allocator_.free(iova);
+        cached.clear();
+    }
+    cached_bytes_ = 0;
 }
 
 Status IommuDomain::unmap(std::uint64_t iova) {
@@ -202,14 +247,17 @@ Status IommuDomain::unmap(std::uint64_t iova) {
         record.segments.erase(record.segments.begin());
         --backend_mappings_;
     }
+    const std::uint64_t block = record.block;
     records_.erase(it);
-    return allocator_.free(iova);
+    release_iova_locked(iova, block);
+    return {};
 }
 
 Status IommuDomain::refresh() {
     std::lock_guard lock(mutex_);
     auto caps = backend_->query();
     if (!caps.ok()) return std::move(caps).error().with_context("re-reading IOMMU capabilities");
+    flush_iova_cache_locked();  // a cached block may lie in space that is going away
     // Trim the new ranges the same way the allocator does before comparing.
     auto trimmed = IovaAllocator::create(caps->usable_ranges, granule_);
     if (!trimmed.ok()) return std::move(trimmed).error();
@@ -254,7 +302,7 @@ std::size_t IommuDomain::mapping_count() const {
 
 std::uint64_t IommuDomain::free_iova_bytes() const {
     std::lock_guard lock(mutex_);
-    return allocator_.free_bytes();
+    return allocator_.free_bytes() + cached_bytes_;
 }
 
 }  // namespace dmakit::iommu

@@ -22,6 +22,7 @@
 #include <dmakit/iommu/iova_allocator.hpp>
 #include <dmakit/support/result.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -118,15 +119,32 @@ private:
     };
     struct Record {
         std::uint64_t length;
+        std::uint64_t block;  // IOVA bytes set aside (the allocator's block)
         Access access;
         std::vector<Segment> segments;
     };
+
+    // Recently freed IOVA blocks of small sizes, reused before the buddy
+    // trees are touched (Linux's iova rcache): strict-mode maps of 4 KiB to
+    // 256 KiB then cost no tree operation. Cached blocks stay allocated in
+    // the allocator; they are given back when space runs short or the
+    // usable ranges change.
+    static constexpr unsigned kCacheMinOrder = 12;  // 4 KiB
+    static constexpr unsigned kCacheMaxOrder = 18;  // 256 KiB
+    static constexpr std::size_t kCacheDepth = 64;
+    std::array<std::vector<std::uint64_t>, kCacheMaxOrder - kCacheMinOrder + 1> iova_cache_;
+    std::uint64_t cached_bytes_ = 0;
 
     IommuDomain(std::unique_ptr<IommuBackend> backend, IovaAllocator allocator,
                 IommuCapabilities caps, DomainConfig config);
 
     [[nodiscard]] Result<IommuMapping> map_locked(std::span<const CpuSegment> segments,
                                                   Access access, MapOptions options);
+    [[nodiscard]] Result<std::uint64_t> allocate_iova_locked(std::uint64_t block,
+                                                             std::uint64_t length,
+                                                             const MapOptions& options);
+    void release_iova_locked(std::uint64_t iova, std::uint64_t block);
+    void flush_iova_cache_locked();
     [[nodiscard]] Error budget_error() const;
     void set_budget_locked(const IommuCapabilities& caps);
 

@@ -67,7 +67,9 @@ Status TestIommuBackend::map(std::uint64_t iova, const void* cpu, std::uint64_t 
         if (maps_until_failure_) --*maps_until_failure_;
         status = check_map(iova, cpu, length);
     }
-    ops_.push_back({Operation::Kind::map, iova, length, cpu, access, status.ok()});
+    if (config_.record_operations) {
+        ops_.push_back({Operation::Kind::map, iova, length, cpu, access, status.ok()});
+    }
     if (status.ok()) live_.emplace(iova, LiveMapping{length, cpu, access});
     return status;
 }
@@ -82,7 +84,9 @@ Status TestIommuBackend::unmap(std::uint64_t iova, std::uint64_t length) {
         status = Error(EINVAL, "test IOMMU: unmap of " + to_hex(length) + " bytes at IOVA " +
                                    to_hex(iova) + " matches no earlier map");
     }
-    ops_.push_back({Operation::Kind::unmap, iova, length, nullptr, Access::read_write, status.ok()});
+    if (config_.record_operations) {
+        ops_.push_back({Operation::Kind::unmap, iova, length, nullptr, Access::read_write, status.ok()});
+    }
     if (status.ok()) live_.erase(it);
     return status;
 }

@@ -30,6 +30,9 @@ struct TestBackendConfig {
     std::vector<IovaRange> usable_ranges{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
     std::uint64_t page_sizes = 0x40201000;  // 4 KiB, 2 MiB, 1 GiB
     std::optional<std::uint64_t> budget = 65535;  // nullopt: unlimited, not reported
+    // Keep every call in operations(); benchmarks turn it off so the log
+    // does not grow without bound.
+    bool record_operations = true;
 };
 
 class TestIommuBackend : public IommuBackend {

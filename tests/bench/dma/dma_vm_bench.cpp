@@ -1,13 +1,18 @@
-// The kernel side of a registration-cache miss, measured in the guest
-// (scripts/run-bench dma): pinning memory and VFIO_IOMMU_MAP_DMA, then the
-// unmap, through the real type1 IOMMU on the emulated intel-iommu. Needs the
-// emulated NVMe controller on vfio-pci; skips otherwise.
+// The kernel side of DMA mapping, measured in the guest (scripts/run-bench
+// dma) through the real type1 IOMMU on the emulated intel-iommu:
+//   map_foreign_miss     pinning memory + VFIO_IOMMU_MAP_DMA, then the unmap
+//                        (an IOMMU domain call, no DMA-layer bookkeeping);
+//   map_strict_vm_pair   map_single + unmap_single of a pool buffer under
+//                        IommuPolicy::strict: what every streaming map costs
+//                        in strict mode, end to end through the DMA API.
+// Needs the emulated NVMe controller on vfio-pci; skips otherwise.
 #include <dmakit/dma/pci_device.hpp>
 #include <dmakit/pci/sysfs.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <optional>
 #include <memory>
 #include <sys/mman.h>
 
@@ -17,6 +22,31 @@ using namespace dmakit;
 
 std::unique_ptr<dma::PciDmaDevice>& device() {
     static std::unique_ptr<dma::PciDmaDevice> opened;  // benchmark-process scope
+    return opened;
+}
+
+std::optional<pci::PciAddress>& nvme_address() {
+    static std::optional<pci::PciAddress> address;
+    return address;
+}
+
+// The same controller reopened under IommuPolicy::strict. A VFIO device has
+// one user at a time, so the pool-mode handle is closed first; the strict
+// rows run after the miss rows (registration order).
+std::unique_ptr<dma::PciDmaDevice>& strict_device() {
+    static std::unique_ptr<dma::PciDmaDevice> opened;
+    if (!opened && nvme_address()) {
+        device().reset();
+        dma::PciDmaOptions options;
+        options.context.policy = dma::IommuPolicy::strict;
+        auto reopened = dma::PciDmaDevice::open(*nvme_address(), options);
+        if (reopened.ok()) {
+            opened = std::move(reopened).value();
+        } else {
+            std::fprintf(stderr, "dma_vm_bench: %s\n", reopened.error().message().c_str());
+            nvme_address().reset();
+        }
+    }
     return opened;
 }
 
@@ -41,32 +71,56 @@ void BM_map_foreign_miss(benchmark::State& state, std::size_t size) {
     ::munmap(raw, size + (2 << 20));
 }
 
+void BM_map_strict_vm_pair(benchmark::State& state, std::size_t size) {
+    if (!strict_device()) return state.SkipWithError("no NVMe controller on vfio-pci (run inside scripts/vm)");
+    auto& dev = strict_device()->dma();
+    auto buffer = dev.alloc_coherent(size);
+    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    for (auto _ : state) {
+        auto addr = dev.map_single(buffer->cpu(), size, dma::DmaDirection::to_device);
+        if (!addr.ok()) {
+            state.SkipWithError(addr.error().message().c_str());
+            break;
+        }
+        (void)dev.unmap_single(*addr, size, dma::DmaDirection::to_device);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     pci::Sysfs sysfs;
+    std::optional<pci::PciAddress>& nvme = nvme_address();
     if (auto all = sysfs.list_devices(); all.ok()) {
         for (const auto& address : *all) {
             auto info = sysfs.device_info(address);
             if (info.ok() && info->vendor_id == 0x1b36 && info->device_id == 0x0010 &&
                 info->driver == std::string("vfio-pci")) {
-                auto opened = dma::PciDmaDevice::open(address);
-                if (opened.ok()) {
-                    device() = std::move(opened).value();
-                } else {
-                    std::fprintf(stderr, "dma_vm_bench: %s\n", opened.error().message().c_str());
-                }
+                nvme = address;
                 break;
             }
+        }
+    }
+    if (nvme) {
+        auto opened = dma::PciDmaDevice::open(*nvme);
+        if (opened.ok()) {
+            device() = std::move(opened).value();
+        } else {
+            std::fprintf(stderr, "dma_vm_bench: %s\n", opened.error().message().c_str());
         }
     }
     benchmark::RegisterBenchmark("map_foreign_miss/dmakit/4KiB", BM_map_foreign_miss, std::size_t{4096})
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("map_foreign_miss/dmakit/2MiB", BM_map_foreign_miss, std::size_t{2} << 20)
         ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("map_strict_vm_pair/dmakit/4KiB", BM_map_strict_vm_pair, std::size_t{4096})
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("map_strict_vm_pair/dmakit/64KiB", BM_map_strict_vm_pair, std::size_t{64} << 10)
+        ->Unit(benchmark::kMicrosecond);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
+    strict_device().reset();
     device().reset();
     return 0;
 }
