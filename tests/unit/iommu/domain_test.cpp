@@ -311,5 +311,39 @@ TEST(IommuDomain, CreateReportsBackendErrors) {
     EXPECT_FALSE(IommuDomain::create(std::make_unique<TestIommuBackend>(no_pages)).ok());
 }
 
+TEST(IommuDomain, FreedSmallBlocksAreReusedAndGivenBackWhenSpaceRunsShort) {
+    // 1 MiB of IOVA space in all.
+    TestBackendConfig config;
+    config.usable_ranges = {{0x100000, 0x1fffff}};
+    Fixture f(config);
+    Pages mem(1);
+    auto first = f.domain->map(mem.page(0), k4K, Access::read);
+    ASSERT_TRUE(first.ok());
+    ASSERT_TRUE(f.domain->unmap(first->iova).ok());
+    auto again = f.domain->map(mem.page(0), k4K, Access::read);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->iova, first->iova) << "the freed block is reused first";
+    EXPECT_EQ(f.domain->free_iova_bytes(), 0x100000 - k4K) << "cached blocks count as free";
+    // Fill the space with 4 KiB maps, free them all (they sit in the cache,
+    // up to its depth), then ask for the whole 1 MiB: the cache must give
+    // its blocks back to the allocator for that to fit.
+    std::vector<std::uint64_t> iovas{again->iova};
+    for (;;) {
+        auto m = f.domain->map(mem.page(0), k4K, Access::read);
+        if (!m.ok()) {
+            EXPECT_EQ(m.error().code(), ENOMEM);
+            break;
+        }
+        iovas.push_back(m->iova);
+    }
+    EXPECT_EQ(iovas.size(), 256u);
+    for (std::uint64_t iova : iovas) ASSERT_TRUE(f.domain->unmap(iova).ok());
+    EXPECT_EQ(f.domain->free_iova_bytes(), 0x100000u);
+    Pages big(256);
+    auto whole = f.domain->map(big.page(0), 0x100000, Access::read_write);
+    ASSERT_TRUE(whole.ok()) << whole.error().message();
+    EXPECT_EQ(whole->iova, 0x100000u);
+}
+
 }  // namespace
 }  // namespace dmakit::iommu
