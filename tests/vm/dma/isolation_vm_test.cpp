@@ -510,6 +510,50 @@ INSTANTIATE_TEST_SUITE_P(, IsolationVm,
                                            Setup{IommuPolicy::strict, Memory::pool}),
                          setup_name);
 
+// ---- registered memory (SPDK's mem_register contract), either policy
+
+class RegisteredVm : public IsolationVm {};
+
+// A registration maps its pages read-write, whatever the direction of the
+// maps inside it, and nothing past them; it stays reachable until it ended
+// AND the last mapping inside it was unmapped.
+TEST_P(RegisteredVm, RegistrationExposesItsPagesReadWriteUntilItEnds) {
+    std::byte* buf = pages(3);
+    ASSERT_NE(buf, nullptr);
+    std::byte* reg_page = buf + kPage;
+    auto reg = dev_->context().registrations().register_memory(reg_page, kPage, dma().mask());
+    ASSERT_TRUE(reg.ok()) << reg.error().message();
+    const std::uint64_t base = reg->dma().value();
+    auto addr = dma().map_single(reg_page + 1024, 64, DmaDirection::to_device);
+    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_EQ(addr->value(), base + 1024) << "a map inside a registration is a cache hit";
+
+    // Writable although the map says to_device: the registration is read-write.
+    auto r = device_writes(addr->value(), kLba + 3);
+    ASSERT_TRUE(r.ok() && r->ok()) << outcome(r);
+    EXPECT_TRUE(has_pattern(reg_page + 1024, block_, kLba + 3, 1, kDiskTag))
+        << "expected a registered page to be device-writable";
+    std::memset(reg_page, static_cast<int>(kUntouched), kPage);
+
+    // Ended while a mapping inside it lives: still reachable (the mapping
+    // holds it), then unreachable once that mapping is unmapped.
+    reg->reset();
+    r = device_writes(base, kLba + 4);
+    ASSERT_TRUE(r.ok() && r->ok()) << outcome(r);
+    EXPECT_TRUE(has_pattern(reg_page, block_, kLba + 4, 1, kDiskTag))
+        << "the live mapping inside an ended registration should keep it mapped";
+    std::memset(reg_page, static_cast<int>(kUntouched), kPage);
+    ASSERT_TRUE(dma().unmap_single(*addr, 64, DmaDirection::to_device).ok());
+    report("read_to_ended_registration", device_writes(base));
+    EXPECT_EQ(first_not(buf, 3 * kPage, kUntouched), -1) << "an ended registration's pages (or its neighbours) were written";
+    expect_good_io("a read to an ended registration");
+}
+
+INSTANTIATE_TEST_SUITE_P(, RegisteredVm,
+                         ::testing::Values(Setup{IommuPolicy::pool, Memory::foreign},
+                                           Setup{IommuPolicy::strict, Memory::foreign}),
+                         setup_name);
+
 // ---- strict only: coherent buffers are mapped alone, and only while they live
 
 class StrictCoherentVm : public IsolationVm {};
