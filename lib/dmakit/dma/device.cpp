@@ -16,7 +16,9 @@ std::string bytes_text(std::size_t n) { return std::to_string(n) + " bytes"; }
 
 // The IOMMU permission a direction implies (Linux dma-iommu's
 // dma_info_to_prot): the device reads what goes to it and writes what comes
-// from it. VT-d, AMD-Vi and VFIO type1 all express write-only.
+// from it. VFIO type1 takes write-only as asked, but Linux's VT-d driver
+// from 5.12 until a 2025 fix also grants read in every second-level entry,
+// so from_device is read+write there (docs/dma.md, vm_dma_isolation).
 iommu::Access access_for(DmaDirection dir) noexcept {
     switch (dir) {
         case DmaDirection::to_device: return iommu::Access::read;
