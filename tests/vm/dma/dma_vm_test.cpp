@@ -1,8 +1,11 @@
 // The DMA layer against the real kernel: VFIO type1 on the guest's emulated
 // intel-iommu, with the NVMe controller (1b36:0010) and an e1000e (8086:10d3)
-// bound to vfio-pci. Skips on a host without them. That devices really move
+// bound to vfio-pci. A missing device fails the test in the guest and skips
+// it elsewhere (bench_devices.hpp). That devices really move
 // data through these mappings is shown by the NVMe tests, which use this API
 // and nothing else.
+#include "bench_devices.hpp"
+
 #include <dmakit/dma/pci_device.hpp>
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/pci/sysfs.hpp>
@@ -15,20 +18,6 @@
 namespace dmakit::dma {
 namespace {
 
-std::optional<pci::PciAddress> find_on_vfio(std::uint16_t vendor, std::uint16_t device) {
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return std::nullopt;
-    for (const auto& address : *all) {
-        auto info = sysfs.device_info(address);
-        if (info.ok() && info->vendor_id == vendor && info->device_id == device &&
-            info->driver == std::string("vfio-pci")) {
-            return address;
-        }
-    }
-    return std::nullopt;
-}
-
 struct CapturedLog {
     std::vector<std::string> lines;
     Logger logger{LogLevel::debug, [this](LogLevel, std::string_view m) { lines.emplace_back(m); }};
@@ -37,9 +26,12 @@ struct CapturedLog {
 class DmaVm : public ::testing::Test {
 protected:
     void SetUp() override {
-        nvme_ = find_on_vfio(0x1b36, 0x0010);
-        nic_ = find_on_vfio(0x8086, 0x10d3);
-        if (!nvme_ || !nic_) GTEST_SKIP() << "needs the emulated NVMe and e1000e on vfio-pci (scripts/vm)";
+        const auto nvmes = vmtest::devices_bound_to(vmtest::kBenchNvme);
+        const auto nics = vmtest::devices_bound_to(vmtest::kBenchNic);
+        DMAKIT_VM_REQUIRE_DEVICES(nvmes, vmtest::kBenchNvme);
+        DMAKIT_VM_REQUIRE_DEVICES(nics, vmtest::kBenchNic);
+        nvme_ = nvmes[0];
+        nic_ = nics[0];
     }
 
     [[nodiscard]] Result<std::unique_ptr<PciDmaDevice>> open(const pci::PciAddress& address,

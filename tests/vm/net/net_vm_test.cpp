@@ -1,10 +1,13 @@
 // The NIC stack against QEMU's e1000e (82574) model: two ports on one hub,
-// bound to vfio-pci (scripts/vm). Skips when the two ports are not there.
+// bound to vfio-pci (scripts/vm). Missing ports fail the test in the guest
+// and skip it elsewhere (bench_devices.hpp).
 //
 // Frames carry a per-test run id: the hub queues frames for a port whose
 // receiver is off and delivers them once it is enabled, so a port may see
 // frames from an earlier test; those are "foreign" and counted, never
 // mistaken for this test's frames.
+#include "bench_devices.hpp"
+
 #include <net/dma_pool_backing.hpp>
 #include <net/driver_registry.hpp>
 #include <net/nic_open_context.hpp>
@@ -32,21 +35,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using examples::FrameCheck;
-
-std::vector<pci::PciAddress> nics_on_vfio() {
-    std::vector<pci::PciAddress> out;
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return out;
-    for (const auto& address : *all) {
-        auto info = sysfs.device_info(address);
-        if (info.ok() && info->vendor_id == 0x8086 && info->device_id == 0x10d3 &&
-            info->driver == std::string("vfio-pci")) {
-            out.push_back(address);
-        }
-    }
-    return out;
-}
 
 std::uint32_t new_run_id() { return std::random_device{}() | 1u; }
 
@@ -108,8 +96,8 @@ std::uint64_t transfer(Nic& a, Nic& b, std::uint32_t run, std::uint64_t count, R
 class NetVm : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto nics = nics_on_vfio();
-        if (nics.size() < 2) GTEST_SKIP() << "needs two e1000e (8086:10d3) on vfio-pci (scripts/vm)";
+        const auto nics = vmtest::devices_bound_to(vmtest::kBenchNic);
+        DMAKIT_VM_REQUIRE_DEVICES(nics, vmtest::kBenchNic);
         a_ = nics[0];
         b_ = nics[1];
         ASSERT_TRUE(register_builtin_drivers(registry_).ok());

@@ -1,7 +1,9 @@
 // The NVMe driver against QEMU's emulated controller (1b36:0010) through
-// VFIO and the emulated intel-iommu. Skips without the device on vfio-pci.
-// The kernel cross-check also needs the guest's nvme driver (scripts/vm
-// --modules nvme) and skips without it.
+// VFIO and the emulated intel-iommu. The kernel cross-check also needs the
+// guest's nvme driver (scripts/vm --modules nvme). What is missing fails the
+// test in the guest and skips it elsewhere (bench_devices.hpp).
+#include "bench_devices.hpp"
+
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
 
@@ -28,19 +30,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::optional<pci::PciAddress> find_nvme(const char* driver) {
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return std::nullopt;
-    for (const auto& a : *all) {
-        auto info = sysfs.device_info(a);
-        if (info.ok() && info->vendor_id == 0x1b36 && info->device_id == 0x0010 && info->driver == std::string(driver)) {
-            return a;
-        }
-    }
-    return std::nullopt;
-}
-
 struct CapturedLog {
     std::vector<std::string> lines;
     Logger logger{LogLevel::debug, [this](LogLevel, std::string_view m) { lines.emplace_back(m); }};
@@ -66,8 +55,9 @@ long first_bad(const std::byte* p, std::size_t bs, std::uint64_t lba, std::uint3
 class NvmeVm : public ::testing::Test {
 protected:
     void SetUp() override {
-        address_ = find_nvme("vfio-pci");
-        if (!address_) GTEST_SKIP() << "needs QEMU's NVMe controller on vfio-pci (scripts/vm)";
+        const auto found = vmtest::devices_bound_to(vmtest::kBenchNvme);
+        DMAKIT_VM_REQUIRE_DEVICES(found, vmtest::kBenchNvme);
+        address_ = found[0];
         ASSERT_TRUE(open_device().ok());
     }
 
@@ -429,9 +419,9 @@ bool write_sysfs(const std::string& path, const std::string& value) {
 
 TEST_F(NvmeVm, DataWrittenByDmakitIsReadBackByTheKernelsNvmeDriver) {
     namespace fs = std::filesystem;
-    if (!fs::exists("/sys/bus/pci/drivers/nvme")) {
-        GTEST_SKIP() << "the kernel's nvme driver is not loaded (scripts/vm --modules nvme)";
-    }
+    DMAKIT_VM_REQUIRE(fs::exists("/sys/bus/pci/drivers/nvme"),
+                      "the kernel's nvme driver (/sys/bus/pci/drivers/nvme): scripts/vm loads it with "
+                      "--modules nvme, which tests/vm/meson.build passes");
     const std::string bdf = address_->to_string();
     const std::uint64_t lba = 40000;
     const std::uint32_t blocks = 2048;  // 1 MiB
@@ -485,7 +475,7 @@ TEST_F(NvmeVm, DataWrittenByDmakitIsReadBackByTheKernelsNvmeDriver) {
     ASSERT_EQ(got.size(), data.size());
     const long bad = first_bad(reinterpret_cast<const std::byte*>(got.data()), 512, lba, blocks, 0xc0ffee);
     EXPECT_EQ(bad, -1) << "the kernel read different data at LBA " << lba + static_cast<std::uint64_t>(bad);
-    EXPECT_TRUE(find_nvme("vfio-pci").has_value()) << "controller did not go back to vfio-pci";
+    EXPECT_FALSE(vmtest::devices_bound_to(vmtest::kBenchNvme).empty()) << "controller did not go back to vfio-pci";
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 // The vfio and iommu layers against the real kernel: QEMU's NVMe controller
 // (1b36:0010) and e1000e NICs (8086:10d3) bound to vfio-pci behind an
-// emulated intel-iommu (scripts/vm). Skips when those devices are absent.
+// emulated intel-iommu (scripts/vm). A missing device fails the test in the
+// guest and skips it elsewhere (bench_devices.hpp).
+#include "bench_devices.hpp"
+
 #include <dmakit/iommu/domain.hpp>
 #include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/memory_mapping.hpp>
@@ -35,21 +38,6 @@ constexpr std::uint64_t kNvmeVs = 0x8;
 // e1000e device status register (Intel 82574 datasheet, STATUS).
 constexpr std::uint64_t kE1000Status = 0x8;
 
-std::vector<pci::PciAddress> find_vfio_devices(std::uint16_t vendor, std::uint16_t device) {
-    std::vector<pci::PciAddress> found;
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return found;
-    for (const auto& address : *all) {
-        auto info = sysfs.device_info(address);
-        if (info.ok() && info->vendor_id == vendor && info->device_id == device &&
-            info->driver == std::string("vfio-pci")) {
-            found.push_back(address);
-        }
-    }
-    return found;
-}
-
 #define ASSERT_OK(expr)                                                     \
     do {                                                                    \
         const auto& result_ = (expr);                                       \
@@ -66,12 +54,10 @@ std::vector<pci::PciAddress> find_vfio_devices(std::uint16_t vendor, std::uint16
 class VfioVm : public ::testing::Test {
 protected:
     void SetUp() override {
-        nvme_ = find_vfio_devices(0x1b36, 0x0010);
-        nics_ = find_vfio_devices(0x8086, 0x10d3);
-        if (nvme_.empty() || nics_.empty()) {
-            GTEST_SKIP() << "needs QEMU's NVMe (1b36:0010) and e1000e (8086:10d3) bound to "
-                            "vfio-pci: run inside scripts/vm";
-        }
+        nvme_ = vmtest::devices_bound_to(vmtest::kBenchNvme);
+        nics_ = vmtest::devices_bound_to(vmtest::kBenchNic);
+        DMAKIT_VM_REQUIRE_DEVICES(nvme_, vmtest::kBenchNvme);
+        DMAKIT_VM_REQUIRE_DEVICES(nics_, vmtest::kBenchNic);
     }
     std::vector<pci::PciAddress> nvme_;
     std::vector<pci::PciAddress> nics_;
@@ -374,8 +360,10 @@ TEST_F(VfioVm, KernelDmaEntryLimitIsReadAndEnforced) {
     auto old = read_trimmed(limit_path);
     ASSERT_TRUE(old.ok()) << old.error().message();
     std::printf("dma_entry_limit=%s\n", old->c_str());
+    // The suite runs as root in the guest, where the parameter is writable
+    // (mode 0644): refusing it would be a broken bench, so it fails.
     auto lowered = write_text_file(limit_path, "12");
-    if (!lowered.ok()) GTEST_SKIP() << "cannot lower dma_entry_limit: " << lowered.error().message();
+    ASSERT_TRUE(lowered.ok()) << "cannot lower dma_entry_limit: " << lowered.error().message();
     AttributeGuard restore(limit_path, *old);
 
     const auto& nic = nics_.size() > 1 ? nics_[1] : nics_[0];
