@@ -1,6 +1,8 @@
-// What the NIC examples share: option parsing, opening a port with a
-// one-line error, per-second rate lines, and JSON text.
+// What the NIC examples share: option parsing (with --iommu), opening a port
+// with a one-line error, per-second rate lines, and JSON text.
 #pragma once
+
+#include "../iommu_option.hpp"
 
 #include <net/driver_registry.hpp>
 #include <net/nic_open_context.hpp>
@@ -63,8 +65,10 @@ public:
         return std::nullopt;
     }
     [[noreturn]] void unknown() { bad("unknown option '" + args_[i_] + "'"); }
+    // Bad usage: one line, exit status 2 (as the NVMe examples and dmakit).
     [[noreturn]] void bad(const std::string& why) {
-        die(program_, why + " (see " + program_ + " --help)");
+        std::fprintf(stderr, "%s: %s (see %s --help)\n", program_.c_str(), why.c_str(), program_.c_str());
+        std::exit(2);
     }
     void help() {
         std::fputs(usage_.c_str(), stdout);
@@ -80,12 +84,17 @@ public:
         }
         return v;
     }
+    dma::IommuPolicy iommu_policy(const std::string& text) {
+        auto policy = dma::parse_iommu_policy(text);
+        if (!policy) bad(bad_iommu_value(text));
+        return *policy;
+    }
     pci::PciAddress address(const std::string& text) {
         // Accept the short form 00:03.0 too.
         std::string full = text;
         if (std::count(text.begin(), text.end(), ':') == 1) full = "0000:" + text;
         auto a = pci::PciAddress::parse(full);
-        if (!a.ok()) die(program_, a.error().message());
+        if (!a.ok()) bad(a.error().message());
         return *a;
     }
     [[nodiscard]] const std::string& program() const { return program_; }

@@ -30,6 +30,9 @@ full) are dropped and counted, as ixy-fwd does.
                      (default 0): when A and B sit on one link or hub they
                      then circulate, as with testpmd --tx-first
   -q, --quiet        no per-second lines
+      --iommu MODE   IOMMU policy: pool (default; pool memory mapped once) or
+                     strict (every buffer mapped on its own, with its
+                     direction's permission)
       --json         print one JSON object with the results on stdout
   -h, --help         this text
 )";
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
     double duration = 10;
     std::size_t burst = 32, tx_first = 0;
     bool json = false, quiet = false;
+    dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
         if (args.flag({"-h", "--help"})) args.help();
         else if (auto v = args.option({"-a"})) a = args.address(*v);
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-t", "--time"})) duration = args.number<double>(*v, "time", 0.1, 1e6);
         else if (auto v = args.option({"--burst"})) burst = args.number<std::size_t>(*v, "burst", 1, 512);
         else if (auto v = args.option({"--tx-first"})) tx_first = args.number<std::size_t>(*v, "tx-first", 0, 64);
+        else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;
         else args.unknown();
@@ -76,10 +81,13 @@ int main(int argc, char** argv) {
     if (!a || !b) args.bad("name both ports with -a BDF -b BDF");
     if (*a == *b) args.bad("-a and -b must be different ports");
     FILE* progress = json ? stderr : stdout;
+    std::fprintf(progress, "fwd: %s <-> %s, burst %zu, %.1f s, IOMMU %s\n", a->to_string().c_str(),
+                 b->to_string().c_str(), burst, duration, to_string(iommu).data());
 
     Logger logger(LogLevel::warning);
     dma::PciDmaOptions options;
     options.context.logger = &logger;
+    options.context.policy = iommu;
     const std::array addresses{*a, *b};
     auto domain = net::SharedDmaDomain::open(addresses, options);
     if (!domain.ok()) die("fwd", domain.error().message());
@@ -152,7 +160,8 @@ int main(int argc, char** argv) {
         }
     }
     const double elapsed = seconds_since(start);
-    std::string out = "{\"tool\": \"fwd\", \"burst\": " + std::to_string(burst) +
+    std::string out = "{\"tool\": \"fwd\", \"iommu\": \"" + std::string(to_string(iommu)) +
+                      "\", \"burst\": " + std::to_string(burst) +
                       ", \"seconds\": " + std::to_string(elapsed) + ", \"ports\": [";
     for (std::size_t i = 0; i < 2; ++i) {
         Side& s = sides[i];

@@ -28,6 +28,9 @@ that are not from this run (ignored). Exits 1 on any loss or damage.
       --burst N      frames per tx_burst, 1..512 (default 32)
   -t, --timeout SEC  give up waiting for frames after SEC s (default 30)
   -q, --quiet        no per-second lines
+      --iommu MODE   IOMMU policy: pool (default; pool memory mapped once) or
+                     strict (every buffer mapped on its own, with its
+                     direction's permission)
       --json         print one JSON object with the results on stdout
   -h, --help         this text
 )";
@@ -41,6 +44,7 @@ int main(int argc, char** argv) {
     std::size_t size = 60, burst = 32;
     double timeout = 30;
     bool json = false, quiet = false;
+    dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
         if (args.flag({"-h", "--help"})) args.help();
         else if (auto v = args.option({"-a"})) a = args.address(*v);
@@ -49,6 +53,7 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, "size", 60, 1514);
         else if (auto v = args.option({"--burst"})) burst = args.number<std::size_t>(*v, "burst", 1, 512);
         else if (auto v = args.option({"-t", "--timeout"})) timeout = args.number<double>(*v, "timeout", 0.1, 1e6);
+        else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;
         else args.unknown();
@@ -56,6 +61,9 @@ int main(int argc, char** argv) {
     if (!a || !b) args.bad("name both ports with -a BDF -b BDF");
     if (*a == *b) args.bad("-a and -b must be different ports");
     FILE* progress = json ? stderr : stdout;
+    std::fprintf(progress, "pktcheck: %s -> %s, %llu frames of %zu bytes, burst %zu, IOMMU %s\n",
+                 a->to_string().c_str(), b->to_string().c_str(), static_cast<unsigned long long>(count), size,
+                 burst, to_string(iommu).data());
 
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
@@ -65,6 +73,7 @@ int main(int argc, char** argv) {
         ctx.address = address;
         ctx.logger = &logger;
         ctx.dma_options.context.logger = &logger;
+        ctx.dma_options.context.policy = iommu;
         return open_port_or_die("pktcheck", registry, ctx);
     };
     auto rx = open(*b);  // receiver first, so it is ready before the first frame
@@ -162,12 +171,12 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(sb->device.rx_missed));
     std::fprintf(progress, "%s\n", ok ? "PASS" : "FAIL");
     if (json) {
-        std::printf("{\"tool\": \"pktcheck\", \"sender\": \"%s\", \"receiver\": \"%s\", \"count\": %llu, "
+        std::printf("{\"tool\": \"pktcheck\", \"iommu\": \"%s\", \"sender\": \"%s\", \"receiver\": \"%s\", \"count\": %llu, "
                     "\"size\": %zu, \"received\": %llu, \"lost\": %llu, \"corrupt\": %llu, "
                     "\"out_of_order\": %llu, \"duplicates\": %llu, \"foreign\": %llu, \"seconds\": %.3f, "
                     "\"pps\": %.1f, \"ok\": %s}\n",
-                    a->to_string().c_str(), b->to_string().c_str(), static_cast<unsigned long long>(count), size,
-                    static_cast<unsigned long long>(received), static_cast<unsigned long long>(lost),
+                    to_string(iommu).data(), a->to_string().c_str(), b->to_string().c_str(),
+                    static_cast<unsigned long long>(count), size, static_cast<unsigned long long>(received), static_cast<unsigned long long>(lost),
                     static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(out_of_order),
                     static_cast<unsigned long long>(duplicates), static_cast<unsigned long long>(foreign),
                     elapsed, received / elapsed, ok ? "true" : "false");

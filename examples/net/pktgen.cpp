@@ -26,6 +26,9 @@ The ports must be bound to vfio-pci (dmakit bind BDF).
   -b, --burst N      frames per tx_burst call, 1..512 (default 32)
   -r, --rate PPS     per-port rate limit in frames/s (default: none)
   -q, --quiet        no per-second lines
+      --iommu MODE   IOMMU policy: pool (default; pool memory mapped once) or
+                     strict (every buffer mapped on its own, with its
+                     direction's permission)
       --json         print one JSON object with the results on stdout
                      (per-second lines go to stderr)
   -h, --help         this text
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
     std::size_t size = 60, burst = 32;
     double rate = 0;
     bool json = false, quiet = false;
+    dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
         if (args.flag({"-h", "--help"})) args.help();
         else if (auto v = args.option({"-d", "--device"})) addresses.push_back(args.address(*v));
@@ -57,12 +61,15 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, "size", 60, 1514);
         else if (auto v = args.option({"-b", "--burst"})) burst = args.number<std::size_t>(*v, "burst", 1, 512);
         else if (auto v = args.option({"-r", "--rate"})) rate = args.number<double>(*v, "rate", 1, 1e9);
+        else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;
         else args.unknown();
     }
     if (addresses.empty()) args.bad("name at least one port with -d BDF");
     FILE* progress = json ? stderr : stdout;
+    std::fprintf(progress, "pktgen: %zu port(s), %zu-byte frames, burst %zu, %.1f s, IOMMU %s\n",
+                 addresses.size(), size, burst, duration, to_string(iommu).data());
 
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
@@ -73,6 +80,7 @@ int main(int argc, char** argv) {
         ctx.address = a;
         ctx.logger = &logger;
         ctx.dma_options.context.logger = &logger;
+        ctx.dma_options.context.policy = iommu;
         Port port;
         port.nic = open_port_or_die("pktgen", registry, ctx);
         port.bdf = a.to_string();
@@ -142,7 +150,8 @@ int main(int argc, char** argv) {
     const double elapsed = seconds_since(start);
 
     caches.clear();  // back to the pools before the ports close
-    std::string out = "{\"tool\": \"pktgen\", \"size\": " + std::to_string(size) +
+    std::string out = "{\"tool\": \"pktgen\", \"iommu\": \"" + std::string(to_string(iommu)) +
+                      "\", \"size\": " + std::to_string(size) +
                       ", \"burst\": " + std::to_string(burst) + ", \"seconds\": " +
                       std::to_string(elapsed) + ", \"ports\": [";
     double total = 0;

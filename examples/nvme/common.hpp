@@ -1,7 +1,10 @@
 // Shared by the NVMe examples: argument parsing, device lookup, opening a
-// controller, a tiny JSON writer and a latency histogram. Example code, not
+// controller (with the --iommu policy), a tiny JSON writer and a latency
+// histogram. Example code, not
 // library code: it prints.
 #pragma once
+
+#include "../iommu_option.hpp"
 
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
@@ -68,6 +71,13 @@ public:
         }
         return *n;
     }
+    // --iommu's value: pool or strict.
+    dma::IommuPolicy iommu_policy(const char* prog) {
+        const std::string_view v = value(prog);
+        auto policy = dma::parse_iommu_policy(v);
+        if (!policy) usage_error(prog, bad_iommu_value(v));
+        return *policy;
+    }
 
 private:
     int argc_;
@@ -104,9 +114,12 @@ struct OpenController {
     std::unique_ptr<nvme::Controller> controller;
 };
 
-inline Result<OpenController> open_controller(const pci::PciAddress& address, nvme::ControllerOptions options = {}) {
+inline Result<OpenController> open_controller(const pci::PciAddress& address, nvme::ControllerOptions options = {},
+                                              dma::IommuPolicy policy = dma::IommuPolicy::pool) {
     OpenController o;
-    DMAKIT_ASSIGN_OR_RETURN(o.device, dma::PciDmaDevice::open(address));
+    dma::PciDmaOptions dma_options;
+    dma_options.context.policy = policy;
+    DMAKIT_ASSIGN_OR_RETURN(o.device, dma::PciDmaDevice::open(address, dma_options));
     DMAKIT_ASSIGN_OR_RETURN(o.controller, nvme::Controller::open(*o.device, options));
     return o;
 }

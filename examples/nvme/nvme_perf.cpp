@@ -24,8 +24,8 @@ const char* const prog = "nvme_perf";
 void help() {
     std::printf(
         "usage: nvme_perf [-d BDF] [-q DEPTH] [-o SIZE] [-w PATTERN] [-M READ%%] [-t SECONDS]\n"
-        "                 [-c QUEUES] [-n NSID] [--interrupts] [--json]\n"
-        "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--json]\n"
+        "                 [-c QUEUES] [-n NSID] [--interrupts] [--iommu MODE] [--json]\n"
+        "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--iommu MODE] [--json]\n"
         "Drives an NVMe namespace through dmakit's user-space driver and reports IOPS,\n"
         "MiB/s and latency (avg, p50, p99, p99.9) per queue and in total.\n"
         "  -d BDF          controller (default: the first NVMe controller on vfio-pci)\n"
@@ -37,6 +37,8 @@ void help() {
         "  -c, --queues N  I/O queue pairs, one thread each (default 1)\n"
         "  -n NSID         namespace (default: the first)\n"
         "  --interrupts    wait on MSI-X eventfds instead of busy polling\n"
+        "  --iommu MODE    IOMMU policy: pool (default; pool memory mapped once) or strict\n"
+        "                  (every buffer mapped on its own, with its direction's permission)\n"
         "  --sweep         sequential read and write, 4 KiB..1 MiB per I/O, into hugepage\n"
         "                  memory (alloc_coherent), 4 KiB-page memory (alloc_large) and\n"
         "                  caller memory (map_single per command); a MiB/s table\n"
@@ -306,6 +308,7 @@ int main(int argc, char** argv) {
     std::string_view bdf, pattern = "randread";
     std::uint64_t depth = 0, io_size = 4096, seconds = 0, queues = 1, read_pct = 50, nsid = 0;
     bool json = false, sweep = false, interrupts = false;
+    dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     examples::Args args(argc, argv);
     while (args.next()) {
         const auto a = args.current();
@@ -320,6 +323,7 @@ int main(int argc, char** argv) {
         else if (a == "-n") nsid = args.number(prog, 1, 0xfffffffe);
         else if (a == "--interrupts") interrupts = true;
         else if (a == "--sweep") sweep = true;
+        else if (a == "--iommu") iommu = args.iommu_policy(prog);
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
@@ -335,7 +339,7 @@ int main(int argc, char** argv) {
     nvme::ControllerOptions options;
     options.interrupts = interrupts;
     options.max_io_queues = static_cast<std::uint32_t>(std::max<std::uint64_t>(queues, 1));
-    auto opened = examples::open_controller(address, options);
+    auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
         std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());
         return 1;
@@ -364,8 +368,9 @@ int main(int argc, char** argv) {
         const Mem mems[] = {Mem::hugepage, Mem::pages4k, Mem::caller};
         std::string rows;
         if (!json) {
-            std::printf("DMA throughput sweep, %s nsid %u, sequential, queue depth %u, %.0f s per cell, MiB/s\n",
-                        address.to_string().c_str(), cfg.nsid, cfg.depth, cell);
+            std::printf("DMA throughput sweep, %s nsid %u, sequential, queue depth %u, %.0f s per cell, "
+                        "IOMMU %s, MiB/s\n",
+                        address.to_string().c_str(), cfg.nsid, cfg.depth, cell, to_string(iommu).data());
             std::printf("  (I/Os above the %llu KiB transfer limit are split into commands of that size)\n",
                         static_cast<unsigned long long>(cfg.max_command / 1024));
             std::printf("%-8s %-11s %10s %10s\n", "size", "memory", "read", "write");
@@ -400,7 +405,10 @@ int main(int argc, char** argv) {
                 }
             }
         }
-        if (json) std::printf("{\"address\": \"%s\", \"depth\": %u, \"sweep\": [%s]}\n", address.to_string().c_str(), cfg.depth, rows.c_str());
+        if (json) {
+            std::printf("{\"address\": \"%s\", \"depth\": %u, \"iommu\": \"%s\", \"sweep\": [%s]}\n",
+                        address.to_string().c_str(), cfg.depth, to_string(iommu).data(), rows.c_str());
+        }
         return 0;
     }
 
@@ -412,10 +420,10 @@ int main(int argc, char** argv) {
     }
     const double secs = double(seconds ? seconds : 5);
     if (!json) {
-        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s\n",
+        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s, IOMMU %s\n",
                      address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                      static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues), secs,
-                     interrupts ? ", MSI-X interrupts" : ", polling");
+                     interrupts ? ", MSI-X interrupts" : ", polling", to_string(iommu).data());
     }
     rusage ru0{}, ru1{};
     getrusage(RUSAGE_SELF, &ru0);
@@ -467,11 +475,11 @@ int main(int argc, char** argv) {
         std::string per_sec;
         for (std::size_t i = 0; i < r->per_second.size(); ++i) per_sec += (i ? ", " : "") + std::to_string(r->per_second[i]);
         std::printf("{\"address\": \"%s\", \"nsid\": %u, \"pattern\": \"%s\", \"io_size\": %llu, \"depth\": %u, "
-                    "\"queues\": %llu, \"seconds\": %.3f, \"interrupts\": %s, \"per_queue\": [%s], \"total\": %s, "
+                    "\"queues\": %llu, \"seconds\": %.3f, \"interrupts\": %s, \"iommu\": \"%s\", \"per_queue\": [%s], \"total\": %s, "
                     "\"cpu_seconds\": %.6f, \"process_cpu_seconds\": %.6f, \"cpu_us_per_io\": %.4f, \"per_second_ios\": [%s]}\n",
                     address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                     static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues),
-                    r->seconds, interrupts ? "true" : "false", qjson.c_str(), tjson.c_str(), total.cpu_seconds,
+                    r->seconds, interrupts ? "true" : "false", to_string(iommu).data(), qjson.c_str(), tjson.c_str(), total.cpu_seconds,
                     process_cpu, cpu_us_per_io, per_sec.c_str());
     } else {
         std::printf("CPU: %.3f s in I/O threads (%.3f s whole process), %.2f us per I/O\n", total.cpu_seconds,

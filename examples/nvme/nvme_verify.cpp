@@ -19,7 +19,8 @@ const char* const prog = "nvme_verify";
 
 void help() {
     std::printf(
-        "usage: nvme_verify [-d BDF] [-n NSID] [--lbas N] [--start LBA] [--seed S] [-c QUEUES] [--json]\n"
+        "usage: nvme_verify [-d BDF] [-n NSID] [--lbas N] [--start LBA] [--seed S] [-c QUEUES]\n"
+        "                   [--iommu MODE] [--json]\n"
         "Writes a seeded pattern with a checksum in every block across N LBAs, reads it back\n"
         "and verifies it, once per (queue depth, I/O size) pass: depths 1, 8, 64; sizes 4 KiB,\n"
         "64 KiB, 128 KiB. Buffers rotate between hugepage memory, map_single and map_sg.\n"
@@ -30,6 +31,8 @@ void help() {
         "  --start LBA  first block (default 0)\n"
         "  --seed S     pattern seed (default 1)\n"
         "  -c N         I/O queue pairs the I/Os are spread over (default 2)\n"
+        "  --iommu MODE IOMMU policy: pool (default; pool memory mapped once) or strict\n"
+        "               (every buffer mapped on its own, with its direction's permission)\n"
         "  --json       results as one JSON object\n"
         "  -h, --help   this text\n");
 }
@@ -206,6 +209,7 @@ int main(int argc, char** argv) {
     std::string_view bdf;
     std::uint64_t nsid = 0, lbas = 8192, start = 0, seed = 1, queues = 2;
     bool json = false;
+    dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     examples::Args args(argc, argv);
     while (args.next()) {
         const auto a = args.current();
@@ -216,13 +220,14 @@ int main(int argc, char** argv) {
         else if (a == "--start") start = args.number(prog, 0, UINT64_MAX);
         else if (a == "--seed") seed = args.number(prog, 0, UINT64_MAX);
         else if (a == "-c" || a == "--queues") queues = args.number(prog, 1, 64);
+        else if (a == "--iommu") iommu = args.iommu_policy(prog);
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
     const auto address = examples::device_or_default(prog, bdf);
     nvme::ControllerOptions options;
     options.max_io_queues = static_cast<std::uint32_t>(queues);
-    auto opened = examples::open_controller(address, options);
+    auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
         std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());
         return 1;
@@ -260,10 +265,10 @@ int main(int argc, char** argv) {
         }
     }
     if (!json) {
-        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks), seed %llu, %zu queue(s)\n",
+        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks), seed %llu, %zu queue(s), IOMMU %s\n",
                     address.to_string().c_str(), ns->nsid, static_cast<unsigned long long>(start),
                     static_cast<unsigned long long>(start + lbas - 1), ns->block_size(),
-                    static_cast<unsigned long long>(seed), qs.size());
+                    static_cast<unsigned long long>(seed), qs.size(), to_string(iommu).data());
         std::printf("  %-6s %-9s %-11s %s\n", "depth", "io size", "memory", "result");
     }
     std::string rows;
@@ -296,10 +301,10 @@ int main(int argc, char** argv) {
     std::uint64_t device_errors = 0;
     for (auto* q : qs) device_errors += q->stats().device_errors();
     if (json) {
-        std::printf("{\"address\": \"%s\", \"nsid\": %u, \"start\": %llu, \"lbas\": %llu, \"passes\": [%s], "
+        std::printf("{\"address\": \"%s\", \"nsid\": %u, \"start\": %llu, \"lbas\": %llu, \"iommu\": \"%s\", \"passes\": [%s], "
                     "\"failures\": %d, \"first_mismatch_lba\": %s, \"device_errors\": %llu}\n",
                     address.to_string().c_str(), ns->nsid, static_cast<unsigned long long>(start),
-                    static_cast<unsigned long long>(lbas), rows.c_str(), failures,
+                    static_cast<unsigned long long>(lbas), to_string(iommu).data(), rows.c_str(), failures,
                     first ? std::to_string(first->lba).c_str() : "null", static_cast<unsigned long long>(device_errors));
     } else {
         std::printf("%s: %zu passes, %d failed%s\n", failures ? "FAILED" : "verified", passes.size(), failures,
