@@ -48,8 +48,12 @@ def main(argv):
     tally = {"passed": 0, "failed": 0, "skipped": 0}
     failures = []
     skips = []
-    for directory in (p for p in paths if p.is_dir()):
-        gtest_names = set()
+    directories = [p for p in paths if p.is_dir()]
+    # GoogleTest reports first, over every folder: the vm suite keeps them
+    # apart from run-suite's per-program records (gtest/ and scripts/), and
+    # a program with a report must not count again as a pass of its own.
+    gtest_failed = {}
+    for directory in directories:
         for path in sorted(directory.rglob("*.json")):
             if path.name == "testlog.json":
                 continue  # meson's log, one JSON object per line: read below
@@ -62,8 +66,8 @@ def main(argv):
             if "testsuites" in data:
                 before = tally["failed"]
                 count_gtest(data, tally, failures, skips)
-                gtest_names.add((path.stem, tally["failed"] > before))
-        gtest_failed = {name: had_failure for name, had_failure in gtest_names}
+                gtest_failed[path.stem] = tally["failed"] > before
+    for directory in directories:
         for path in sorted(directory.rglob("*.json")):
             try:
                 data = json.loads(path.read_text())
