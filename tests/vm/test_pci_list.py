@@ -71,7 +71,7 @@ def main():
         found = [d for d in devices if d["vendor_id"] == vendor and d["device_id"] == device]
         on_vfio = [d for d in found if d["driver"] == "vfio-pci"]
         if len(on_vfio) < count:
-            elsewhere = [f"{d['address']} on {d['driver'] or 'no driver'}"
+            elsewhere = [f"{d['address']} on {d['driver']}" if d["driver"] else f"{d['address']} unbound"
                          for d in found if d["driver"] != "vfio-pci"]
             device_missing(f"needs {count} {label} ({vendor}:{device}) bound to vfio-pci, found "
                            f"{len(on_vfio)}" + (f"; not on vfio-pci: {', '.join(elsewhere)}"

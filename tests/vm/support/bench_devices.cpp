@@ -49,8 +49,8 @@ std::string missing_devices(const BenchDevice& model, std::size_t needed, std::s
                 ++on_driver;
                 continue;
             }
-            elsewhere += (elsewhere.empty() ? "" : ", ") + address.to_string() + " on " +
-                         (info->driver ? *info->driver : std::string("no driver"));
+            elsewhere += (elsewhere.empty() ? "" : ", ") + address.to_string() +
+                         (info->driver ? " on " + *info->driver : std::string(" unbound"));
         }
     }
     std::string text = "needs " + std::to_string(needed) + " " + std::string(model.label) + " (" +
