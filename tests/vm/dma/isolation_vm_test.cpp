@@ -12,7 +12,10 @@
 // prove isolation, never the status; the guest kernel's DMAR fault log is
 // collected as extra evidence. After each refused DMA a good I/O must work.
 //
-// Inside the guest (DMAKIT_IN_VM=1) a missing controller is a failure.
+// Inside the guest (DMAKIT_IN_VM=1) a missing controller is a failure
+// (bench_devices.hpp).
+#include "bench_devices.hpp"
+
 #include <nvme/commands.hpp>
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
@@ -47,24 +50,6 @@ using dma::IommuPolicy;
 
 constexpr std::size_t kPage = 4096;
 constexpr std::byte kUntouched{0xa5};
-
-bool in_vm() {
-    const char* v = std::getenv("DMAKIT_IN_VM");
-    return v != nullptr && std::string_view(v) == "1";
-}
-
-std::optional<pci::PciAddress> find_nvme_on_vfio() {
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return std::nullopt;
-    for (const auto& a : *all) {
-        auto info = sysfs.device_info(a);
-        if (info.ok() && info->vendor_id == 0x1b36 && info->device_id == 0x0010 && info->driver == "vfio-pci") {
-            return a;
-        }
-    }
-    return std::nullopt;
-}
 
 // Byte i of LBA `lba` written with `tag`: differs per LBA, offset and tag,
 // and is never kUntouched's pattern across a whole block.
@@ -170,11 +155,9 @@ std::string setup_name(const ::testing::TestParamInfo<Setup>& info) {
 class IsolationVm : public ::testing::TestWithParam<Setup> {
 protected:
     void SetUp() override {
-        address_ = find_nvme_on_vfio();
-        if (!address_) {
-            if (in_vm()) FAIL() << "DMAKIT_IN_VM=1 but no 1b36:0010 NVMe controller is bound to vfio-pci";
-            GTEST_SKIP() << "needs QEMU's NVMe controller on vfio-pci (scripts/vm)";
-        }
+        const auto found = vmtest::devices_bound_to(vmtest::kBenchNvme);
+        DMAKIT_VM_REQUIRE_DEVICES(found, vmtest::kBenchNvme);
+        address_ = found[0];
         dma::PciDmaOptions o;
         o.context.policy = GetParam().policy;
         o.context.debug = true;
