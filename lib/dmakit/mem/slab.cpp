@@ -73,8 +73,10 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
       thread_cache_(this, &SlabCache::flush_thread_cache, [&] {
           if (debug) return std::uint32_t{0};  // every debug free must be checked
           const std::size_t stride = round_up(object_size, options_.align);
-          return options_.thread_cache_size != 0 ? options_.thread_cache_size
-                                                 : default_thread_cache_size(stride);
+          const std::uint32_t objects = options_.thread_cache_size != 0
+                                            ? options_.thread_cache_size
+                                            : default_thread_cache_size(stride);
+          return 2 * objects;  // object and allocated byte
       }()) {
     const bool red_zone = debug_ && options_.debug_options.red_zone;
     left_red_zone_ = red_zone ? round_up(kMinRedZone, align_) : 0;
@@ -93,7 +95,7 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
     bitmap_words_ = (objects_per_slab_ + 63) / 64;
     state_bytes_ = static_cast<std::uint32_t>(round_up(objects_per_slab_, sizeof(std::uint64_t)));
     reciprocal_ = ((std::uint64_t{1} << 42) + stride_ - 1) / stride_;
-    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 2);
+    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 4);  // half the objects
 }
 
 SlabCache::~SlabCache() {
@@ -123,13 +125,10 @@ void* SlabCache::alloc_slow() noexcept {
     {
         std::unique_lock lock(lock_);
         cache->set_count(cache->count +
-                         take_objects(lock, cache->items() + cache->count, batch_, nullptr));
+                         2 * take_objects(lock, cache->items() + cache->count, batch_, 2, nullptr));
     }
     if (cache->empty()) return nullptr;
-    void* object = cache->pop();
-    mark_allocated(object);
-    asan_unpoison(object, object_size_);
-    return object;
+    return alloc();
 }
 
 Result<void*> SlabCache::try_alloc() {
@@ -143,7 +142,7 @@ Result<void*> SlabCache::alloc_one_locked() {
     std::uint32_t got;
     {
         std::unique_lock lock(lock_);
-        got = take_objects(lock, &object, 1, &error);
+        got = take_objects(lock, &object, 1, 1, &error);
     }
     if (got == 0) return error.with_context("slab cache '" + name_ + "'");
     mark_allocated(object);
@@ -203,8 +202,8 @@ Status SlabCache::validate(const void* object, Slab** slab, std::uint32_t* index
 // Clears the object's allocated byte, or refuses when it is not allocated.
 // An atomic exchange: of two frees racing here, one wins.
 Status SlabCache::take_back(void* object, Slab* slab, std::uint32_t index) const {
-    if (slab->allocated(index).exchange(Slab::kFree, std::memory_order_acq_rel) ==
-        Slab::kAllocated) {
+    if (slab->allocated(index).exchange(Slab::State::free, std::memory_order_acq_rel) ==
+        Slab::State::allocated) {
         return {};
     }
     return Error(EINVAL, "double free of " + describe(object) +
@@ -233,14 +232,14 @@ Status SlabCache::free_slow(void* object) {
     {
         std::lock_guard lock(lock_);
         if (cache->capacity == 0) {
-            return_objects(&object, 1);
+            return_objects(&object, 1, 1);
         } else {
             if (cache->full()) {
                 // Spill the colder half; keep this object (hot) in the cache.
-                return_objects(cache->items() + cache->count - batch_, batch_);
-                cache->set_count(cache->count - batch_);
+                return_objects(cache->items() + cache->count - 2 * batch_, batch_, 2);
+                cache->set_count(cache->count - 2 * batch_);
             }
-            cache->push(object);
+            cache->push_pair(object, &slab->allocated(index));
         }
         released = detach_excess_empty_slabs();
     }
@@ -285,7 +284,7 @@ Status SlabCache::free_debug(void* object) {
     Slab* released;
     {
         std::lock_guard lock(lock_);
-        return_objects(&object, 1);
+        return_objects(&object, 1, 1);
         released = detach_excess_empty_slabs();
     }
     release_slabs(released);
@@ -309,7 +308,7 @@ std::size_t SlabCache::invalid_frees() const noexcept {
 
 Result<Slab*> SlabCache::make_slab() {
     DMAKIT_ASSIGN_OR_RETURN(void* block, buddy_.alloc_pages_uncached(slab_order_));
-    void* raw = ::operator new(descriptor_bytes(), std::nothrow);
+    void* raw = ::operator new(descriptor_bytes(), std::align_val_t{alignof(Slab)}, std::nothrow);
     if (raw == nullptr) {
         buddy_.free_pages_uncached(block);
         return Error(ENOMEM, "no heap memory for a slab descriptor");
@@ -325,7 +324,7 @@ Result<Slab*> SlabCache::make_slab() {
             accepted = Error(EIO, "on_new_slab threw");
         }
         if (!accepted.ok()) {
-            ::operator delete(raw);
+            ::operator delete(raw, std::align_val_t{alignof(Slab)});
             buddy_.free_pages_uncached(block);
             return std::move(accepted).error().with_context("preparing a new slab");
         }
@@ -334,7 +333,7 @@ Result<Slab*> SlabCache::make_slab() {
     auto* slab =
         new (raw) Slab{static_cast<std::byte*>(block), this, nullptr, nullptr, tag, 0, kEmpty};
     for (std::uint32_t i = 0; i < state_bytes_; ++i) {
-        new (&slab->allocated(i)) std::atomic<std::uint8_t>(Slab::kFree);
+        new (&slab->allocated(i)) std::atomic<Slab::State>(Slab::State::free);
     }
     std::uint64_t* bits = slab->free_bits(state_bytes_);
     for (std::uint32_t word = 0; word < bitmap_words_; ++word) {
@@ -381,7 +380,7 @@ void SlabCache::release_slabs(Slab* chain) noexcept {
         asan_unpoison(slab->base, slab_bytes());
         buddy_.free_pages_uncached(slab->base);
         slab->~Slab();
-        ::operator delete(slab);
+        ::operator delete(slab, std::align_val_t{alignof(Slab)});
     }
 }
 
@@ -428,7 +427,7 @@ void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
 }
 
 std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** out,
-                                      std::uint32_t count, Error* error) {
+                                      std::uint32_t count, std::uint32_t step, Error* error) {
     std::uint32_t got = 0;
     while (got < count) {
         Slab* slab = lists_[kPartial].head != nullptr ? lists_[kPartial].head : lists_[kEmpty].head;
@@ -450,7 +449,10 @@ std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** o
             while (free != 0 && got < count) {
                 const auto bit = static_cast<std::uint32_t>(std::countr_zero(free));
                 free &= free - 1;
-                out[got++] = object_at(slab, word * 64 + bit);
+                const std::uint32_t index = word * 64 + bit;
+                out[got * step] = object_at(slab, index);
+                if (step == 2) out[got * step + 1] = &slab->allocated(index);
+                ++got;
                 ++slab->in_use;
             }
             bits[word] = free;
@@ -461,9 +463,10 @@ std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** o
     return got;
 }
 
-void SlabCache::return_objects(void* const* objects, std::uint32_t count) noexcept {
+void SlabCache::return_objects(void* const* objects, std::uint32_t count,
+                               std::uint32_t step) noexcept {
     for (std::uint32_t i = 0; i < count; ++i) {
-        const auto* object = static_cast<const std::byte*>(objects[i]);
+        const auto* object = static_cast<const std::byte*>(objects[i * step]);
         std::uint32_t index;
         Slab* slab = slot_of(object, &index);
         slab->free_bits(state_bytes_)[index / 64] |= std::uint64_t{1} << (index % 64);
@@ -481,7 +484,7 @@ void SlabCache::return_objects(void* const* objects, std::uint32_t count) noexce
 void SlabCache::flush_thread_cache(void* self, ThreadCache& cache) noexcept {
     auto* slab_cache = static_cast<SlabCache*>(self);
     std::lock_guard lock(slab_cache->lock_);
-    slab_cache->return_objects(cache.items(), cache.count);
+    slab_cache->return_objects(cache.items(), cache.count / 2, 2);
     cache.set_count(0);
 }
 
@@ -522,7 +525,7 @@ SlabInfo SlabCache::info() const {
     info.pages_per_slab = std::size_t{1} << slab_order_;
     info.debug = debug_;
     // Before lock_: thread-exit flushes take the control mutex, then lock_.
-    const std::size_t cached = thread_cache_.cached_items();
+    const std::size_t cached = thread_cache_.cached_items() / 2;  // two slots per object
     std::lock_guard lock(lock_);
     for (const SlabList& list : lists_) info.slabs += list.count;
     info.total_objects = info.slabs * objects_per_slab_;

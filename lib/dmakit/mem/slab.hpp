@@ -9,7 +9,8 @@
 //
 // Fast path: each thread has its own array of free objects per cache (like
 // SLUB's per-cpu freelist or rte_mempool's per-lcore cache): alloc pops, free
-// pushes, no lock and no atomic read-modify-write. Misses move a batch between
+// pushes, no lock and no atomic read-modify-write. Each entry keeps the
+// object's allocated byte beside it, so alloc sets it without a slab lookup. Misses move a batch between
 // the array and the slabs under the cache's lock. An object may be freed on
 // any thread. Slabs sit on partial/full/empty lists; beyond max_empty_slabs,
 // empty slabs go back to the buddy allocator.
@@ -49,8 +50,10 @@ namespace dmakit::mem {
 class SlabCache;
 
 // Out-of-band descriptor of one slab. After it: one allocated byte per object
-// slot (padded to 8 bytes), then the bitmap of objects free in the slab.
-class Slab {
+// slot (padded to 8 bytes), then the bitmap of objects free in the slab. The
+// bytes start on a cache line of their own, so threads working on objects of
+// one slab (batches of consecutive slots) rarely write the same line.
+class alignas(64) Slab {
 public:
     std::byte* base;        // the slab's first byte (its buddy block)
     SlabCache* cache;
@@ -60,21 +63,25 @@ public:
     std::uint32_t in_use;   // objects out of the slab (with callers or in thread caches)
     std::uint8_t list;      // which list it is on
 
-    static constexpr std::uint8_t kFree = 0;       // in the slab or a thread cache
-    static constexpr std::uint8_t kAllocated = 1;  // with a caller
+    // An enum, not a byte type: stores through a char-like type may alias
+    // anything, which would make the fast paths reload the cache's fields.
+    enum class State : std::uint8_t {
+        free = 0,       // in the slab or a thread cache
+        allocated = 1,  // with a caller
+    };
 
     // Relaxed loads and stores (plain movs on x86) on the fast path: the
     // thread that frees an object has received it from its allocator through
     // some synchronization of its own, which orders the two.
-    [[nodiscard]] std::atomic<std::uint8_t>& allocated(std::uint32_t index) noexcept {
-        return reinterpret_cast<std::atomic<std::uint8_t>*>(this + 1)[index];
+    [[nodiscard]] std::atomic<State>& allocated(std::uint32_t index) noexcept {
+        return reinterpret_cast<std::atomic<State>*>(this + 1)[index];
     }
     [[nodiscard]] std::uint64_t* free_bits(std::size_t state_bytes) noexcept {
         return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::byte*>(this + 1) +
                                                 state_bytes);
     }
 };
-static_assert(sizeof(std::atomic<std::uint8_t>) == 1 && std::atomic<std::uint8_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<Slab::State>) == 1 && std::atomic<Slab::State>::is_always_lock_free);
 
 struct SlabCacheOptions {
     // Object alignment, a power of two up to 4096.
@@ -187,9 +194,12 @@ private:
     void unlink(Slab* slab) noexcept;
     void push_on(Slab* slab, std::uint8_t list) noexcept;
     [[nodiscard]] Slab* detach_excess_empty_slabs() noexcept;
+    // Objects go to out[i * step]; with step 2, out[i * 2 + 1] gets the
+    // object's allocated byte (the thread-cache entry layout).
     [[nodiscard]] std::uint32_t take_objects(std::unique_lock<SpinLock>& lock, void** out,
-                                             std::uint32_t count, Error* error);
-    void return_objects(void* const* objects, std::uint32_t count) noexcept;
+                                             std::uint32_t count, std::uint32_t step,
+                                             Error* error);
+    void return_objects(void* const* objects, std::uint32_t count, std::uint32_t step) noexcept;
     void move_to(Slab* slab, std::uint8_t list) noexcept;
     [[nodiscard]] std::size_t descriptor_bytes() const noexcept {
         return sizeof(Slab) + state_bytes_ + bitmap_words_ * sizeof(std::uint64_t);
@@ -211,7 +221,8 @@ private:
     }
     void mark_allocated(void* object) const noexcept {
         std::uint32_t index;
-        slot_of(object, &index)->allocated(index).store(Slab::kAllocated, std::memory_order_relaxed);
+        slot_of(object, &index)->allocated(index).store(Slab::State::allocated,
+                                                        std::memory_order_relaxed);
     }
     [[nodiscard]] std::byte* object_at(const Slab* slab, std::uint32_t index) const noexcept {
         return slab->base + std::size_t{index} * stride_ + left_red_zone_;
@@ -235,7 +246,7 @@ private:
     std::uint32_t bitmap_words_ = 0;
     std::uint32_t state_bytes_ = 0;  // allocated bytes, padded to 8
     std::uint64_t reciprocal_ = 0;  // ceil(2^42 / stride): index without a division
-    std::uint32_t batch_ = 0;
+    std::uint32_t batch_ = 0;  // objects moved per refill or spill
 
     // Copies of the page map for the inline free path.
     std::byte* map_base_;
@@ -271,8 +282,10 @@ public:
 inline void* SlabCache::alloc() noexcept {
     ThreadCache* cache = thread_cache_.local();  // capacity 0 in debug mode
     if (!cache->empty()) [[likely]] {
-        void* object = cache->pop();
-        mark_allocated(object);
+        void* allocated;
+        void* object = cache->pop_pair(&allocated);
+        static_cast<std::atomic<Slab::State>*>(allocated)->store(Slab::State::allocated,
+                                                                 std::memory_order_relaxed);
         asan_unpoison(object, object_size_);
         return object;
     }
@@ -282,15 +295,15 @@ inline void* SlabCache::alloc() noexcept {
 inline void SlabCache::free(void* object) noexcept {
     std::uint32_t index;
     if (Slab* slab = slab_of(object, &index)) [[likely]] {
-        std::atomic<std::uint8_t>& allocated = slab->allocated(index);
+        std::atomic<Slab::State>& allocated = slab->allocated(index);
         ThreadCache* cache = thread_cache_.local();
         // Checked before anything is touched; a refusal goes the slow way,
         // which says what was wrong.
-        if (allocated.load(std::memory_order_relaxed) == Slab::kAllocated && !cache->full())
+        if (allocated.load(std::memory_order_relaxed) == Slab::State::allocated && !cache->full())
             [[likely]] {
-            allocated.store(Slab::kFree, std::memory_order_relaxed);
+            allocated.store(Slab::State::free, std::memory_order_relaxed);
             asan_poison(object, object_size_);
-            cache->push(object);
+            cache->push_pair(object, &allocated);
             return;
         }
     }
