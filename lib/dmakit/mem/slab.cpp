@@ -93,7 +93,8 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
         if (count >= kMinObjectsPerSlab && (bytes - count * stride_) * 16 <= bytes) break;
     }
     bitmap_words_ = (objects_per_slab_ + 63) / 64;
-    state_bytes_ = static_cast<std::uint32_t>(round_up(objects_per_slab_, sizeof(std::uint64_t)));
+    state_bytes_ =
+        static_cast<std::uint32_t>(round_up(objects_per_slab_ + 1, sizeof(std::uint64_t)));
     reciprocal_ = ((std::uint64_t{1} << 42) + stride_ - 1) / stride_;
     batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 4);  // half the objects
 }

@@ -50,7 +50,9 @@ namespace dmakit::mem {
 class SlabCache;
 
 // Out-of-band descriptor of one slab. After it: one allocated byte per object
-// slot (padded to 8 bytes), then the bitmap of objects free in the slab. The
+// slot and one for the slot past the last (never allocated, so the fast free
+// path needs no bounds check), padded to 8 bytes; then the bitmap of objects
+// free in the slab. The
 // bytes start on a cache line of their own, so threads working on objects of
 // one slab (batches of consecutive slots) rarely write the same line.
 class alignas(64) Slab {
@@ -219,6 +221,22 @@ private:
         const Slab* slab = descs_[offset >> kPageShift].slab;
         return slab != nullptr && slab->cache == this ? slab : nullptr;
     }
+    // slab_of for the fast free path of a cache without red zones: the
+    // allocated byte of `object` if it is the start of a slot of this cache,
+    // else null. The slot past the last has a byte that is never allocated,
+    // which stands in for the bounds check.
+    [[nodiscard]] std::atomic<Slab::State>* fast_allocated_byte(const void* object) const noexcept {
+        const std::uintptr_t offset =
+            reinterpret_cast<std::uintptr_t>(object) - reinterpret_cast<std::uintptr_t>(map_base_);
+        if (offset >= map_span_) return nullptr;
+        Slab* slab = descs_[offset >> kPageShift].slab;
+        if (slab == nullptr || slab->cache != this) return nullptr;
+        const auto in_slab =
+            static_cast<std::uint64_t>(static_cast<const std::byte*>(object) - slab->base);
+        const std::uint64_t slot = (in_slab * reciprocal_) >> 42;
+        if (slot * stride_ != in_slab) return nullptr;
+        return &slab->allocated(static_cast<std::uint32_t>(slot));
+    }
     void mark_allocated(void* object) const noexcept {
         std::uint32_t index;
         slot_of(object, &index)->allocated(index).store(Slab::State::allocated,
@@ -244,7 +262,7 @@ private:
     unsigned slab_order_ = 0;
     std::uint32_t objects_per_slab_ = 0;
     std::uint32_t bitmap_words_ = 0;
-    std::uint32_t state_bytes_ = 0;  // allocated bytes, padded to 8
+    std::uint32_t state_bytes_ = 0;  // allocated bytes (one per slot, plus one), padded to 8
     std::uint64_t reciprocal_ = 0;  // ceil(2^42 / stride): index without a division
     std::uint32_t batch_ = 0;  // objects moved per refill or spill
 
@@ -293,17 +311,18 @@ inline void* SlabCache::alloc() noexcept {
 }
 
 inline void SlabCache::free(void* object) noexcept {
-    std::uint32_t index;
-    if (Slab* slab = slab_of(object, &index)) [[likely]] {
-        std::atomic<Slab::State>& allocated = slab->allocated(index);
-        ThreadCache* cache = thread_cache_.local();
+    ThreadCache* cache = thread_cache_.local();
+    // Debug caches have no thread cache (it is always full), so past this
+    // test objects have no red zones.
+    if (!cache->full()) [[likely]] {
+        std::atomic<Slab::State>* allocated = fast_allocated_byte(object);
         // Checked before anything is touched; a refusal goes the slow way,
         // which says what was wrong.
-        if (allocated.load(std::memory_order_relaxed) == Slab::State::allocated && !cache->full())
-            [[likely]] {
-            allocated.store(Slab::State::free, std::memory_order_relaxed);
+        if (allocated != nullptr &&
+            allocated->load(std::memory_order_relaxed) == Slab::State::allocated) [[likely]] {
+            allocated->store(Slab::State::free, std::memory_order_relaxed);
             asan_poison(object, object_size_);
-            cache->push_pair(object, &allocated);
+            cache->push_pair(object, allocated);
             return;
         }
     }

@@ -126,6 +126,24 @@ TEST_F(FreeCheckFixture, FreeOfASlotNeverHandedOutIsRefused) {
     EXPECT_EQ(cache->invalid_frees(), 2u);
 }
 
+TEST_F(FreeCheckFixture, FreeOfTheSlotPastTheLastIsRefused) {
+    SlabCacheOptions options;
+    options.align = 32;
+    auto cache = make_cache(96, options);
+    ASSERT_TRUE(cache);
+    void* object = cache->alloc();
+    ASSERT_NE(object, nullptr);
+    // A 96-byte stride leaves a tail in the slab where one more slot would start.
+    const std::size_t past = cache->objects_per_slab() * cache->stride();
+    ASSERT_LT(past, cache->slab_bytes());
+    auto* tail = const_cast<std::byte*>(cache->slab_base_of(object)) + past;
+    cache->free(tail);
+    EXPECT_EQ(cache->invalid_frees(), 1u);
+    EXPECT_EQ(log.count_containing("start of an object"), 1u);
+    expect_every_object_once(*cache, {object});
+    cache->free(object);
+}
+
 TEST_F(FreeCheckFixture, CrossThreadDoubleFreeIsRefused) {
     auto cache = make_cache(128);
     ASSERT_TRUE(cache);
