@@ -28,13 +28,19 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& de
     std::size_t object_size = std::max(size, align);
     mem::SlabCacheOptions options;
     options.align = align;
+    // Slab debug (BuddyOptions::slab_debug) reports and refuses; a library
+    // path never aborts.
+    options.debug_options.abort_on_detection = false;
     if (boundary != 0) {
-        // Power-of-two blocks at power-of-two alignment never straddle a
-        // larger power-of-two boundary. Debug red zones would shift them, so a
-        // bounded pool runs its slab without them.
+        // Power-of-two blocks aligned to their size never straddle a larger
+        // power-of-two boundary. Red zones are whole multiples of the slab
+        // alignment, so up to a page they keep every block aligned to its
+        // size; past a page (slab alignment stops at 4 KiB) they would shift
+        // blocks across the boundary, so such pools check frees and poison
+        // in debug mode, without red zones.
         object_size = std::bit_ceil(object_size);
         options.align = std::min<std::size_t>(object_size, mem::kPageSize);
-        options.debug = false;
+        if (object_size > mem::kPageSize) options.debug_options.red_zone = false;
     }
     auto cache = mem::SlabCache::create(device.context().pages(), "dma-" + name, object_size, options);
     if (!cache.ok()) return std::move(cache).error().with_context(what);

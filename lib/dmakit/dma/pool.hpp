@@ -6,7 +6,12 @@
 // region's DMA base plus its offset, with no system call. No block crosses
 // `boundary` (a power of two, e.g. 4 KiB for PRP lists). The slab keeps its
 // free-object bookkeeping out of band, so a device writing into a block can
-// corrupt that block only, never the pool.
+// corrupt that block only, never the pool. Every build refuses a double free
+// or a free of anything but a live block (the slab's allocated byte), so one
+// block (an NVMe PRP-list page) is never handed to two owners. Slab debug
+// mode (BuddyOptions::slab_debug) adds poisoning and, except for bounded
+// pools of blocks over 4 KiB, red zones; its detections are logged and
+// refused, never fatal.
 #pragma once
 
 #include <dmakit/dma/device.hpp>
@@ -40,13 +45,15 @@ public:
     // dma_pool_alloc / dma_pool_zalloc. ENOMEM when the page allocator is out.
     [[nodiscard]] Result<Block> alloc();
     [[nodiscard]] Result<Block> zalloc();
-    // dma_pool_free. A pointer that is not a live block of this pool is
-    // refused with EINVAL and nothing changes.
+    // dma_pool_free. A pointer that is not a live block of this pool (a
+    // double free, a pointer inside a block, another pool's block) is
+    // refused with EINVAL, logged and counted, and nothing changes.
     [[nodiscard]] Status free(void* cpu);
 
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] std::size_t block_size() const noexcept { return size_; }
     [[nodiscard]] mem::SlabInfo info() const { return cache_->info(); }
+    [[nodiscard]] std::size_t invalid_frees() const noexcept { return cache_->invalid_frees(); }
 
 private:
     DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,

@@ -4,7 +4,9 @@
 #include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <exception>
 #include <new>
+#include <string>
 
 namespace dmakit::mem {
 namespace {
@@ -71,8 +73,10 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
       thread_cache_(this, &SlabCache::flush_thread_cache, [&] {
           if (debug) return std::uint32_t{0};  // every debug free must be checked
           const std::size_t stride = round_up(object_size, options_.align);
-          return options_.thread_cache_size != 0 ? options_.thread_cache_size
-                                                 : default_thread_cache_size(stride);
+          const std::uint32_t objects = options_.thread_cache_size != 0
+                                            ? options_.thread_cache_size
+                                            : default_thread_cache_size(stride);
+          return 2 * objects;  // object and allocated byte
       }()) {
     const bool red_zone = debug_ && options_.debug_options.red_zone;
     left_red_zone_ = red_zone ? round_up(kMinRedZone, align_) : 0;
@@ -89,16 +93,26 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
         if (count >= kMinObjectsPerSlab && (bytes - count * stride_) * 16 <= bytes) break;
     }
     bitmap_words_ = (objects_per_slab_ + 63) / 64;
+    state_bytes_ =
+        static_cast<std::uint32_t>(round_up(objects_per_slab_ + 1, sizeof(std::uint64_t)));
     reciprocal_ = ((std::uint64_t{1} << 42) + stride_ - 1) / stride_;
-    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 2);
+    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 4);  // half the objects
 }
 
 SlabCache::~SlabCache() {
     thread_cache_.retire();
-    std::lock_guard lock(lock_);
-    for (auto& list : lists_) {
-        while (list.head != nullptr) release_slab(list.head);
+    Slab* chain = nullptr;
+    {
+        std::lock_guard lock(lock_);
+        for (auto& list : lists_) {
+            while (Slab* slab = list.head) {
+                unlink(slab);
+                slab->next = chain;
+                chain = slab;
+            }
+        }
     }
+    release_slabs(chain);
 }
 
 // ---- allocation ------------------------------------------------------------
@@ -110,14 +124,12 @@ void* SlabCache::alloc_slow() noexcept {
         return object.ok() ? *object : nullptr;
     }
     {
-        std::lock_guard lock(lock_);
+        std::unique_lock lock(lock_);
         cache->set_count(cache->count +
-                         take_objects(cache->items() + cache->count, batch_, nullptr));
+                         2 * take_objects(lock, cache->items() + cache->count, batch_, 2, nullptr));
     }
     if (cache->empty()) return nullptr;
-    void* object = cache->pop();
-    asan_unpoison(object, object_size_);
-    return object;
+    return alloc();
 }
 
 Result<void*> SlabCache::try_alloc() {
@@ -130,10 +142,11 @@ Result<void*> SlabCache::alloc_one_locked() {
     Error error(ENOMEM, "");
     std::uint32_t got;
     {
-        std::lock_guard lock(lock_);
-        got = take_objects(&object, 1, &error);
+        std::unique_lock lock(lock_);
+        got = take_objects(lock, &object, 1, 1, &error);
     }
     if (got == 0) return error.with_context("slab cache '" + name_ + "'");
+    mark_allocated(object);
     if (debug_) check_on_alloc(object);
     asan_unpoison(object, object_size_);
     return object;
@@ -187,11 +200,25 @@ Status SlabCache::validate(const void* object, Slab** slab, std::uint32_t* index
     return Error(EINVAL, what + "does not point at the start of an object");
 }
 
+// Clears the object's allocated byte, or refuses when it is not allocated.
+// An atomic exchange: of two frees racing here, one wins.
+Status SlabCache::take_back(void* object, Slab* slab, std::uint32_t index) const {
+    if (slab->allocated(index).exchange(Slab::State::free, std::memory_order_acq_rel) ==
+        Slab::State::allocated) {
+        return {};
+    }
+    return Error(EINVAL, "double free of " + describe(object) +
+                             ": the object is not allocated (already freed, or never handed "
+                             "out); free each allocated object exactly once");
+}
+
 Status SlabCache::try_free(void* object) {
-    Slab* slab;
-    std::uint32_t index;
-    if (!debug_) DMAKIT_TRY(validate(object, &slab, &index));
-    return free_slow(object);
+    auto status = free_slow(object);
+    if (!status.ok()) {
+        refuse_free(status.error(), object);
+        return std::move(status).error().with_context("slab cache '" + name_ + "'");
+    }
+    return {};
 }
 
 Status SlabCache::free_slow(void* object) {
@@ -199,19 +226,25 @@ Status SlabCache::free_slow(void* object) {
     Slab* slab;
     std::uint32_t index;
     DMAKIT_TRY(validate(object, &slab, &index));
+    DMAKIT_TRY(take_back(object, slab, index));
     ThreadCache* cache = thread_cache_.local();
     asan_poison(object, object_size_);
-    std::lock_guard lock(lock_);
-    if (cache->capacity == 0) {
-        return_objects(&object, 1);
-        return {};
+    Slab* released;
+    {
+        std::lock_guard lock(lock_);
+        if (cache->capacity == 0) {
+            return_objects(&object, 1, 1);
+        } else {
+            if (cache->full()) {
+                // Spill the colder half; keep this object (hot) in the cache.
+                return_objects(cache->items() + cache->count - 2 * batch_, batch_, 2);
+                cache->set_count(cache->count - 2 * batch_);
+            }
+            cache->push_pair(object, &slab->allocated(index));
+        }
+        released = detach_excess_empty_slabs();
     }
-    if (cache->full()) {
-        // Spill the colder half; keep this object (hot) in the cache.
-        return_objects(cache->items() + cache->count - batch_, batch_);
-        cache->set_count(cache->count - batch_);
-    }
-    cache->push(object);
+    release_slabs(released);
     return {};
 }
 
@@ -224,18 +257,11 @@ Status SlabCache::free_debug(void* object) {
                          object, valid.error().message());
         return valid;
     }
-    auto is_free = [&] { return (slab->free_bits()[index / 64] >> (index % 64)) & 1u; };
-    const Error double_free(EINVAL, "double free of " + describe(object) + " in slab cache '" +
-                                        name_ + "'");
-    bool already_free;
-    {
-        std::lock_guard lock(lock_);
-        already_free = is_free();
-    }
-    if (already_free) {
+    auto taken = take_back(object, slab, index);
+    if (!taken.ok()) {
         report_detection(buddy_.logger(), options_.debug_options, DebugEvent::double_free, name_,
                          object, "the object is already free");
-        return double_free;
+        return taken;
     }
     auto* bytes = static_cast<std::byte*>(object);
     if (left_red_zone_ != 0) {
@@ -256,17 +282,14 @@ Status SlabCache::free_debug(void* object) {
     }
     if (poison_) poison_object(object, object_size_);
     asan_poison(object, object_size_);
+    Slab* released;
     {
         std::lock_guard lock(lock_);
-        if (!is_free()) {
-            return_objects(&object, 1);
-            return {};
-        }
+        return_objects(&object, 1, 1);
+        released = detach_excess_empty_slabs();
     }
-    // Another thread freed it between the two checks.
-    report_detection(buddy_.logger(), options_.debug_options, DebugEvent::double_free, name_,
-                     object, "the object was freed twice concurrently");
-    return double_free;
+    release_slabs(released);
+    return {};
 }
 
 void SlabCache::refuse_free(const Error& error, const void*) noexcept {
@@ -282,25 +305,42 @@ std::size_t SlabCache::invalid_frees() const noexcept {
     return invalid_frees_.load(std::memory_order_relaxed);
 }
 
-// ---- slabs (lock_ held) ----------------------------------------------------
+// ---- slabs --------------------------------------------------------------
 
-Result<Slab*> SlabCache::new_slab() {
+Result<Slab*> SlabCache::make_slab() {
     DMAKIT_ASSIGN_OR_RETURN(void* block, buddy_.alloc_pages_uncached(slab_order_));
-    void* raw = ::operator new(sizeof(Slab) + bitmap_words_ * sizeof(std::uint64_t), std::nothrow);
+    void* raw = ::operator new(descriptor_bytes(), std::align_val_t{alignof(Slab)}, std::nothrow);
     if (raw == nullptr) {
         buddy_.free_pages_uncached(block);
         return Error(ENOMEM, "no heap memory for a slab descriptor");
     }
-    auto* slab = new (raw) Slab{static_cast<std::byte*>(block), this, nullptr, nullptr, 0, kEmpty};
-    std::uint64_t* bits = slab->free_bits();
+    std::uint64_t tag = 0;
+    if (options_.on_new_slab) {
+        Result<std::uint64_t> accepted = Error(ECANCELED, "");
+        try {
+            accepted = options_.on_new_slab(block, slab_bytes());
+        } catch (const std::exception& e) {
+            accepted = Error(EIO, std::string("on_new_slab threw: ") + e.what());
+        } catch (...) {
+            accepted = Error(EIO, "on_new_slab threw");
+        }
+        if (!accepted.ok()) {
+            ::operator delete(raw, std::align_val_t{alignof(Slab)});
+            buddy_.free_pages_uncached(block);
+            return std::move(accepted).error().with_context("preparing a new slab");
+        }
+        tag = *accepted;
+    }
+    auto* slab =
+        new (raw) Slab{static_cast<std::byte*>(block), this, nullptr, nullptr, tag, 0, kEmpty};
+    for (std::uint32_t i = 0; i < state_bytes_; ++i) {
+        new (&slab->allocated(i)) std::atomic<Slab::State>(Slab::State::free);
+    }
+    std::uint64_t* bits = slab->free_bits(state_bytes_);
     for (std::uint32_t word = 0; word < bitmap_words_; ++word) {
         const std::uint32_t first = word * 64;
         const std::uint32_t count = std::min<std::uint32_t>(64, objects_per_slab_ - first);
         bits[word] = count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << count) - 1;
-    }
-    const std::uint32_t first_page = buddy_.page_map().page_index(block);
-    for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
-        descs_[first_page + page].slab = slab;
     }
     for (std::uint32_t i = 0; i < objects_per_slab_; ++i) {
         std::byte* object = object_at(slab, i);
@@ -312,14 +352,40 @@ Result<Slab*> SlabCache::new_slab() {
         if (options_.ctor) options_.ctor(object);
         asan_poison(object, object_size_);
     }
-    slab->next = lists_[kEmpty].head;
-    if (slab->next != nullptr) slab->next->prev = slab;
-    lists_[kEmpty].head = slab;
-    ++lists_[kEmpty].count;
+    // Last: from here slab_of() finds the slab.
+    const std::uint32_t first_page = buddy_.page_map().page_index(block);
+    for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
+        descs_[first_page + page].slab = slab;
+    }
     return slab;
 }
 
-void SlabCache::release_slab(Slab* slab) noexcept {
+void SlabCache::release_slabs(Slab* chain) noexcept {
+    while (Slab* slab = chain) {
+        chain = slab->next;
+        const std::uint32_t first_page = buddy_.page_map().page_index(slab->base);
+        for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
+            descs_[first_page + page].slab = nullptr;
+        }
+        if (options_.on_release_slab) {
+            try {
+                options_.on_release_slab(slab->base, slab_bytes(), slab->tag);
+            } catch (...) {
+                try {
+                    buddy_.logger().error("slab cache '" + name_ +
+                                          "': on_release_slab threw; the slab is released anyway");
+                } catch (...) {
+                }
+            }
+        }
+        asan_unpoison(slab->base, slab_bytes());
+        buddy_.free_pages_uncached(slab->base);
+        slab->~Slab();
+        ::operator delete(slab, std::align_val_t{alignof(Slab)});
+    }
+}
+
+void SlabCache::unlink(Slab* slab) noexcept {
     SlabList& list = lists_[slab->list];
     if (slab->prev != nullptr) {
         slab->prev->next = slab->next;
@@ -328,26 +394,11 @@ void SlabCache::release_slab(Slab* slab) noexcept {
     }
     if (slab->next != nullptr) slab->next->prev = slab->prev;
     --list.count;
-    const std::uint32_t first_page = buddy_.page_map().page_index(slab->base);
-    for (std::uint32_t page = 0; page < (1u << slab_order_); ++page) {
-        descs_[first_page + page].slab = nullptr;
-    }
-    asan_unpoison(slab->base, order_bytes(slab_order_));
-    buddy_.free_pages_uncached(slab->base);
-    slab->~Slab();
-    ::operator delete(slab);
+    slab->prev = nullptr;
+    slab->next = nullptr;
 }
 
-void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
-    if (slab->list == to) return;
-    SlabList& from = lists_[slab->list];
-    if (slab->prev != nullptr) {
-        slab->prev->next = slab->next;
-    } else {
-        from.head = slab->next;
-    }
-    if (slab->next != nullptr) slab->next->prev = slab->prev;
-    --from.count;
+void SlabCache::push_on(Slab* slab, std::uint8_t to) noexcept {
     SlabList& dest = lists_[to];
     slab->prev = nullptr;
     slab->next = dest.head;
@@ -357,25 +408,52 @@ void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
     slab->list = to;
 }
 
-std::uint32_t SlabCache::take_objects(void** out, std::uint32_t count, Error* error) {
+// Unlinks the empty slabs beyond max_empty_slabs, chained through next, for
+// release_slabs() once lock_ is dropped.
+Slab* SlabCache::detach_excess_empty_slabs() noexcept {
+    Slab* chain = nullptr;
+    while (lists_[kEmpty].count > options_.max_empty_slabs) {
+        Slab* slab = lists_[kEmpty].head;
+        unlink(slab);
+        slab->next = chain;
+        chain = slab;
+    }
+    return chain;
+}
+
+void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
+    if (slab->list == to) return;
+    unlink(slab);
+    push_on(slab, to);
+}
+
+std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** out,
+                                      std::uint32_t count, std::uint32_t step, Error* error) {
     std::uint32_t got = 0;
     while (got < count) {
         Slab* slab = lists_[kPartial].head != nullptr ? lists_[kPartial].head : lists_[kEmpty].head;
         if (slab == nullptr) {
-            auto created = new_slab();
+            // The page allocator and on_new_slab run without lock_.
+            lock.unlock();
+            auto created = make_slab();
+            lock.lock();
             if (!created.ok()) {
                 if (error != nullptr) *error = created.error();
                 break;
             }
-            slab = *created;
+            push_on(*created, kEmpty);
+            continue;
         }
-        std::uint64_t* bits = slab->free_bits();
+        std::uint64_t* bits = slab->free_bits(state_bytes_);
         for (std::uint32_t word = 0; word < bitmap_words_ && got < count; ++word) {
             std::uint64_t free = bits[word];
             while (free != 0 && got < count) {
                 const auto bit = static_cast<std::uint32_t>(std::countr_zero(free));
                 free &= free - 1;
-                out[got++] = object_at(slab, word * 64 + bit);
+                const std::uint32_t index = word * 64 + bit;
+                out[got * step] = object_at(slab, index);
+                if (step == 2) out[got * step + 1] = &slab->allocated(index);
+                ++got;
                 ++slab->in_use;
             }
             bits[word] = free;
@@ -386,18 +464,17 @@ std::uint32_t SlabCache::take_objects(void** out, std::uint32_t count, Error* er
     return got;
 }
 
-void SlabCache::return_objects(void* const* objects, std::uint32_t count) noexcept {
+void SlabCache::return_objects(void* const* objects, std::uint32_t count,
+                               std::uint32_t step) noexcept {
     for (std::uint32_t i = 0; i < count; ++i) {
-        const auto* object = static_cast<const std::byte*>(objects[i]);
-        Slab* slab = descs_[(object - map_base_) >> kPageShift].slab;
-        const auto in_slab = static_cast<std::uint64_t>(object - slab->base - left_red_zone_);
-        const auto index = static_cast<std::uint32_t>((in_slab * reciprocal_) >> 42);
-        slab->free_bits()[index / 64] |= std::uint64_t{1} << (index % 64);
+        const auto* object = static_cast<const std::byte*>(objects[i * step]);
+        std::uint32_t index;
+        Slab* slab = slot_of(object, &index);
+        slab->free_bits(state_bytes_)[index / 64] |= std::uint64_t{1} << (index % 64);
         const bool was_full = slab->in_use == objects_per_slab_;
         --slab->in_use;
         if (slab->in_use == 0) {
-            move_to(slab, kEmpty);
-            if (lists_[kEmpty].count > options_.max_empty_slabs) release_slab(slab);
+            move_to(slab, kEmpty);  // trimmed by the caller, after lock_
         } else if (was_full) {
             move_to(slab, kPartial);
         }
@@ -408,20 +485,36 @@ void SlabCache::return_objects(void* const* objects, std::uint32_t count) noexce
 void SlabCache::flush_thread_cache(void* self, ThreadCache& cache) noexcept {
     auto* slab_cache = static_cast<SlabCache*>(self);
     std::lock_guard lock(slab_cache->lock_);
-    slab_cache->return_objects(cache.items(), cache.count);
+    slab_cache->return_objects(cache.items(), cache.count / 2, 2);
     cache.set_count(0);
 }
 
 // ---- shrink and info -------------------------------------------------------
 
-std::size_t SlabCache::shrink() {
-    drain_thread_cache();
-    std::lock_guard lock(lock_);
-    std::size_t released = 0;
-    while (lists_[kEmpty].head != nullptr) {
-        release_slab(lists_[kEmpty].head);
-        ++released;
+void SlabCache::drain_thread_cache() noexcept {
+    thread_cache_.flush_local();
+    Slab* released;
+    {
+        std::lock_guard lock(lock_);
+        released = detach_excess_empty_slabs();
     }
+    release_slabs(released);
+}
+
+std::size_t SlabCache::shrink() {
+    thread_cache_.flush_local();
+    Slab* chain = nullptr;
+    std::size_t released = 0;
+    {
+        std::lock_guard lock(lock_);
+        while (Slab* slab = lists_[kEmpty].head) {
+            unlink(slab);
+            slab->next = chain;
+            chain = slab;
+            ++released;
+        }
+    }
+    release_slabs(chain);
     return released;
 }
 
@@ -433,13 +526,13 @@ SlabInfo SlabCache::info() const {
     info.pages_per_slab = std::size_t{1} << slab_order_;
     info.debug = debug_;
     // Before lock_: thread-exit flushes take the control mutex, then lock_.
-    const std::size_t cached = thread_cache_.cached_items();
+    const std::size_t cached = thread_cache_.cached_items() / 2;  // two slots per object
     std::lock_guard lock(lock_);
     for (const SlabList& list : lists_) info.slabs += list.count;
     info.total_objects = info.slabs * objects_per_slab_;
     info.active_objects = objects_out_ > cached ? objects_out_ - cached : 0;
     info.pages = info.slabs << slab_order_;
-    info.metadata_bytes = info.slabs * (sizeof(Slab) + bitmap_words_ * sizeof(std::uint64_t)) +
+    info.metadata_bytes = info.slabs * descriptor_bytes() +
                           thread_cache_.metadata_bytes() + sizeof(*this) + name_.capacity();
     return info;
 }

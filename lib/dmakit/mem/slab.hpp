@@ -1,21 +1,30 @@
 // SlabCache: fixed-size objects carved from buddy pages (kmem_cache_create).
 //
 // A slab is a block of 2^order pages holding objects_per_slab() objects.
-// Which objects are free is a bitmap in the slab's descriptor, kept outside
-// the slab (SLUB threads its freelist through the objects; we cannot, since a
-// device may write them). Every page of a slab points to the descriptor, so
-// free() finds it from the object address in O(1).
+// Its descriptor, kept outside the slab (SLUB threads its freelist through
+// the objects; we cannot, since a device may write them), holds one
+// "allocated" byte per object and a bitmap of the objects free in the slab.
+// Every page of a slab points to the descriptor, so free() finds it from the
+// object address in O(1).
 //
 // Fast path: each thread has its own array of free objects per cache (like
 // SLUB's per-cpu freelist or rte_mempool's per-lcore cache): alloc pops, free
-// pushes, no lock and no atomic. Misses move a batch between the array and
-// the slabs under the cache's lock. An object may be freed on any thread.
-// Slabs sit on partial/full/empty lists; beyond max_empty_slabs, empty slabs
-// go back to the buddy allocator.
+// pushes, no lock and no atomic read-modify-write. Each entry keeps the
+// object's allocated byte beside it, so alloc sets it without a slab lookup. Misses move a batch between
+// the array and the slabs under the cache's lock. An object may be freed on
+// any thread. Slabs sit on partial/full/empty lists; beyond max_empty_slabs,
+// empty slabs go back to the buddy allocator.
 //
-// Debug mode (per cache, or BuddyOptions::slab_debug for all) bypasses the
-// thread arrays so every free is checked: double free, invalid free, red-zone
-// overwrite, write after free. See debug.hpp.
+// Every build checks every free: the object's allocated byte is set when it is
+// handed out and checked and cleared before it goes back anywhere, so a
+// double free, or a free of a slot that was never handed out, is refused
+// (logged with the cache name, counted in invalid_frees(), EINVAL from
+// try_free) and changes nothing. What no allocator without pointer tags can
+// see: a stale free after the object was allocated again looks like the new
+// owner's free.
+//
+// Debug mode (per cache, or BuddyOptions::slab_debug for all) also bypasses
+// the thread arrays and adds red-zone and poison checks. See debug.hpp.
 #pragma once
 
 #include <dmakit/mem/asan.hpp>
@@ -27,10 +36,12 @@
 #include <dmakit/mem/thread_cache.hpp>
 #include <dmakit/support/result.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -38,20 +49,41 @@ namespace dmakit::mem {
 
 class SlabCache;
 
-// Out-of-band descriptor of one slab; a bitmap of free objects follows it.
-class Slab {
+// Out-of-band descriptor of one slab. After it: one allocated byte per object
+// slot and one for the slot past the last (never allocated, so the fast free
+// path needs no bounds check), padded to 8 bytes; then the bitmap of objects
+// free in the slab. The
+// bytes start on a cache line of their own, so threads working on objects of
+// one slab (batches of consecutive slots) rarely write the same line.
+class alignas(64) Slab {
 public:
-    std::byte* base;        // first object slot
+    std::byte* base;        // the slab's first byte (its buddy block)
     SlabCache* cache;
     Slab* prev;             // links in the cache's partial/full/empty list
     Slab* next;
+    std::uint64_t tag;      // what SlabCacheOptions::on_new_slab returned, else 0
     std::uint32_t in_use;   // objects out of the slab (with callers or in thread caches)
     std::uint8_t list;      // which list it is on
 
-    [[nodiscard]] std::uint64_t* free_bits() noexcept {
-        return reinterpret_cast<std::uint64_t*>(this + 1);
+    // An enum, not a byte type: stores through a char-like type may alias
+    // anything, which would make the fast paths reload the cache's fields.
+    enum class State : std::uint8_t {
+        free = 0,       // in the slab or a thread cache
+        allocated = 1,  // with a caller
+    };
+
+    // Relaxed loads and stores (plain movs on x86) on the fast path: the
+    // thread that frees an object has received it from its allocator through
+    // some synchronization of its own, which orders the two.
+    [[nodiscard]] std::atomic<State>& allocated(std::uint32_t index) noexcept {
+        return reinterpret_cast<std::atomic<State>*>(this + 1)[index];
+    }
+    [[nodiscard]] std::uint64_t* free_bits(std::size_t state_bytes) noexcept {
+        return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::byte*>(this + 1) +
+                                                state_bytes);
     }
 };
+static_assert(sizeof(std::atomic<Slab::State>) == 1 && std::atomic<Slab::State>::is_always_lock_free);
 
 struct SlabCacheOptions {
     // Object alignment, a power of two up to 4096.
@@ -66,6 +98,20 @@ struct SlabCacheOptions {
     std::uint32_t max_empty_slabs = 2;
     // Objects per thread cache; 0 chooses by object size.
     std::uint32_t thread_cache_size = 0;
+
+    // Slab lifecycle hooks, e.g. for a DMA pool that maps each slab into the
+    // IOMMU while it exists (strict mode; the tag is then the slab's IOVA).
+    // Both run with no lock of this cache held, on whichever thread creates or
+    // releases the slab, and must not call back into this cache.
+    // on_new_slab runs once per slab taken from the buddy allocator, before
+    // any object of it is handed out; its value becomes the slab's tag
+    // (slab_tag_of). An error fails the allocation that needed the slab (with
+    // that error) and the pages go back to the buddy allocator.
+    std::function<Result<std::uint64_t>(void* base, std::size_t bytes)> on_new_slab;
+    // Runs once per slab on_new_slab accepted, with its tag, before the pages
+    // go back to the buddy allocator (shrink, trimming of empty slabs, the
+    // destructor). Must not throw; a throw is caught and logged.
+    std::function<void(void* base, std::size_t bytes, std::uint64_t tag)> on_release_slab;
 };
 
 class SlabCache {
@@ -85,16 +131,36 @@ public:
     [[nodiscard]] void* alloc() noexcept;
     [[nodiscard]] Result<void*> try_alloc();
 
-    // Returns an object. A pointer that is not an object of this cache is
-    // refused: logged and counted (debug mode: reported as a detection);
-    // try_free returns the error instead.
+    // Returns an object. A pointer that is not an allocated object of this
+    // cache (a double free, a slot never handed out, a pointer inside an
+    // object or elsewhere) is refused in every build: logged with the cache
+    // name and counted (debug mode: reported as a detection), and nothing
+    // changes. try_free also returns the error (EINVAL).
     void free(void* object) noexcept;
     [[nodiscard]] Status try_free(void* object);
 
     // Gives empty slabs back to the buddy allocator (after flushing this
     // thread's object cache); returns the number released.
     std::size_t shrink();
-    void drain_thread_cache() noexcept { thread_cache_.flush_local(); }
+    // Flushes this thread's object cache to the slabs and gives back empty
+    // slabs beyond max_empty_slabs.
+    void drain_thread_cache() noexcept;
+
+    // The tag on_new_slab gave the slab holding `address` (any byte of the
+    // slab), or nullopt when it is not in a slab of this cache. O(1), no
+    // lock: valid while the caller holds an object of that slab.
+    [[nodiscard]] std::optional<std::uint64_t> slab_tag_of(const void* address) const noexcept {
+        const Slab* slab = slab_containing(address);
+        if (slab == nullptr) return std::nullopt;
+        return slab->tag;
+    }
+    // First byte of the slab holding `address`, or null; with slab_tag_of,
+    // address - base is the offset to add to the tag.
+    [[nodiscard]] const std::byte* slab_base_of(const void* address) const noexcept {
+        const Slab* slab = slab_containing(address);
+        return slab != nullptr ? slab->base : nullptr;
+    }
+    [[nodiscard]] std::size_t slab_bytes() const noexcept { return order_bytes(slab_order_); }
 
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] std::size_t object_size() const noexcept { return object_size_; }
@@ -118,16 +184,64 @@ private:
     [[nodiscard]] void* alloc_slow() noexcept;
     [[nodiscard]] Result<void*> alloc_one_locked();
     [[nodiscard]] Status validate(const void* object, Slab** slab, std::uint32_t* index) const;
+    [[nodiscard]] Status take_back(void* object, Slab* slab, std::uint32_t index) const;
     [[nodiscard]] Status free_slow(void* object);
     [[nodiscard]] Status free_debug(void* object);
     void refuse_free(const Error& error, const void* object) noexcept;
 
+    // Without lock_: buddy pages, descriptor and on_new_slab; and the reverse.
+    [[nodiscard]] Result<Slab*> make_slab();
+    void release_slabs(Slab* chain) noexcept;
     // Under lock_.
-    [[nodiscard]] Result<Slab*> new_slab();
-    void release_slab(Slab* slab) noexcept;
-    [[nodiscard]] std::uint32_t take_objects(void** out, std::uint32_t count, Error* error);
-    void return_objects(void* const* objects, std::uint32_t count) noexcept;
+    void unlink(Slab* slab) noexcept;
+    void push_on(Slab* slab, std::uint8_t list) noexcept;
+    [[nodiscard]] Slab* detach_excess_empty_slabs() noexcept;
+    // Objects go to out[i * step]; with step 2, out[i * 2 + 1] gets the
+    // object's allocated byte (the thread-cache entry layout).
+    [[nodiscard]] std::uint32_t take_objects(std::unique_lock<SpinLock>& lock, void** out,
+                                             std::uint32_t count, std::uint32_t step,
+                                             Error* error);
+    void return_objects(void* const* objects, std::uint32_t count, std::uint32_t step) noexcept;
     void move_to(Slab* slab, std::uint8_t list) noexcept;
+    [[nodiscard]] std::size_t descriptor_bytes() const noexcept {
+        return sizeof(Slab) + state_bytes_ + bitmap_words_ * sizeof(std::uint64_t);
+    }
+    // Slab and slot of an address known to be an object of this cache.
+    [[nodiscard]] Slab* slot_of(const void* object, std::uint32_t* index) const noexcept {
+        const auto* bytes = static_cast<const std::byte*>(object);
+        Slab* slab = descs_[static_cast<std::size_t>(bytes - map_base_) >> kPageShift].slab;
+        const auto in_slab = static_cast<std::uint64_t>(bytes - slab->base - left_red_zone_);
+        *index = static_cast<std::uint32_t>((in_slab * reciprocal_) >> 42);
+        return slab;
+    }
+    [[nodiscard]] const Slab* slab_containing(const void* address) const noexcept {
+        const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(address) -
+                                      reinterpret_cast<std::uintptr_t>(map_base_);
+        if (offset >= map_span_) return nullptr;
+        const Slab* slab = descs_[offset >> kPageShift].slab;
+        return slab != nullptr && slab->cache == this ? slab : nullptr;
+    }
+    // slab_of for the fast free path of a cache without red zones: the
+    // allocated byte of `object` if it is the start of a slot of this cache,
+    // else null. The slot past the last has a byte that is never allocated,
+    // which stands in for the bounds check.
+    [[nodiscard]] std::atomic<Slab::State>* fast_allocated_byte(const void* object) const noexcept {
+        const std::uintptr_t offset =
+            reinterpret_cast<std::uintptr_t>(object) - reinterpret_cast<std::uintptr_t>(map_base_);
+        if (offset >= map_span_) return nullptr;
+        Slab* slab = descs_[offset >> kPageShift].slab;
+        if (slab == nullptr || slab->cache != this) return nullptr;
+        const auto in_slab =
+            static_cast<std::uint64_t>(static_cast<const std::byte*>(object) - slab->base);
+        const std::uint64_t slot = (in_slab * reciprocal_) >> 42;
+        if (slot * stride_ != in_slab) return nullptr;
+        return &slab->allocated(static_cast<std::uint32_t>(slot));
+    }
+    void mark_allocated(void* object) const noexcept {
+        std::uint32_t index;
+        slot_of(object, &index)->allocated(index).store(Slab::State::allocated,
+                                                        std::memory_order_relaxed);
+    }
     [[nodiscard]] std::byte* object_at(const Slab* slab, std::uint32_t index) const noexcept {
         return slab->base + std::size_t{index} * stride_ + left_red_zone_;
     }
@@ -148,8 +262,9 @@ private:
     unsigned slab_order_ = 0;
     std::uint32_t objects_per_slab_ = 0;
     std::uint32_t bitmap_words_ = 0;
+    std::uint32_t state_bytes_ = 0;  // allocated bytes (one per slot, plus one), padded to 8
     std::uint64_t reciprocal_ = 0;  // ceil(2^42 / stride): index without a division
-    std::uint32_t batch_ = 0;
+    std::uint32_t batch_ = 0;  // objects moved per refill or spill
 
     // Copies of the page map for the inline free path.
     std::byte* map_base_;
@@ -185,7 +300,10 @@ public:
 inline void* SlabCache::alloc() noexcept {
     ThreadCache* cache = thread_cache_.local();  // capacity 0 in debug mode
     if (!cache->empty()) [[likely]] {
-        void* object = cache->pop();
+        void* allocated;
+        void* object = cache->pop_pair(&allocated);
+        static_cast<std::atomic<Slab::State>*>(allocated)->store(Slab::State::allocated,
+                                                                 std::memory_order_relaxed);
         asan_unpoison(object, object_size_);
         return object;
     }
@@ -193,12 +311,18 @@ inline void* SlabCache::alloc() noexcept {
 }
 
 inline void SlabCache::free(void* object) noexcept {
-    std::uint32_t index;
-    if (slab_of(object, &index) != nullptr) [[likely]] {
-        ThreadCache* cache = thread_cache_.local();
-        if (!cache->full()) [[likely]] {
+    ThreadCache* cache = thread_cache_.local();
+    // Debug caches have no thread cache (it is always full), so past this
+    // test objects have no red zones.
+    if (!cache->full()) [[likely]] {
+        std::atomic<Slab::State>* allocated = fast_allocated_byte(object);
+        // Checked before anything is touched; a refusal goes the slow way,
+        // which says what was wrong.
+        if (allocated != nullptr &&
+            allocated->load(std::memory_order_relaxed) == Slab::State::allocated) [[likely]] {
+            allocated->store(Slab::State::free, std::memory_order_relaxed);
             asan_poison(object, object_size_);
-            cache->push(object);
+            cache->push_pair(object, allocated);
             return;
         }
     }

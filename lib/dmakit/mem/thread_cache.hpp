@@ -42,6 +42,20 @@ struct alignas(64) ThreadCache {
         items()[n] = item;
         set_count(n + 1);
     }
+    // Two slots per item, for owners that keep a companion pointer with each
+    // (slab caches: the object and its allocated byte). Counts stay even.
+    [[nodiscard]] void* pop_pair(void** second) noexcept {
+        const std::uint32_t n = count - 2;
+        set_count(n);
+        *second = items()[n + 1];
+        return items()[n];
+    }
+    void push_pair(void* first, void* second) noexcept {
+        const std::uint32_t n = count;
+        items()[n] = first;
+        items()[n + 1] = second;
+        set_count(n + 2);
+    }
     void set_count(std::uint32_t n) noexcept {
         std::atomic_ref<std::uint32_t>(count).store(n, std::memory_order_relaxed);
     }

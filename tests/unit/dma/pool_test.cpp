@@ -53,5 +53,79 @@ TEST_F(DmaPoolTest, BadParametersAndForeignFreesAreRefused) {
     EXPECT_EQ((*pool)->info().active_objects, 0U);
 }
 
+// Allocates `count` blocks (several slabs' worth) and checks no address comes
+// twice, nor any of `held`; frees them.
+void expect_distinct_blocks(DmaPool& pool, int count, std::size_t boundary,
+                            const std::vector<void*>& held = {}) {
+    std::set<void*> seen(held.begin(), held.end());
+    std::vector<void*> blocks;
+    for (int i = 0; i < count; ++i) {
+        auto block = pool.alloc();
+        ASSERT_TRUE(block.ok()) << block.error().message();
+        ASSERT_TRUE(seen.insert(block->cpu).second) << "block handed out twice";
+        const std::uint64_t start = block->dma.value();
+        ASSERT_EQ(start / boundary, (start + pool.block_size() - 1) / boundary)
+            << "crosses a " << boundary << "-byte boundary";
+        blocks.push_back(block->cpu);
+    }
+    for (void* cpu : blocks) ASSERT_TRUE(pool.free(cpu).ok());
+}
+
+TEST_F(DmaPoolTest, BoundedPoolDoubleFreeIsRefused) {
+    // NVMe PRP-list pages: a double free must never give one page to two commands.
+    auto pool = DmaPool::create("prp-list", *device_, 4096, 4096, 4096);
+    ASSERT_TRUE(pool.ok()) << pool.error().message();
+    ASSERT_FALSE((*pool)->info().debug);
+    auto block = (*pool)->alloc();
+    ASSERT_TRUE(block.ok());
+    ASSERT_TRUE((*pool)->free(block->cpu).ok());
+    auto again = (*pool)->free(block->cpu);
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().code(), EINVAL);
+    EXPECT_NE(again.error().message().find("DMA pool 'prp-list'"), std::string::npos);
+    EXPECT_NE(again.error().message().find("double free"), std::string::npos);
+    EXPECT_EQ((*pool)->invalid_frees(), 1U);
+
+    auto live = (*pool)->alloc();
+    ASSERT_TRUE(live.ok());
+    auto inside = (*pool)->free(static_cast<std::byte*>(live->cpu) + 512);
+    ASSERT_FALSE(inside.ok());
+    EXPECT_EQ(inside.error().code(), EINVAL);
+    EXPECT_EQ((*pool)->invalid_frees(), 2U);
+    EXPECT_EQ((*pool)->info().active_objects, 1U);
+    expect_distinct_blocks(**pool, 300, 4096, {live->cpu});
+    ASSERT_TRUE((*pool)->free(live->cpu).ok());
+    EXPECT_EQ((*pool)->info().active_objects, 0U);
+}
+
+TEST_F(DmaPoolTest, DebugBoundedPoolsKeepTheBoundaryAndRefuseBadFrees) {
+    TestContextOptions options;
+    options.context.pages.slab_debug = true;
+    make_context(options);
+    struct Shape {
+        std::size_t size, align, boundary;
+        bool red_zones;
+    };
+    for (const Shape& shape : {Shape{24, 8, 4096, true}, Shape{4096, 4096, 4096, true},
+                               Shape{8192, 8192, 8192, false}}) {
+        const std::string name = "dbg-" + std::to_string(shape.size);
+        auto pool = DmaPool::create(name, *device_, shape.size, shape.align, shape.boundary);
+        ASSERT_TRUE(pool.ok()) << pool.error().message();
+        const mem::SlabInfo info = (*pool)->info();
+        EXPECT_TRUE(info.debug) << name;
+        EXPECT_EQ(info.stride > info.object_size, shape.red_zones) << name;
+        auto block = (*pool)->alloc();
+        ASSERT_TRUE(block.ok()) << block.error().message();
+        ASSERT_TRUE((*pool)->free(block->cpu).ok());
+        const std::size_t before = log_.lines.size();
+        auto again = (*pool)->free(block->cpu);  // reported and refused, not fatal
+        ASSERT_FALSE(again.ok()) << name;
+        EXPECT_EQ(again.error().code(), EINVAL);
+        EXPECT_GT(log_.lines.size(), before) << "the detection is logged";
+        EXPECT_EQ((*pool)->invalid_frees(), 1U);
+        expect_distinct_blocks(**pool, 100, shape.boundary);
+    }
+}
+
 }  // namespace
 }  // namespace dmakit::dma::testing
