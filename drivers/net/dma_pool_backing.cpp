@@ -13,7 +13,9 @@ Result<std::unique_ptr<SlabPoolBacking>> SlabPoolBacking::create(dma::DmaContext
     }
     mem::SlabCacheOptions options;
     options.align = 128;
-    auto slab = mem::SlabCache::create(context.pages(), name, size, options);
+    // Below the pool window, as pool memory is, so every device of the
+    // context can use every buffer.
+    auto slab = context.create_device_slab(name, size, options, context.config().pool_dma_mask);
     if (!slab.ok()) return std::move(slab).error();
     std::unique_ptr<SlabPoolBacking> backing(new SlabPoolBacking(std::move(slab).value(), size));
     backing->cpu_.reserve(count);
@@ -27,10 +29,10 @@ Result<std::unique_ptr<SlabPoolBacking>> SlabPoolBacking::create(dma::DmaContext
                                      "); reserve more hugepages or ask for fewer buffers");
         }
         backing->cpu_.push_back(*object);
-        const auto dma = context.pool_dma_address(*object);
+        const auto dma = context.device_slab_address(*backing->slab_, *object);
         if (!dma) {
-            // Slab memory is pool memory by construction; anything else is a bug below us.
-            return Error(EFAULT, "packet pool " + name + ": slab object has no pool device address");
+            // A device slab's objects have an address by construction; anything else is a bug below us.
+            return Error(EFAULT, "packet pool " + name + ": slab object has no device address");
         }
         backing->dma_.push_back(dma->value());
     }

@@ -1,7 +1,9 @@
-// Packet pool memory from a DMA context: PoolBacking over a mem::SlabCache
-// carved from the context's buddy allocator, i.e. from pool regions that are
-// mapped into the IOMMU once, when they are created. Every buffer's device
-// address is therefore context.pool_dma_address(buffer): no map call, no
+// Packet pool memory from a DMA context: PoolBacking over the context's
+// device slab cache (DmaContext::create_device_slab): under the pool policy
+// slabs of the pool regions, mapped once with them; under the strict policy
+// slabs mapped into the IOMMU one by one, so the device reaches the packet
+// buffers and no other memory (as Linux's page_pool keeps its pages mapped).
+// Every buffer's device address is found once, at creation: no map call, no
 // system call, nothing to unmap per buffer.
 //
 // The backing takes all its buffers from the slab at creation and gives them

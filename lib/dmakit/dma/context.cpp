@@ -92,6 +92,27 @@ Status DmaContext::region_added(mem::Region& region) {
     return {};
 }
 
+Result<std::unique_ptr<mem::SlabCache>> DmaContext::create_device_slab(
+    std::string name, std::size_t object_size, mem::SlabCacheOptions options,
+    std::uint64_t dma_mask) {
+    if (config_.policy == IommuPolicy::strict) {
+        options.on_new_slab = [this, dma_mask](void* base, std::size_t bytes) -> Result<std::uint64_t> {
+            iommu::MapOptions map;
+            map.dma_mask = dma_mask;
+            DMAKIT_ASSIGN_OR_RETURN(auto mapped,
+                                    domain_->map(base, bytes, iommu::Access::read_write, map));
+            return mapped.iova;
+        };
+        options.on_release_slab = [this](void*, std::size_t, std::uint64_t iova) {
+            // A failed unmap leaves the IOVA allocated in the domain (never
+            // reused); the pages go back, but the kernel keeps them pinned.
+            auto status = domain_->unmap(iova);
+            if (!status.ok()) logger_->warning("unmapping a DMA slab: " + status.error().message());
+        };
+    }
+    return mem::SlabCache::create(*pages_, std::move(name), object_size, std::move(options));
+}
+
 void DmaContext::region_removing(mem::Region& region) noexcept {
     auto dma = region.dma_base();
     if (!dma) return;

@@ -18,6 +18,7 @@
 #include <dmakit/iommu/domain.hpp>
 #include <dmakit/mem/buddy.hpp>
 #include <dmakit/mem/page_source.hpp>
+#include <dmakit/mem/slab.hpp>
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/result.hpp>
 
@@ -26,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 
 namespace dmakit::dma {
 
@@ -74,6 +76,28 @@ public:
     }
     // Whether `addr` lies in a pool region's device range. O(1), no lock.
     [[nodiscard]] bool is_pool_dma_address(DmaAddr addr) const noexcept;
+    // A slab cache whose objects devices of this context reach (DmaPool
+    // blocks, NIC packet buffers). Under IommuPolicy::pool it is an ordinary
+    // cache over the pool pages, already mapped with their region; under
+    // IommuPolicy::strict each slab is mapped read-write into the IOMMU,
+    // below `dma_mask`, when the cache takes it, and unmapped before it goes
+    // back: the device reaches those slabs and nothing else of the pool, as
+    // the kernel's dma_pool carves blocks from dma_alloc_coherent pages.
+    // The cache must be destroyed before the context.
+    [[nodiscard]] Result<std::unique_ptr<mem::SlabCache>> create_device_slab(
+        std::string name, std::size_t object_size, mem::SlabCacheOptions options,
+        std::uint64_t dma_mask);
+    // Device address of an object of a cache made by create_device_slab:
+    // O(1), no lock, no system call. Null for anything else.
+    [[nodiscard]] std::optional<DmaAddr> device_slab_address(const mem::SlabCache& cache,
+                                                             const void* object) const noexcept {
+        if (config_.policy == IommuPolicy::pool) return pool_dma_address(object);
+        const auto tag = cache.slab_tag_of(object);
+        if (!tag) return std::nullopt;
+        return DmaAddr(*tag + static_cast<std::uint64_t>(static_cast<const std::byte*>(object) -
+                                                         cache.slab_base_of(object)));
+    }
+
     // Highest device address any pool region occupies (0 when none yet).
     [[nodiscard]] std::uint64_t pool_dma_top() const noexcept {
         return pool_dma_top_.load(std::memory_order_relaxed);

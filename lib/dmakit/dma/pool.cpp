@@ -42,7 +42,8 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& de
         options.align = std::min<std::size_t>(object_size, mem::kPageSize);
         if (object_size > mem::kPageSize) options.debug_options.red_zone = false;
     }
-    auto cache = mem::SlabCache::create(device.context().pages(), "dma-" + name, object_size, options);
+    auto cache = device.context().create_device_slab("dma-" + name, object_size, std::move(options),
+                                                     device.coherent_mask());
     if (!cache.ok()) return std::move(cache).error().with_context(what);
     return std::unique_ptr<DmaPool>(
         new DmaPool(std::move(name), device, size, boundary, std::move(cache).value()));
@@ -52,7 +53,7 @@ Result<DmaPool::Block> DmaPool::alloc() {
     auto object = cache_->try_alloc();
     if (!object.ok()) return std::move(object).error().with_context("DMA pool '" + name_ + "'");
     void* cpu = *object;
-    auto dma = device_.context().pool_dma_address(cpu);
+    auto dma = device_.context().device_slab_address(*cache_, cpu);
     auto fail = [&](std::string message) -> Error {
         cache_->free(cpu);
         return Error(EIO, "DMA pool '" + name_ + "': " + std::move(message));
