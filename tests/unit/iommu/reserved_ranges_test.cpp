@@ -5,11 +5,14 @@
 #include <dmakit/iommu/pci_windows.hpp>
 #include <dmakit/iommu/test_backend.hpp>
 
+#include "fake_sysfs.hpp"
+
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -309,6 +312,40 @@ TEST(ReservedRangesDomain, PciWindowsBecomeReservedRanges) {
                                                  {0xfebe0000, 0xfebe3fff, "0000:00:04.0 BAR 0"}};
     const std::vector<IovaRange> expected{{0xc0000000, 0xfebfffff}, {0xfebe0000, 0xfebe3fff}};
     EXPECT_EQ(to_iova_ranges(windows), expected);
+}
+
+TEST(ReservedRangesDomain, ReservePciWindowsAppendsWhatTheMachineHas) {
+    dmakit::testing::FakeSysfs fake;
+    fake.add_device({"0000:00:03.0", 0x1b36, 0x0010, 0x010802, "vfio-pci", 3, -1});
+    fake.write("bus/pci/devices/0000:00:03.0/resource",
+               "0x00000000febe0000 0x00000000febe3fff 0x0000000000140204\n"
+               "0x000000000000c000 0x000000000000c03f 0x0000000000040101\n");
+    const std::string iomem = fake.root() + "/iomem";
+    std::ofstream(iomem) << "c0000000-febfffff : PCI Bus 0000:00\n"
+                            "  febe0000-febe3fff : 0000:00:03.0\n"
+                            "100000000-8ffffffff : PCI Bus 0000:00\n";
+    DomainConfig config;
+    config.reserved.push_back({0x1000000, 0x1ffffff});  // the caller's own
+    const Logger quiet(LogLevel::error);
+    ASSERT_TRUE(reserve_pci_windows(config, {iomem, fake.root()}, quiet).ok());
+    const std::vector<IovaRange> expected{{0x1000000, 0x1ffffff},
+                                          {0xc0000000, 0xfebfffff},
+                                          {0xfebe0000, 0xfebe3fff},
+                                          {0x100000000, 0x8ffffffff}};
+    EXPECT_EQ(config.reserved, expected);
+
+    auto domain = IommuDomain::create(std::make_unique<TestIommuBackend>(), config);
+    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    for (const IovaRange& r : (*domain)->usable_ranges()) {
+        for (const IovaRange& w : expected) {
+            EXPECT_FALSE(r.start <= w.last && w.start <= r.last) << to_hex(r.start);
+        }
+    }
+    // No PCI bus to read: an error, and the config is left as it was.
+    DomainConfig untouched;
+    auto failed = reserve_pci_windows(untouched, {iomem, fake.root() + "/nowhere"}, quiet);
+    EXPECT_FALSE(failed.ok());
+    EXPECT_TRUE(untouched.reserved.empty());
 }
 
 }  // namespace
