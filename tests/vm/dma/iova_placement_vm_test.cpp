@@ -4,10 +4,11 @@
 // host bridge. The windows are read here, independently of the library's
 // pci::read_memory_windows, straight from /proc/iomem and sysfs, so a bug in
 // that reader cannot hide itself.
+#include "bench_devices.hpp"
+
 #include <dmakit/dma/pci_device.hpp>
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/dma/scatterlist.hpp>
-#include <dmakit/pci/sysfs.hpp>
 
 #include <gtest/gtest.h>
 
@@ -79,20 +80,6 @@ std::string hex(std::uint64_t v) {
     return b;
 }
 
-std::optional<pci::PciAddress> find_on_vfio(std::uint16_t vendor, std::uint16_t device) {
-    pci::Sysfs sysfs;
-    auto all = sysfs.list_devices();
-    if (!all.ok()) return std::nullopt;
-    for (const auto& address : *all) {
-        auto info = sysfs.device_info(address);
-        if (info.ok() && info->vendor_id == vendor && info->device_id == device &&
-            info->driver == std::string("vfio-pci")) {
-            return address;
-        }
-    }
-    return std::nullopt;
-}
-
 class IovaPlacementVm : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
@@ -107,14 +94,12 @@ protected:
     }
 
     void SetUp() override {
-        nvme_ = find_on_vfio(0x1b36, 0x0010);
-        nic_ = find_on_vfio(0x8086, 0x10d3);
-        if (!nvme_ || !nic_) {
-            if (std::getenv("DMAKIT_IN_VM") != nullptr) {
-                FAIL() << "in the VM but the NVMe controller or e1000e is not on vfio-pci";
-            }
-            GTEST_SKIP() << "needs the emulated NVMe and e1000e on vfio-pci (scripts/vm)";
-        }
+        const auto nvmes = vmtest::devices_bound_to(vmtest::kBenchNvme);
+        const auto nics = vmtest::devices_bound_to(vmtest::kBenchNic);
+        DMAKIT_VM_REQUIRE_DEVICES(nvmes, vmtest::kBenchNvme);
+        DMAKIT_VM_REQUIRE_DEVICES(nics, vmtest::kBenchNic);
+        nvme_ = nvmes.front();
+        nic_ = nics.front();
         // The checks below can only fail if there is something to hit.
         ASSERT_GT(host_windows_, 0u) << "no PCI Bus window in /proc/iomem (not root?)";
         ASSERT_GT(windows_.size(), host_windows_) << "no memory BAR in sysfs";
