@@ -36,6 +36,7 @@ Result<std::unique_ptr<SharedDmaDomain>> SharedDmaDomain::open(
         domain->groups_.push_back(std::move(group).value());
         domain->devices_.push_back(std::move(device).value());
     }
+    DMAKIT_TRY(dma::reserve_pci_windows(options));
     DMAKIT_ASSIGN_OR_RETURN(auto iommu, vfio::create_type1_domain(domain->container_, options.domain));
     if (options.pages.logger == nullptr) options.pages.logger = options.context.logger;
     DMAKIT_ASSIGN_OR_RETURN(auto source, mem::HugepageSource::create(options.pages));

@@ -1,8 +1,18 @@
 #include <dmakit/dma/pci_device.hpp>
 
+#include <dmakit/iommu/pci_windows.hpp>
 #include <dmakit/vfio/type1_backend.hpp>
 
 namespace dmakit::dma {
+
+Status reserve_pci_windows(PciDmaOptions& options) {
+    const pci::MemoryWindowSources sources{options.iomem, options.paths.sysfs};
+    if (options.context.logger != nullptr) {
+        return iommu::reserve_pci_windows(options.domain, sources, *options.context.logger);
+    }
+    const Logger to_stderr;
+    return iommu::reserve_pci_windows(options.domain, sources, to_stderr);
+}
 
 PciDmaDevice::~PciDmaDevice() {
     dma_.reset();
@@ -20,6 +30,9 @@ Result<std::unique_ptr<PciDmaDevice>> PciDmaDevice::open(const pci::PciAddress& 
     if (!group.ok()) return fail(std::move(group).error());
     auto device = group->open_device(address);
     if (!device.ok()) return fail(std::move(device).error());
+    if (auto reserved = reserve_pci_windows(options); !reserved.ok()) {
+        return fail(std::move(reserved).error());
+    }
     auto domain = vfio::create_type1_domain(*container, options.domain);
     if (!domain.ok()) return fail(std::move(domain).error());
 

@@ -26,16 +26,27 @@
 #include <dmakit/vfio/device.hpp>
 
 #include <memory>
+#include <string>
 
 namespace dmakit::dma {
 
 struct PciDmaOptions {
     DmaContextConfig context;          // debug, pool window, region size
     mem::HugepageSourceOptions pages;  // page size, NUMA node, 4 KiB fallback
-    iommu::DomainConfig domain;        // mapping budget cap
+    // Mapping budget cap, and IOVA ranges to keep free; open() appends the
+    // machine's PCI memory windows to `reserved` (reserve_pci_windows below).
+    iommu::DomainConfig domain;
     vfio::VfioPaths paths;             // /dev/vfio and /sys (tests)
+    std::string iomem = "/proc/iomem"; // host bridge windows (tests: a fake file)
     bool enable_bus_master = true;
 };
+
+// Appends every PCI memory window of the machine (host bridge windows, ECAM,
+// BARs; from options.iomem and options.paths.sysfs) to options.domain.reserved,
+// so that no IOVA of the domain aliases MMIO. Every path that creates a domain
+// for PCI devices calls it before the domain is created. Warnings go to
+// options.context.logger (stderr when null).
+[[nodiscard]] Status reserve_pci_windows(PciDmaOptions& options);
 
 class PciDmaDevice {
 public:

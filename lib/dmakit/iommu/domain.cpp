@@ -34,6 +34,27 @@ std::vector<IovaRange> lost_space(const std::vector<IovaRange>& old_ranges,
     return lost;
 }
 
+// An allocator over `usable` minus `reserved`, both widened to whole granules
+// the way each side must be: usable inwards (IovaAllocator::create), reserved
+// outwards (IovaAllocator::reserve).
+Result<IovaAllocator> usable_space(const std::vector<IovaRange>& usable, std::uint64_t granule,
+                                   const std::vector<IovaRange>& reserved) {
+    auto allocator = IovaAllocator::create(usable, granule);
+    if (!allocator.ok()) return allocator;
+    for (const IovaRange& range : reserved) {
+        // Nothing is allocated yet, so only a malformed range can fail.
+        Status status = allocator->reserve(range);
+        if (!status.ok()) {
+            return std::move(status).error().with_context("DomainConfig::reserved");
+        }
+    }
+    if (allocator->usable_ranges().empty()) {
+        return Error(EINVAL, "DomainConfig::reserved covers every usable IOVA range; the domain "
+                             "could map nothing");
+    }
+    return allocator;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<IommuDomain>> IommuDomain::create(std::unique_ptr<IommuBackend> backend,
@@ -48,19 +69,20 @@ Result<std::unique_ptr<IommuDomain>> IommuDomain::create(std::unique_ptr<IommuBa
         return Error(EINVAL, "DomainConfig::max_mappings is 0: the domain could map nothing");
     }
     const std::uint64_t granule = std::uint64_t{1} << std::countr_zero(caps->page_sizes);
-    auto allocator = IovaAllocator::create(caps->usable_ranges, granule);
+    auto allocator = usable_space(caps->usable_ranges, granule, config.reserved);
     if (!allocator.ok()) {
         return std::move(allocator).error().with_context("IOMMU backend " + backend->name());
     }
     return std::unique_ptr<IommuDomain>(new IommuDomain(
-        std::move(backend), std::move(allocator).value(), std::move(caps).value(), config));
+        std::move(backend), std::move(allocator).value(), std::move(caps).value(),
+        std::move(config)));
 }
 
 IommuDomain::IommuDomain(std::unique_ptr<IommuBackend> backend, IovaAllocator allocator,
                          IommuCapabilities caps, DomainConfig config)
     : backend_(std::move(backend)),
       allocator_(std::move(allocator)),
-      config_(config),
+      config_(std::move(config)),
       granule_(allocator_.granule()),
       page_sizes_(caps.page_sizes) {
     set_budget_locked(caps);
@@ -258,8 +280,10 @@ Status IommuDomain::refresh() {
     auto caps = backend_->query();
     if (!caps.ok()) return std::move(caps).error().with_context("re-reading IOMMU capabilities");
     flush_iova_cache_locked();  // a cached block may lie in space that is going away
-    // Trim the new ranges the same way the allocator does before comparing.
-    auto trimmed = IovaAllocator::create(caps->usable_ranges, granule_);
+    // Trim the new ranges and take the reserved ones out, the same way
+    // create() does, before comparing: space that is reserved never counts
+    // as usable again.
+    auto trimmed = usable_space(caps->usable_ranges, granule_, config_.reserved);
     if (!trimmed.ok()) return std::move(trimmed).error();
     for (const IovaRange& gone : lost_space(allocator_.usable_ranges(), trimmed->usable_ranges())) {
         DMAKIT_TRY(allocator_.reserve(gone));

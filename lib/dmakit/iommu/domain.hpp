@@ -39,6 +39,11 @@ struct DomainConfig {
     // Lets tests (and cautious programs sharing dma_entry_limit with others)
     // hit the budget on purpose; nullopt means "what the kernel reports".
     std::optional<std::uint64_t> max_mappings;
+    // IOVA ranges never handed out, besides the holes the backend reports:
+    // the machine's PCI memory windows (iommu/pci_windows.hpp), so that no
+    // device address aliases MMIO. Rounded outwards to the IOMMU granule;
+    // ranges may overlap each other or lie outside the usable space.
+    std::vector<IovaRange> reserved{};
 };
 
 // Options for one map() call.
@@ -65,7 +70,9 @@ struct CpuSegment {
 
 class IommuDomain {
 public:
-    // Queries the backend once for ranges, page sizes and budget.
+    // Queries the backend once for ranges, page sizes and budget, and takes
+    // config.reserved out of the usable ranges (EINVAL if one ends before it
+    // starts, or if nothing usable is left).
     [[nodiscard]] static Result<std::unique_ptr<IommuDomain>> create(
         std::unique_ptr<IommuBackend> backend, DomainConfig config = {});
 
@@ -91,7 +98,8 @@ public:
 
     // Re-reads ranges and budget from the backend (after attaching another
     // group to the same container). Fails with EBUSY if a live mapping lies in
-    // space that stopped being usable; only shrinking ranges are applied.
+    // space that stopped being usable; only shrinking ranges are applied, and
+    // DomainConfig::reserved stays reserved.
     [[nodiscard]] Status refresh();
 
     // Device address of a CPU address inside a live single-segment or
