@@ -166,4 +166,25 @@ inline constexpr std::uint32_t max_admin_queue_entries = 4096;
 // so a large DSTRD can never make the glue write outside the mapping.
 [[nodiscard]] Status check_doorbells_in_bar(std::uint32_t qid, std::uint32_t dstrd, std::uint64_t bar_size);
 
+struct DoorbellOffsets {
+    std::uint64_t sq_tail = 0;
+    std::uint64_t cq_head = 0;
+};
+
+// The error mapped_doorbells returns.
+[[nodiscard]] Error doorbell_not_mapped(std::uint32_t qid, std::uint32_t dstrd, std::uint64_t offset);
+
+// Queue `qid`'s doorbell offsets, once both 4-byte registers are known to lie
+// in an mmapped part of BAR0 (`mapped(offset, 4)`): VFIO may map only part of
+// a BAR (the MSI-X table is often left out), and a write outside the mapping
+// would fault or land elsewhere. ERANGE names the offset, DSTRD and what to do.
+template <typename IsMapped>
+[[nodiscard]] Result<DoorbellOffsets> mapped_doorbells(std::uint32_t qid, std::uint32_t dstrd, IsMapped&& mapped) {
+    const DoorbellOffsets d{sq_tail_doorbell(qid, dstrd), cq_head_doorbell(qid, dstrd)};
+    for (const std::uint64_t offset : {d.sq_tail, d.cq_head}) {
+        if (!mapped(offset, std::uint64_t{4})) return doorbell_not_mapped(qid, dstrd, offset);
+    }
+    return d;
+}
+
 }  // namespace dmakit::nvme
