@@ -89,9 +89,9 @@ Result<std::unique_ptr<Controller>> Controller::open(std::unique_ptr<ControllerB
     if (options.interrupts && bus->vfio() == nullptr) {
         return Error(EINVAL, name + ": interrupts need a VFIO device for MSI-X; this bus has none");
     }
-    if (bus->bar_size() < min_bar0_size || !bus->is_mapped(0, min_bar0_size)) {
+    if (bus->bar_size() < min_bar0_size || !bus->is_mapped(0, register_block_size)) {
         return Error(ENODEV, name + ": BAR0 of " + std::to_string(bus->bar_size()) +
-                                 " bytes is too small or not mapped for NVMe registers and doorbells");
+                                 " bytes is too small, or its registers are not mapped");
     }
     // 64-bit DMA (§4.3: PRP entries are 64-bit); pool memory stays below 4 GiB anyway.
     DMAKIT_TRY(bus->dma().set_mask_and_coherent(dma::dma_bit_mask(64)));

@@ -11,9 +11,9 @@ namespace dmakit::nvme {
 
 Result<std::unique_ptr<PciControllerBus>> PciControllerBus::open(dma::PciDmaDevice& device) {
     DMAKIT_ASSIGN_OR_RETURN(vfio::Region bar0, device.vfio().map_bar(0));
-    if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, min_bar0_size)) {
+    if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, register_block_size)) {
         return Error(ENODEV, device.address().to_string() + ": BAR0 of " + std::to_string(bar0.size()) +
-                                 " bytes is too small or not mappable for NVMe registers and doorbells");
+                                 " bytes is too small, or its registers are not mappable");
     }
     return std::unique_ptr<PciControllerBus>(new PciControllerBus(device, std::move(bar0)));
 }

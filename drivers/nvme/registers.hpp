@@ -29,6 +29,9 @@ inline constexpr std::uint32_t doorbell_base = 0x1000;  // §3.1.24/§3.1.25
 
 // Smallest BAR0 that holds the registers and the admin queue's doorbells.
 inline constexpr std::uint64_t min_bar0_size = 0x1000 + 8;
+// CAP..ACQ: the registers used before any doorbell; the doorbells (whose
+// place depends on CAP.DSTRD) are checked one by one with mapped_doorbells.
+inline constexpr std::uint64_t register_block_size = reg::acq + 8;
 
 namespace detail {
 constexpr std::uint64_t bits(std::uint64_t v, unsigned lo, unsigned width) noexcept {
