@@ -35,15 +35,16 @@ class ControllerTest : public dma::testing::DmaTest {
 protected:
     void SetUp() override {
         DmaTest::SetUp();
-        auto bus = std::make_unique<FakeNvmeBus>(*device_, *backend_, log_.logger);
-        bus_ = bus.get();
-        pending_bus_ = std::move(bus);
+        owned_bus_ = std::make_unique<FakeNvmeBus>(*device_, *backend_, log_.logger);
+        bus_ = owned_bus_.get();
         options_.admin_timeout = 200ms;
         options_.io_timeout = 20ms;
         options_.io_queue_depth = 16;
     }
 
-    Result<std::unique_ptr<Controller>> open() { return Controller::open(std::move(pending_bus_), options_); }
+    Result<std::unique_ptr<Controller>> open() {
+        return Controller::open(std::make_unique<testing::BorrowedBus>(*bus_), options_);
+    }
     std::unique_ptr<Controller> open_ok() {
         auto c = open();
         EXPECT_TRUE(c.ok()) << c.error().message();
@@ -62,8 +63,9 @@ protected:
         bus_->on_io = [](const SubmissionEntry&) { return Response{{}, 0, false, true}; };
     }
 
+    // Outlives every controller of a test (they are locals of the test body).
+    std::unique_ptr<FakeNvmeBus> owned_bus_;
     FakeNvmeBus* bus_ = nullptr;
-    std::unique_ptr<FakeNvmeBus> pending_bus_;
     ControllerOptions options_;
     std::vector<std::byte> buffer_ = std::vector<std::byte>(4096);
     IoQueue* queue_ = nullptr;

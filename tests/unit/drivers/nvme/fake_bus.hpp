@@ -274,4 +274,27 @@ private:
     std::map<std::uint16_t, PendingCq> pending_cq_;
 };
 
+// Lends a bus the test keeps to a Controller (which owns its bus), so the
+// test can still look at the model after the controller is gone or failed to open.
+class BorrowedBus final : public ControllerBus {
+public:
+    explicit BorrowedBus(ControllerBus& bus) : bus_(bus) {}
+    [[nodiscard]] std::string name() const override { return bus_.name(); }
+    [[nodiscard]] dma::DmaDevice& dma() noexcept override { return bus_.dma(); }
+    [[nodiscard]] const Logger& logger() const noexcept override { return bus_.logger(); }
+    [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept override { return bus_.read32(offset); }
+    void write32(std::uint32_t offset, std::uint32_t value) noexcept override { bus_.write32(offset, value); }
+    [[nodiscard]] std::uint64_t bar_size() const noexcept override { return bus_.bar_size(); }
+    [[nodiscard]] bool is_mapped(std::uint64_t offset, std::uint64_t length) const noexcept override {
+        return bus_.is_mapped(offset, length);
+    }
+    [[nodiscard]] std::unique_ptr<Doorbells> doorbells(DoorbellOffsets offsets) override {
+        return bus_.doorbells(offsets);
+    }
+    [[nodiscard]] Status function_reset() override { return bus_.function_reset(); }
+
+private:
+    ControllerBus& bus_;
+};
+
 }  // namespace dmakit::nvme::testing
