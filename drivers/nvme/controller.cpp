@@ -500,7 +500,13 @@ Status Controller::delete_io_queue(IoQueue* queue) {
 Status Controller::reset() {
     // §7.3.2 Controller Level Reset, host side: disable, complete what the
     // controller will never complete, bring it up again, rebuild the queues.
-    DMAKIT_TRY(disable_or_function_reset());
+    if (auto s = disable_or_function_reset(); !s.ok()) {
+        // Still running: its memory stays untouched (and is leaked at
+        // destruction unless a later disable works).
+        admin_broken_ = true;
+        dma_unsafe_ = true;
+        return s;
+    }
     for (auto& q : io_queues_) q->cancel_all();
     forget_leaked();
     DMAKIT_TRY(setup_admin_queue());
