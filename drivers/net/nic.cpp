@@ -1,7 +1,9 @@
 #include "nic.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <string>
 
 namespace dmakit::net {
 
@@ -14,6 +16,12 @@ std::string MacAddress::to_string() const {
     std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", bytes[0], bytes[1],
                   bytes[2], bytes[3], bytes[4], bytes[5]);
     return text;
+}
+
+Error Nic::bad_queue(const char* call, std::size_t queue) const {
+    return Error(EINVAL, std::string(driver_name()) + " " + call + ": queue " + std::to_string(queue) +
+                             " does not exist; this port has " + std::to_string(queue_count()) +
+                             " queue(s), 0.." + std::to_string(queue_count() - 1));
 }
 
 }  // namespace dmakit::net

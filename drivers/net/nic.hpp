@@ -9,7 +9,9 @@
 //             caller's: a full ring pushes back, it never drops. A packet the
 //             device cannot send (length 0 or over the MTU) is taken, freed
 //             and counted in tx_errors.
-// Both are single-threaded per queue and never block or allocate.
+// Both are single-threaded per queue and never block or allocate. A queue
+// index >= queue_count() is refused with EINVAL in every build, before the
+// driver sees it: nothing is received, taken or freed.
 #pragma once
 
 #include <dmakit/support/result.hpp>
@@ -92,10 +94,16 @@ public:
     [[nodiscard]] virtual std::string_view driver_name() const noexcept = 0;
     [[nodiscard]] virtual std::size_t queue_count() const noexcept = 0;
 
-    // Hot path; queue < queue_count() is a precondition (asserted).
-    [[nodiscard]] virtual std::size_t rx_burst(std::size_t queue, std::span<PacketBuffer*> out) = 0;
-    [[nodiscard]] virtual std::size_t tx_burst(std::size_t queue,
-                                               std::span<PacketBuffer* const> pkts) = 0;
+    // Hot path: the number of buffers received / taken, or EINVAL for a
+    // queue the port does not have.
+    [[nodiscard]] Result<std::size_t> rx_burst(std::size_t queue, std::span<PacketBuffer*> out) {
+        if (queue >= queue_count()) [[unlikely]] return bad_queue("rx_burst", queue);
+        return receive(queue, out);
+    }
+    [[nodiscard]] Result<std::size_t> tx_burst(std::size_t queue, std::span<PacketBuffer* const> pkts) {
+        if (queue >= queue_count()) [[unlikely]] return bad_queue("tx_burst", queue);
+        return transmit(queue, pkts);
+    }
 
     [[nodiscard]] virtual Result<LinkStatus> link() = 0;
     [[nodiscard]] virtual MacAddress mac_address() const = 0;
@@ -110,12 +118,25 @@ public:
     // Interrupt mode: blocks until the port signals work for `queue` (a frame
     // received, a TX write-back, a link change) or `timeout` passes; returns
     // whether it was signalled. Polling mode: returns true at once, so
-    // `if (rx_burst(...) == 0) wait(...)` loops work in both modes.
-    [[nodiscard]] virtual Result<bool> wait(std::size_t queue, std::chrono::milliseconds timeout) {
+    // `if (*rx_burst(...) == 0) wait(...)` loops work in both modes.
+    [[nodiscard]] Result<bool> wait(std::size_t queue, std::chrono::milliseconds timeout) {
+        if (queue >= queue_count()) return bad_queue("wait", queue);
+        return wait_for_work(queue, timeout);
+    }
+
+protected:
+    // The driver's side of the calls above; `queue` < queue_count() is checked.
+    [[nodiscard]] virtual std::size_t receive(std::size_t queue, std::span<PacketBuffer*> out) = 0;
+    [[nodiscard]] virtual std::size_t transmit(std::size_t queue, std::span<PacketBuffer* const> pkts) = 0;
+    [[nodiscard]] virtual Result<bool> wait_for_work(std::size_t queue, std::chrono::milliseconds timeout) {
         (void)queue;
         (void)timeout;
         return true;
     }
+
+private:
+    // Out of line: keeps the string building off the inlined hot path.
+    [[nodiscard]] Error bad_queue(const char* call, std::size_t queue) const;
 };
 
 }  // namespace dmakit::net

@@ -1,10 +1,12 @@
 #include "controller.hpp"
 
-#include "doorbells.hpp"
 #include "format.hpp"
 #include "io_queue.hpp"
+#include "pci_bus.hpp"
 
-#include <dmakit/support/mmio.hpp>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -33,15 +35,13 @@ std::size_t round_to_page(std::size_t bytes, std::uint64_t page) {
 
 }  // namespace
 
-Controller::Controller(dma::PciDmaDevice& device, ControllerOptions options, vfio::Region bar0)
-    : device_(device),
+Controller::Controller(std::unique_ptr<ControllerBus> bus, ControllerOptions options)
+    : bus_(std::move(bus)),
       options_(options),
-      logger_(options.logger != nullptr ? options.logger : &device.context().logger()),
-      bar0_(std::move(bar0)),
-      regs_(bar0_.base()) {}
+      logger_(options.logger != nullptr ? options.logger : &bus_->logger()) {}
 
-std::uint32_t Controller::read32(std::uint32_t offset) const noexcept { return mmio::read32(regs_, offset); }
-void Controller::write32(std::uint32_t offset, std::uint32_t value) noexcept { mmio::write32(regs_, offset, value); }
+std::uint32_t Controller::read32(std::uint32_t offset) const noexcept { return bus_->read32(offset); }
+void Controller::write32(std::uint32_t offset, std::uint32_t value) noexcept { bus_->write32(offset, value); }
 // 64-bit registers as two dword accesses, low first: valid for every
 // controller (§3.1: 64-bit registers may be accessed as two 32-bit halves).
 std::uint64_t Controller::read64(std::uint32_t offset) const noexcept {
@@ -68,22 +68,35 @@ const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexce
 }
 
 Result<std::unique_ptr<Controller>> Controller::open(dma::PciDmaDevice& device, ControllerOptions options) {
-    const std::string name = device.address().to_string();
+    DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<PciControllerBus> bus, PciControllerBus::open(device));
+    return open(std::move(bus), options);
+}
+
+Result<std::unique_ptr<Controller>> Controller::open(std::unique_ptr<ControllerBus> bus, ControllerOptions options) {
+    if (bus == nullptr) return Error(EINVAL, "Controller::open needs a bus");
+    const std::string name = bus->name();
     if (options.admin_queue_depth < 2 || options.admin_queue_depth > max_admin_queue_entries) {
         return Error(EINVAL, "admin queue depth " + std::to_string(options.admin_queue_depth) + " is outside 2..4096");
     }
     if (options.max_io_queues == 0 || options.max_io_queues > 65535) {
         return Error(EINVAL, "max_io_queues must be 1..65535");
     }
-    DMAKIT_ASSIGN_OR_RETURN(vfio::Region bar0, device.vfio().map_bar(0));
-    if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, min_bar0_size)) {
-        return Error(ENODEV, name + ": BAR0 of " + std::to_string(bar0.size()) +
-                                 " bytes is too small or not mappable for NVMe registers and doorbells");
+    if (options.io_queue_depth < 2 || options.io_queue_depth > max_queue_depth) {
+        return Error(EINVAL, "io_queue_depth " + std::to_string(options.io_queue_depth) + " is outside 2.." +
+                                 std::to_string(max_queue_depth) + " (command IDs keep " +
+                                 std::to_string(min_generation_bits) + " generation bits)");
+    }
+    if (options.interrupts && bus->vfio() == nullptr) {
+        return Error(EINVAL, name + ": interrupts need a VFIO device for MSI-X; this bus has none");
+    }
+    if (bus->bar_size() < min_bar0_size || !bus->is_mapped(0, register_block_size)) {
+        return Error(ENODEV, name + ": BAR0 of " + std::to_string(bus->bar_size()) +
+                                 " bytes is too small, or its registers are not mapped");
     }
     // 64-bit DMA (§4.3: PRP entries are 64-bit); pool memory stays below 4 GiB anyway.
-    DMAKIT_TRY(device.dma().set_mask_and_coherent(dma::dma_bit_mask(64)));
+    DMAKIT_TRY(bus->dma().set_mask_and_coherent(dma::dma_bit_mask(64)));
 
-    std::unique_ptr<Controller> c(new Controller(device, options, std::move(bar0)));
+    std::unique_ptr<Controller> c(new Controller(std::move(bus), options));
     auto fail = [&](const Error& e) { return e.with_context(name); };
 
     if (auto s = c->read_capabilities(); !s.ok()) return fail(s.error());
@@ -93,7 +106,7 @@ Result<std::unique_ptr<Controller>> Controller::open(dma::PciDmaDevice& device, 
     if (auto s = c->identify_all(); !s.ok()) return fail(s.error());
     if (auto s = c->negotiate_queues(); !s.ok()) return fail(s.error());
     if (options.interrupts) {
-        auto irq = vfio::Interrupts::enable(device.vfio(), vfio::IrqKind::msix, c->io_queues_granted_ + 1);
+        auto irq = vfio::Interrupts::enable(*c->bus_->vfio(), vfio::IrqKind::msix, c->io_queues_granted_ + 1);
         if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X: "));
         c->interrupts_.emplace(std::move(irq).value());
     }
@@ -109,8 +122,19 @@ Status Controller::read_capabilities() {
     DMAKIT_ASSIGN_OR_RETURN(std::uint32_t mps, choose_page_size(cap_, 4096));
     page_size_ = std::uint64_t{4096} << mps;
     DMAKIT_TRY(check_doorbells_in_bar(static_cast<std::uint32_t>(options_.max_io_queues), cap_.doorbell_stride_shift(),
-                                      bar0_.size()));
+                                      bus_->bar_size()));
+    // The admin doorbells are written as soon as the controller is enabled:
+    // refuse now, before anything is enabled, when they are not mmapped.
+    DMAKIT_TRY(mapped_doorbells(0, cap_.doorbell_stride_shift(),
+                                [this](std::uint64_t o, std::uint64_t l) { return bus_->is_mapped(o, l); }));
     return {};
+}
+
+Result<std::unique_ptr<Doorbells>> Controller::queue_doorbells(std::uint16_t qid) {
+    DMAKIT_ASSIGN_OR_RETURN(DoorbellOffsets offsets,
+                            mapped_doorbells(qid, cap_.doorbell_stride_shift(),
+                                             [this](std::uint64_t o, std::uint64_t l) { return bus_->is_mapped(o, l); }));
+    return bus_->doorbells(offsets);
 }
 
 Status Controller::wait_ready(bool ready, std::string_view why) {
@@ -156,12 +180,10 @@ Status Controller::disable_or_function_reset() {
     if (s.ok()) return {};
     // A controller that does not come back (hung, fatal, left mid-shutdown by
     // a crashed owner) gets a function-level reset, then one more try.
-    logger_->warning("nvme " + device_.address().to_string() + ": " + s.error().message() +
+    logger_->warning("nvme " + bus_->name() + ": " + s.error().message() +
                      "; trying a function reset (VFIO_DEVICE_RESET)");
-    DMAKIT_TRY(device_.vfio().reset());
+    DMAKIT_TRY(bus_->function_reset());
     ++function_resets_;
-    // FLR clears Bus Master Enable on some paths; DMA needs it.
-    DMAKIT_TRY(device_.vfio().enable_bus_master());
     return disable().ok() ? Status{} : Error(EIO, "controller did not disable even after a function reset: " +
                                                       csts_text(status()));
 }
@@ -177,9 +199,7 @@ Status Controller::setup_admin_queue() {
         DMAKIT_ASSIGN_OR_RETURN(admin_sq_mem_, alloc_queue_memory(std::size_t{depth} * sizeof(SubmissionEntry)));
         DMAKIT_ASSIGN_OR_RETURN(admin_cq_mem_, alloc_queue_memory(std::size_t{depth} * sizeof(CompletionEntry)));
         DMAKIT_ASSIGN_OR_RETURN(scratch_, dma().alloc_coherent(round_to_page(identify_data_size, page_size_)));
-        DMAKIT_ASSIGN_OR_RETURN(MmioDoorbells db,
-                                MmioDoorbells::create(regs_, bar0_.size(), 0, cap_.doorbell_stride_shift()));
-        admin_doorbells_ = std::make_unique<MmioDoorbells>(db);
+        DMAKIT_ASSIGN_OR_RETURN(admin_doorbells_, queue_doorbells(0));
         QueueConfig qc;
         qc.qid = 0;
         qc.depth = depth;
@@ -290,7 +310,7 @@ Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::ch
     if (admin_broken_) return Error(EIO, "an earlier admin command timed out; the controller needs reset()");
     const auto deadline = Clock::now() + timeout;
     DMAKIT_ASSIGN_OR_RETURN(std::uint16_t cid,
-                            admin_->submit(sqe, [](void* u, const Completion& c) {
+                            admin_->submit(sqe, [](void* u, const Completion& c) noexcept {
                                 auto* w = static_cast<Wait*>(u);
                                 w->done = true;
                                 w->c = c;
@@ -378,19 +398,50 @@ Status Controller::create_queue_on_device(IoQueue& q) {
 }
 
 Status Controller::delete_queue_on_device(IoQueue& q) {
-    // SQ first: a CQ with an SQ still attached may not be deleted (§5.5).
-    auto s = admin_ok(delete_io_sq(q.qid_), "Delete I/O Submission Queue " + std::to_string(q.qid_));
-    auto c = admin_ok(delete_io_cq(q.qid_), "Delete I/O Completion Queue " + std::to_string(q.qid_));
-    // Deleting the SQ aborted whatever was in it (§5.6); what is left never completes.
-    q.cancel_all();
-    if (!s.ok()) return std::move(s).error();
-    if (!c.ok()) return std::move(c).error();
+    // SQ first: a CQ with an SQ still attached may not be deleted (§5.5), so
+    // after a failed SQ delete the CQ delete is not even tried.
+    DMAKIT_TRY(admin_ok(delete_io_sq(q.qid_), "Delete I/O Submission Queue " + std::to_string(q.qid_)));
+    DMAKIT_TRY(admin_ok(delete_io_cq(q.qid_), "Delete I/O Completion Queue " + std::to_string(q.qid_)));
     return {};
+}
+
+Status Controller::stop_controller_dma(std::string_view why) {
+    // §3.1.5/§7.6.2: CC.EN=0 and CSTS.RDY=0 within CAP.TO; after that the
+    // controller owns no queue, PRP list or data buffer any more (§7.3.2).
+    // A function reset is the fallback when it does not go quiet.
+    auto s = disable_or_function_reset();
+    admin_broken_ = true;  // the admin queue is gone with the rest: only reset() helps
+    if (!s.ok()) {
+        dma_unsafe_ = true;
+        return s.error().with_context(std::string(why) + ": ");
+    }
+    // Nothing will complete any more: every command finishes as cancelled,
+    // which unmaps buffers and returns PRP pages now that it is safe.
+    for (auto& q : io_queues_) q->cancel_all();
+    if (admin_) admin_->cancel_all_and_reset();
+    forget_leaked();
+    logger_->warning("nvme " + bus_->name() + ": " + std::string(why) +
+                     "; controller disabled (CC.EN=0, CSTS.RDY=0) before freeing queue memory; call reset() to use it "
+                     "again");
+    return {};
+}
+
+void Controller::forget_leaked() noexcept {
+    // Only once the controller is known quiet (disabled or reset).
+    leaked_queues_.clear();
+    dma_unsafe_ = false;
 }
 
 Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
     if (shut_down_) return Error(ESHUTDOWN, "controller is shut down");
     if (depth == 0) depth = options_.io_queue_depth;
+    if (depth > max_queue_depth) {
+        return Error(EINVAL, "I/O queue depth " + std::to_string(depth) + " is above " +
+                                 std::to_string(max_queue_depth) + ": deeper rings leave command IDs fewer than " +
+                                 std::to_string(min_generation_bits) + " generation bits; ask for at most " +
+                                 std::to_string(max_queue_depth));
+    }
+    if (admin_broken_) return Error(EIO, "the controller needs reset() (admin queue unusable)");
     depth = std::min(depth, cap_.max_queue_entries());
     if (depth < 2) return Error(EINVAL, "I/O queue depth must be at least 2");
     // Lowest free QID in 1..granted.
@@ -415,16 +466,49 @@ Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
 Status Controller::delete_io_queue(IoQueue* queue) {
     auto it = std::find_if(io_queues_.begin(), io_queues_.end(), [&](const auto& q) { return q.get() == queue; });
     if (it == io_queues_.end()) return Error(EINVAL, "not an I/O queue of this controller");
-    Status s = delete_queue_on_device(**it);
+    const std::string qname = "I/O queue " + std::to_string((*it)->qid_);
+    // With the admin queue unusable (a timed-out admin command, an earlier
+    // failed delete) the commands cannot even be sent: stopping the
+    // controller is the only way to take the queue back.
+    Status deleted = admin_broken_ ? Status(Error(EIO, "admin queue unusable")) : delete_queue_on_device(**it);
+    if (deleted.ok()) {
+        // Deleting the SQ aborted whatever was in it (§5.6); what is left never completes.
+        (*it)->cancel_all();
+        io_queues_.erase(it);
+        return {};
+    }
+    // The controller may still own the rings, PRP lists and data buffers of
+    // this queue: nothing is freed until it is disabled.
+    const Status stopped = stop_controller_dma("deleting " + qname + " failed (" + deleted.error().message() + ")");
+    if (stopped.ok()) {
+        io_queues_.erase(std::find_if(io_queues_.begin(), io_queues_.end(),
+                                      [&](const auto& q) { return q.get() == queue; }));
+        return Error(deleted.error().code(), "deleting " + qname + " failed (" + deleted.error().message() +
+                                                 "); the controller was disabled and the queue freed; call reset() "
+                                                 "to use the controller again");
+    }
+    // It would not stop: leak the queue's memory deliberately, mapped and
+    // never reused, rather than let a live device write freed memory.
+    leaked_queues_.push_back(std::move(*it));
     io_queues_.erase(it);
-    return s;
+    logger_->error("nvme " + bus_->name() + ": " + stopped.error().message() + "; the memory of " + qname +
+                   " (rings, PRP lists, mapped buffers) is leaked deliberately, kept mapped and never reused");
+    return Error(EIO, stopped.error().message() + "; the memory of " + qname +
+                          " is leaked deliberately (kept mapped, never reused) until reset() succeeds");
 }
 
 Status Controller::reset() {
     // §7.3.2 Controller Level Reset, host side: disable, complete what the
     // controller will never complete, bring it up again, rebuild the queues.
-    DMAKIT_TRY(disable_or_function_reset());
+    if (auto s = disable_or_function_reset(); !s.ok()) {
+        // Still running: its memory stays untouched (and is leaked at
+        // destruction unless a later disable works).
+        admin_broken_ = true;
+        dma_unsafe_ = true;
+        return s;
+    }
     for (auto& q : io_queues_) q->cancel_all();
+    forget_leaked();
     DMAKIT_TRY(setup_admin_queue());
     admin_broken_ = false;
     DMAKIT_TRY(enable());
@@ -444,6 +528,11 @@ Status Controller::shutdown() {
     };
     // §7.6.2: delete I/O queues, then CC.SHN = 01b and wait for SHST = 10b.
     while (!io_queues_.empty()) keep(delete_io_queue(io_queues_.back().get()));
+    if (!ControllerConfig::decode(read32(reg::cc)).enable) {
+        // Disabled after a failed delete: nothing left to shut down.
+        shut_down_ = true;
+        return first;
+    }
     if (failed()) {
         shut_down_ = true;
         return Error(EIO, "controller failed before shutdown: " + csts_text(status()));
@@ -466,6 +555,24 @@ Status Controller::shutdown() {
     return first;
 }
 
+namespace {
+
+// Memory the device may still write: never freed, never reused. Told to
+// LeakSanitizer so ASan runs report the real leaks only.
+struct AbandonedDmaMemory {
+    std::vector<std::unique_ptr<IoQueue>> queues;
+    std::vector<dma::CoherentBuffer> buffers;
+};
+
+void keep_forever(std::unique_ptr<AbandonedDmaMemory> memory) noexcept {
+    [[maybe_unused]] AbandonedDmaMemory* kept = memory.release();
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(kept);
+#endif
+}
+
+}  // namespace
+
 Controller::~Controller() {
     if (abandoned_) {
         // Drop host state only; the device keeps its queues and stays enabled.
@@ -476,7 +583,17 @@ Controller::~Controller() {
         return;
     }
     auto s = shutdown();
-    if (!s.ok()) logger_->warning("nvme " + device_.address().to_string() + ": shutdown: " + s.error().message());
+    if (!s.ok()) logger_->warning("nvme " + bus_->name() + ": shutdown: " + s.error().message());
+    if (dma_unsafe_) {
+        // The controller never went quiet: leak its queues' and admin memory.
+        auto memory = std::make_unique<AbandonedDmaMemory>();
+        memory->queues = std::move(leaked_queues_);
+        for (auto* b : {&admin_sq_mem_, &admin_cq_mem_, &scratch_}) memory->buffers.push_back(std::move(*b));
+        logger_->error("nvme " + bus_->name() + ": controller did not stop; " + std::to_string(memory->queues.size()) +
+                       " I/O queue(s) and the admin rings are leaked deliberately (the device may still write them)");
+        keep_forever(std::move(memory));
+        return;
+    }
     // Cancel before the rings and pools go away; then EN=0 so nothing is fetched any more.
     if (admin_) admin_->cancel_all_and_reset();
     ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));

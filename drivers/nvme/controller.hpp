@@ -12,11 +12,19 @@
 // size anything. Closing (or shutdown()) deletes the I/O queues and does a
 // normal shutdown with CC.SHN (§7.6.2).
 //
+// A queue delete that fails or times out leaves the controller owning the
+// queue's rings, PRP lists and data buffers: it is disabled (CC.EN=0, CSTS.RDY=0
+// within CAP.TO, a function reset if not) before any of that is freed, and
+// needs reset() afterwards. If even that fails the memory is leaked on
+// purpose (kept mapped, never reused, logged) rather than freed under a
+// device that may still write it.
+//
 // Threads: admin commands (create_io_queue, smart_log, abort, ...) may come
 // from any thread; they are serialised by a mutex. Each IoQueue belongs to
 // one thread. reset() and shutdown() need every IoQueue quiet.
 #pragma once
 
+#include "controller_bus.hpp"
 #include "identify.hpp"
 #include "log_pages.hpp"
 #include "queue.hpp"
@@ -40,7 +48,6 @@
 namespace dmakit::nvme {
 
 class IoQueue;
-class MmioDoorbells;
 
 struct ControllerOptions {
     std::uint32_t admin_queue_depth = 32;
@@ -48,6 +55,7 @@ struct ControllerOptions {
     // the controller may grant fewer.
     std::uint32_t max_io_queues = 8;
     // Entries per I/O queue when create_io_queue() is given 0; capped at CAP.MQES.
+    // At most max_queue_depth (4096), so every command ID keeps 4 generation bits.
     std::uint32_t io_queue_depth = 256;
     // MSI-X: vector q signals I/O queue q (IEN=1 on its CQ); the admin queue
     // is always polled. Off: every queue is polled.
@@ -72,6 +80,9 @@ public:
     // was wrong (register values, timeouts with the CSTS seen, identify data).
     [[nodiscard]] static Result<std::unique_ptr<Controller>> open(dma::PciDmaDevice& device,
                                                                  ControllerOptions options = {});
+    // Same over any ControllerBus (a software controller model in unit tests).
+    [[nodiscard]] static Result<std::unique_ptr<Controller>> open(std::unique_ptr<ControllerBus> bus,
+                                                                 ControllerOptions options = {});
     // shutdown() unless abandon() was called.
     ~Controller();
     Controller(const Controller&) = delete;
@@ -90,12 +101,20 @@ public:
     [[nodiscard]] bool interrupts_enabled() const noexcept { return interrupts_.has_value(); }
 
     // Creates an I/O CQ/SQ pair (§5.3, §5.4) with its own PRP-list pool.
-    // `depth` 0 means ControllerOptions::io_queue_depth. The controller owns
-    // the queue; the pointer is valid until delete_io_queue or destruction.
+    // `depth` 0 means ControllerOptions::io_queue_depth; above max_queue_depth
+    // (4096) is EINVAL, above CAP.MQES is capped. The controller owns the
+    // queue; the pointer is valid until delete_io_queue or destruction.
     [[nodiscard]] Result<IoQueue*> create_io_queue(std::uint32_t depth = 0);
-    // Deletes SQ then CQ (§5.6, §5.5); outstanding commands complete as cancelled.
+    // Deletes SQ then CQ (§5.6, §5.5); outstanding commands complete as
+    // cancelled. The pointer is invalid afterwards, whatever the result. If
+    // either delete fails or times out, the controller is disabled first
+    // (every queue's commands complete as cancelled, reset() needed); if it
+    // will not disable, the queue's memory is leaked (leaked_io_queues()).
     [[nodiscard]] Status delete_io_queue(IoQueue* queue);
     [[nodiscard]] std::size_t io_queue_count() const noexcept { return io_queues_.size(); }
+    // Queues whose memory is kept mapped and unused because the controller
+    // would not stop after a failed delete; a successful reset() frees them.
+    [[nodiscard]] std::size_t leaked_io_queues() const noexcept { return leaked_queues_.size(); }
 
     // Runs one admin command and waits for it (options.admin_timeout unless given).
     // A non-success status is returned as the AdminResult, not as an Error.
@@ -116,8 +135,9 @@ public:
     [[nodiscard]] bool failed() const noexcept;
 
     // Controller reset path (§7.3.2): disable (VFIO function reset if that
-    // hangs), complete every outstanding command as cancelled, re-enable,
-    // re-create the existing I/O queues with the same rings. IoQueue pointers stay valid.
+    // hangs), complete every outstanding command as cancelled (this releases
+    // quarantined buffers of timed-out sync I/O), re-enable, re-create the
+    // existing I/O queues with the same rings. IoQueue pointers stay valid.
     [[nodiscard]] Status reset();
     // Deletes I/O queues, CC.SHN = normal, waits for CSTS.SHST = complete. Idempotent.
     [[nodiscard]] Status shutdown();
@@ -125,8 +145,8 @@ public:
     // the state a crashed process leaves. For tests of open()'s recovery.
     void abandon() noexcept { abandoned_ = true; }
 
-    [[nodiscard]] dma::PciDmaDevice& device() noexcept { return device_; }
-    [[nodiscard]] dma::DmaDevice& dma() noexcept { return device_.dma(); }
+    [[nodiscard]] ControllerBus& bus() noexcept { return *bus_; }
+    [[nodiscard]] dma::DmaDevice& dma() noexcept { return bus_->dma(); }
     [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
     [[nodiscard]] const ControllerOptions& options() const noexcept { return options_; }
     [[nodiscard]] QueueStats admin_stats() const;
@@ -138,7 +158,7 @@ public:
 
 private:
     friend class IoQueue;
-    Controller(dma::PciDmaDevice& device, ControllerOptions options, vfio::Region bar0);
+    Controller(std::unique_ptr<ControllerBus> bus, ControllerOptions options);
 
     [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept;
     void write32(std::uint32_t offset, std::uint32_t value) noexcept;
@@ -146,6 +166,10 @@ private:
     void write64(std::uint32_t offset, std::uint64_t value) noexcept;
 
     [[nodiscard]] Status read_capabilities();
+    [[nodiscard]] Result<std::unique_ptr<Doorbells>> queue_doorbells(std::uint16_t qid);
+    // After a failed queue delete: disable so the controller owns no memory.
+    [[nodiscard]] Status stop_controller_dma(std::string_view why);
+    void forget_leaked() noexcept;
     [[nodiscard]] Status wait_ready(bool ready, std::string_view why);
     [[nodiscard]] Status disable();
     [[nodiscard]] Status disable_or_function_reset();
@@ -158,11 +182,9 @@ private:
     [[nodiscard]] Result<AdminResult> admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout);
     [[nodiscard]] Result<dma::CoherentBuffer> alloc_queue_memory(std::size_t bytes);
 
-    dma::PciDmaDevice& device_;
+    std::unique_ptr<ControllerBus> bus_;
     ControllerOptions options_;
     const Logger* logger_;
-    vfio::Region bar0_;
-    volatile std::byte* regs_ = nullptr;
 
     Cap cap_;
     Version version_;
@@ -177,12 +199,14 @@ private:
     dma::CoherentBuffer admin_sq_mem_;
     dma::CoherentBuffer admin_cq_mem_;
     dma::CoherentBuffer scratch_;  // 4 KiB for identify and log pages, under admin_mutex_
-    std::unique_ptr<MmioDoorbells> admin_doorbells_;
+    std::unique_ptr<Doorbells> admin_doorbells_;
     std::optional<QueuePair> admin_;
 
     std::vector<std::unique_ptr<IoQueue>> io_queues_;
+    std::vector<std::unique_ptr<IoQueue>> leaked_queues_;  // see delete_io_queue
     bool shut_down_ = false;
-    bool admin_broken_ = false;  // an admin command timed out: only reset() helps
+    bool admin_broken_ = false;  // an admin command timed out or the controller was stopped: only reset() helps
+    bool dma_unsafe_ = false;    // it would not stop: its memory is never freed
     bool abandoned_ = false;
     std::uint32_t function_resets_ = 0;
 };

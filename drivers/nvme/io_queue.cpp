@@ -1,7 +1,6 @@
 #include "io_queue.hpp"
 
 #include "controller.hpp"
-#include "doorbells.hpp"
 #include "format.hpp"
 
 #include <algorithm>
@@ -19,6 +18,7 @@ struct IoQueue::Request {
     void* user = nullptr;
     std::uint16_t cid = 0;
     bool in_use = false;
+    bool quarantined = false;  // a sync wait gave up on it; see IoQueue::quarantined()
     PrpChain prp;
     bool host_mapped = false;
     dma::DmaAddr host_dma;
@@ -64,12 +64,7 @@ Status IoQueue::init() {
     DMAKIT_ASSIGN_OR_RETURN(prp_pool_, dma::DmaPool::create("nvme-q" + std::to_string(qid_) + "-prp", ctrl_.dma(),
                                                             page, page, page));
     prp_alloc_ = std::make_unique<PoolAllocator>(*prp_pool_, ctrl_.logger());
-    const std::uint32_t dstrd = ctrl_.cap().doorbell_stride_shift();
-    if (!ctrl_.bar0_.is_mapped(sq_tail_doorbell(qid_, dstrd), 4) || !ctrl_.bar0_.is_mapped(cq_head_doorbell(qid_, dstrd), 4)) {
-        return Error(ENODEV, "doorbells of queue " + std::to_string(qid_) + " are not in a mapped part of BAR0");
-    }
-    DMAKIT_ASSIGN_OR_RETURN(MmioDoorbells db, MmioDoorbells::create(ctrl_.regs_, ctrl_.bar0_.size(), qid_, dstrd));
-    doorbells_ = std::make_unique<MmioDoorbells>(db);
+    DMAKIT_ASSIGN_OR_RETURN(doorbells_, ctrl_.queue_doorbells(qid_));
     QueueConfig qc;
     qc.qid = qid_;
     qc.depth = depth_;
@@ -109,6 +104,10 @@ void IoQueue::give_back(Request* r) noexcept {
         }
         r->host_mapped = false;
     }
+    if (r->quarantined) {
+        r->quarantined = false;
+        --quarantined_;
+    }
     if (r->dsm_block != nullptr) {
         (void)prp_pool_->free(r->dsm_block);
         r->dsm_block = nullptr;
@@ -129,12 +128,12 @@ Result<std::uint16_t> IoQueue::submit(Request* r, const SubmissionEntry& sqe) {
     return *cid;
 }
 
-void IoQueue::on_complete(void* user, const Completion& c) {
+void IoQueue::on_complete(void* user, const Completion& c) noexcept {
     auto* r = static_cast<Request*>(user);
     r->queue->finish(r, c);
 }
 
-void IoQueue::finish(Request* r, const Completion& c) {
+void IoQueue::finish(Request* r, const Completion& c) noexcept {
     const IoCallback done = r->done;
     void* const user = r->user;
     // Unmap before the callback: the caller may reuse or free the buffer there.
@@ -309,7 +308,7 @@ Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
         bool done = false;
         IoCompletion c;
     } w;
-    IoCallback cb = [](void* u, const IoCompletion& c) {
+    IoCallback cb = [](void* u, const IoCompletion& c) noexcept {
         auto* wait = static_cast<Wait*>(u);
         wait->done = true;
         wait->c = c;
@@ -327,13 +326,20 @@ Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
         }
         if (!w.done && Clock::now() > give_up) {
             for (auto& r : requests_) {
-                // Orphan it: a late completion must not write into this stack frame.
-                if (r->in_use && r->cid == cid) r->done = nullptr;
+                // Orphan it (a late completion must not write into this stack
+                // frame) and quarantine it: its mapping and PRP pages stay
+                // until the late completion or a controller reset.
+                if (r->in_use && r->cid == cid) {
+                    r->done = nullptr;
+                    r->quarantined = true;
+                    ++quarantined_;
+                }
             }
             ++io_stats_.orphaned;
             return Error(ETIMEDOUT, "I/O command " + hex(cid) + " on queue " + std::to_string(qid_) +
-                                        " did not complete or abort; its buffer may still be written until "
-                                        "the queue is deleted or the controller reset");
+                                        " did not complete or abort; its buffer is quarantined (still mapped, "
+                                        "the device may write it): do not free or reuse it until "
+                                        "IoQueue::quarantined() drops or Controller::reset() returns");
         }
     }
     return w.c;

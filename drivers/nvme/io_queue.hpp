@@ -37,7 +37,6 @@
 namespace dmakit::nvme {
 
 class Controller;
-class MmioDoorbells;
 
 struct IoCompletion {
     std::uint16_t cid = 0;
@@ -46,13 +45,14 @@ struct IoCompletion {
     bool cancelled = false;  // completed by the host (queue deleted, controller reset)
     [[nodiscard]] bool ok() const noexcept { return status.ok() && !cancelled; }
 };
-using IoCallback = void (*)(void* user_data, const IoCompletion& completion);
+// noexcept in the type, like CompletionFn: a throwing function does not convert.
+using IoCallback = void (*)(void* user_data, const IoCompletion& completion) noexcept;
 
 struct IoQueueStats {
     std::uint64_t aborts_sent = 0;
     std::uint64_t abort_failures = 0;
     std::uint64_t unmap_failures = 0;
-    std::uint64_t orphaned = 0;  // sync waits given up; late completions go nowhere
+    std::uint64_t orphaned = 0;  // sync waits given up (ETIMEDOUT); their buffers were quarantined
 };
 
 class IoQueue {
@@ -69,6 +69,8 @@ public:
     [[nodiscard]] bool can_submit() const noexcept { return qp_->can_submit() && !free_requests_.empty(); }
     [[nodiscard]] const QueueStats& stats() const noexcept { return qp_->stats(); }
     [[nodiscard]] const IoQueueStats& io_stats() const noexcept { return io_stats_; }
+    // Timed-out sync commands whose buffers are still quarantined (see below).
+    [[nodiscard]] std::uint32_t quarantined() const noexcept { return quarantined_; }
     // MSI-X vector of this queue, when the controller runs with interrupts.
     [[nodiscard]] std::optional<std::uint32_t> vector() const noexcept { return vector_; }
 
@@ -109,6 +111,16 @@ public:
     std::uint32_t check_timeouts();
 
     // ---- sync: submit, ring, wait; the status is in the Error on failure ---
+    // Timeouts: past io_timeout the command is aborted (§5.1); if it still
+    // has not completed after admin_timeout more, the call returns ETIMEDOUT
+    // and the command is quarantined: it stays outstanding with its buffer
+    // mapped and its PRP lists allocated, because the device may still write
+    // them. The caller must neither free nor reuse that buffer (caller memory
+    // of *_host_sync, or the buffer behind the segments) until quarantined()
+    // drops back (the late completion was polled) or Controller::reset()
+    // returned (it disables the controller first, then releases them). The
+    // kernel and SPDK make the same choice: memory of a command the device
+    // still owns is never handed back.
     [[nodiscard]] Status read_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                    std::span<const DmaSegment> data);
     [[nodiscard]] Status write_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -142,8 +154,8 @@ private:
     [[nodiscard]] Result<std::uint16_t> rw_sg(bool write, std::uint32_t nsid, std::uint64_t slba,
                                               std::uint32_t blocks, const dma::ScatterList& mapped, IoCallback done,
                                               void* user);
-    static void on_complete(void* user, const Completion& c);
-    void finish(Request* r, const Completion& c);
+    static void on_complete(void* user, const Completion& c) noexcept;
+    void finish(Request* r, const Completion& c) noexcept;
     template <typename Submit>
     [[nodiscard]] Result<IoCompletion> run_sync(Submit&& submit);
     void cancel_all() { qp_->cancel_all_and_reset(); }
@@ -156,11 +168,12 @@ private:
     dma::CoherentBuffer cq_mem_;
     std::unique_ptr<dma::DmaPool> prp_pool_;
     std::unique_ptr<PoolAllocator> prp_alloc_;
-    std::unique_ptr<MmioDoorbells> doorbells_;
+    std::unique_ptr<Doorbells> doorbells_;
     std::optional<QueuePair> qp_;
     std::vector<std::unique_ptr<Request>> requests_;
     std::vector<Request*> free_requests_;
     std::uint32_t polls_ = 0;
+    std::uint32_t quarantined_ = 0;
     std::chrono::steady_clock::duration timeout_;
     IoQueueStats io_stats_;
 };

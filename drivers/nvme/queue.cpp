@@ -12,8 +12,11 @@
 namespace dmakit::nvme {
 
 Result<QueuePair> QueuePair::create(const QueueConfig& config) {
-    if (config.depth < 2 || config.depth > 65536) {
-        return Error(EINVAL, "queue depth " + std::to_string(config.depth) + " is outside 2..65536 entries");
+    if (config.depth < 2 || config.depth > max_queue_depth) {
+        return Error(EINVAL, "queue depth " + std::to_string(config.depth) + " is outside 2.." +
+                                 std::to_string(max_queue_depth) +
+                                 " entries (larger rings would leave command IDs fewer than " +
+                                 std::to_string(min_generation_bits) + " generation bits); use a smaller depth");
     }
     if (config.sq == nullptr || config.cq == nullptr || config.doorbells == nullptr) {
         return Error(EINVAL, "queue " + std::to_string(config.qid) + " needs SQ and CQ ring memory and doorbells");
@@ -35,12 +38,14 @@ QueuePair::QueuePair(const QueueConfig& config)
     const std::uint32_t cap = capacity();
     tag_bits_ = static_cast<std::uint32_t>(std::bit_width(cap - 1));  // tags 0..cap-1
     generation_mask_ = (std::uint32_t{1} << (16 - tag_bits_)) - 1;
+    static_assert(std::bit_width(max_queue_depth - 2) + min_generation_bits <= 16);
     slots_.resize(cap);
     reset_rings();
 }
 
 void QueuePair::reset_rings() noexcept {
     sq_tail_ = sq_tail_rung_ = sq_head_ = cq_head_ = 0;
+    rung_seq_ = submit_seq_;
     phase_ = 1;
     std::memset(static_cast<void*>(cq_), 0, std::size_t{depth_} * sizeof(CompletionEntry));
     free_tags_.clear();
@@ -67,7 +72,7 @@ Result<std::uint16_t> QueuePair::submit(const SubmissionEntry& sqe, CompletionFn
     do {
         generation = static_cast<std::uint16_t>((generation + 1) & generation_mask_);
     } while (make_cid(tag, generation) == 0xffffu);  // FFFFh means "no command" in the error log (§5.14.1.1)
-    slot = Slot{done, user_data, deadline, generation, true, false};
+    slot = Slot{done, user_data, deadline, submit_seq_++, generation, true, false};
     const std::uint16_t cid = make_cid(tag, generation);
 
     SubmissionEntry entry = sqe;
@@ -84,6 +89,7 @@ void QueuePair::ring_sq() noexcept {
     std::atomic_thread_fence(std::memory_order_release);
     doorbells_->ring_sq_tail(static_cast<std::uint16_t>(sq_tail_));
     sq_tail_rung_ = sq_tail_;
+    rung_seq_ = submit_seq_;
     ++stats_.sq_doorbells;
 }
 
@@ -165,6 +171,12 @@ std::uint32_t QueuePair::poll(std::uint32_t max_entries) {
         Slot& s = slots_[tag];
         if (s.generation != generation) {
             report(stats_.stale_cid, "completion for an earlier use of a command ID", e);
+            continue;
+        }
+        // The device cannot have fetched an SQE whose tail it was never told
+        // about: the command stays outstanding and completes for real later.
+        if (s.submit_seq >= rung_seq_) {
+            report(stats_.unrung_cid, "completion for a command whose doorbell was not written yet", e);
             continue;
         }
 

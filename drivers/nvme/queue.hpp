@@ -49,7 +49,17 @@ struct Completion {
     bool timed_out = false;       // it had been reported by scan_timeouts before it completed
     bool cancelled = false;       // synthesized by cancel_all_and_reset, not from the device
 };
-using CompletionFn = void (*)(void* user_data, const Completion& completion);
+// noexcept is part of the type (C++17): a function that may throw does not
+// convert, so an exception can never leave poll() half way through a CQE
+// (queue state, CQ head doorbell). Report failures through user_data.
+using CompletionFn = void (*)(void* user_data, const Completion& completion) noexcept;
+
+// Largest ring a QueuePair takes. A CID is generation << tag_bits | tag in 16
+// bits; 4096 entries need 12 tag bits and leave 4 generation bits, so a late
+// or duplicated completion is only mistaken for a reused tag's current
+// command after 16 reuses (NVMe allows 65536 entries; we do not go there).
+inline constexpr std::uint32_t max_queue_depth = 4096;
+inline constexpr std::uint32_t min_generation_bits = 4;
 
 struct QueueStats {
     std::uint64_t submitted = 0;
@@ -62,6 +72,7 @@ struct QueueStats {
     // Device misbehaviour, each entry skipped:
     std::uint64_t unknown_cid = 0;      // CID names no outstanding command (spurious or duplicate)
     std::uint64_t stale_cid = 0;        // CID of an earlier use of a slot that is in use again
+    std::uint64_t unrung_cid = 0;       // CID of a command whose SQ doorbell was not written yet
     std::uint64_t bad_sq_head = 0;      // SQHD >= depth or beyond the last tail rung (head not moved)
     std::uint64_t bad_sq_id = 0;        // SQID is not this queue's
     // Timeouts:
@@ -70,7 +81,7 @@ struct QueueStats {
     std::uint64_t cancelled = 0;
 
     [[nodiscard]] std::uint64_t device_errors() const noexcept {
-        return unknown_cid + stale_cid + bad_sq_head + bad_sq_id;
+        return unknown_cid + stale_cid + unrung_cid + bad_sq_head + bad_sq_id;
     }
 };
 
@@ -82,7 +93,7 @@ struct TimedOutCommand {
 
 struct QueueConfig {
     std::uint16_t qid = 0;                  // 0 = admin; checked against each CQE's SQID
-    std::uint32_t depth = 0;                // entries in each ring, 2..65536
+    std::uint32_t depth = 0;                // entries in each ring, 2..max_queue_depth
     SubmissionEntry* sq = nullptr;          // depth * 64 bytes
     CompletionEntry* cq = nullptr;          // depth * 16 bytes, zeroed by create()
     Doorbells* doorbells = nullptr;         // must outlive the queue
@@ -144,6 +155,7 @@ private:
         CompletionFn done = nullptr;
         void* user_data = nullptr;
         Clock::time_point deadline = no_deadline;
+        std::uint64_t submit_seq = 0;   // submitted_ before this command: rung once < rung_seq_
         std::uint16_t generation = 0;
         bool in_flight = false;
         bool timed_out = false;
@@ -166,6 +178,8 @@ private:
 
     std::uint32_t sq_tail_ = 0;       // next slot the host writes
     std::uint32_t sq_tail_rung_ = 0;  // last tail written to the doorbell
+    std::uint64_t submit_seq_ = 0;    // commands submitted so far
+    std::uint64_t rung_seq_ = 0;      // submit_seq_ at the last doorbell: later ones are unrung
     std::uint32_t sq_head_ = 0;       // device's head, from validated SQHD
     std::uint32_t cq_head_ = 0;
     std::uint16_t phase_ = 1;

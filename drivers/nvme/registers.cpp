@@ -67,4 +67,10 @@ Status check_doorbells_in_bar(std::uint32_t qid, std::uint32_t dstrd, std::uint6
     return {};
 }
 
+Error doorbell_not_mapped(std::uint32_t qid, std::uint32_t dstrd, std::uint64_t offset) {
+    return Error(ERANGE, "queue " + std::to_string(qid) + " doorbell at BAR0 offset " + hex(offset) + " (CAP.DSTRD=" +
+                             std::to_string(dstrd) + ") is not in an mmapped part of BAR0; use fewer queues or "
+                             "check the VFIO region's mmap areas");
+}
+
 }  // namespace dmakit::nvme

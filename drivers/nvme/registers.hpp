@@ -29,6 +29,9 @@ inline constexpr std::uint32_t doorbell_base = 0x1000;  // §3.1.24/§3.1.25
 
 // Smallest BAR0 that holds the registers and the admin queue's doorbells.
 inline constexpr std::uint64_t min_bar0_size = 0x1000 + 8;
+// CAP..ACQ: the registers used before any doorbell; the doorbells (whose
+// place depends on CAP.DSTRD) are checked one by one with mapped_doorbells.
+inline constexpr std::uint64_t register_block_size = reg::acq + 8;
 
 namespace detail {
 constexpr std::uint64_t bits(std::uint64_t v, unsigned lo, unsigned width) noexcept {
@@ -165,5 +168,26 @@ inline constexpr std::uint32_t max_admin_queue_entries = 4096;
 // Checks that queue `qid`'s doorbells lie inside a BAR0 of `bar_size` bytes,
 // so a large DSTRD can never make the glue write outside the mapping.
 [[nodiscard]] Status check_doorbells_in_bar(std::uint32_t qid, std::uint32_t dstrd, std::uint64_t bar_size);
+
+struct DoorbellOffsets {
+    std::uint64_t sq_tail = 0;
+    std::uint64_t cq_head = 0;
+};
+
+// The error mapped_doorbells returns.
+[[nodiscard]] Error doorbell_not_mapped(std::uint32_t qid, std::uint32_t dstrd, std::uint64_t offset);
+
+// Queue `qid`'s doorbell offsets, once both 4-byte registers are known to lie
+// in an mmapped part of BAR0 (`mapped(offset, 4)`): VFIO may map only part of
+// a BAR (the MSI-X table is often left out), and a write outside the mapping
+// would fault or land elsewhere. ERANGE names the offset, DSTRD and what to do.
+template <typename IsMapped>
+[[nodiscard]] Result<DoorbellOffsets> mapped_doorbells(std::uint32_t qid, std::uint32_t dstrd, IsMapped&& mapped) {
+    const DoorbellOffsets d{sq_tail_doorbell(qid, dstrd), cq_head_doorbell(qid, dstrd)};
+    for (const std::uint64_t offset : {d.sq_tail, d.cq_head}) {
+        if (!mapped(offset, std::uint64_t{4})) return doorbell_not_mapped(qid, dstrd, offset);
+    }
+    return d;
+}
 
 }  // namespace dmakit::nvme

@@ -46,10 +46,14 @@ struct Side {
 };
 
 void forward(Side& from, Side& to, std::span<net::PacketBuffer*> bufs) {
-    const std::size_t n = from.nic->rx_burst(0, bufs);
+    auto received = from.nic->rx_burst(0, bufs);
+    if (!received.ok()) die("fwd", received.error().message());
+    const std::size_t n = *received;
     if (n == 0) return;
     from.rx += n;
-    const std::size_t sent = to.nic->tx_burst(0, bufs.first(n));
+    auto taken = to.nic->tx_burst(0, bufs.first(n));
+    if (!taken.ok()) die("fwd", taken.error().message());
+    const std::size_t sent = *taken;
     to.tx += sent;
     if (sent < n) {
         to.dropped += n - sent;
@@ -126,7 +130,9 @@ int main(int argc, char** argv) {
                 build_frame(*bufs[k], 60, net::MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
                             s.nic->mac_address(), 0, round * burst + k);
             }
-            const std::size_t sent = s.nic->tx_burst(0, std::span(bufs).first(n));
+            auto taken = s.nic->tx_burst(0, std::span(bufs).first(n));
+            if (!taken.ok()) die("fwd", taken.error().message());
+            const std::size_t sent = *taken;
             (void)pool.free_burst(std::span(bufs).subspan(sent, n - sent));
         }
     }

@@ -99,11 +99,15 @@ int main(int argc, char** argv) {
             for (auto* p : pending) build_frame(*p, size, rx->mac_address(), tx->mac_address(), run, next++);
         }
         if (!pending.empty()) {
-            const std::size_t sent = tx->tx_burst(0, pending);
+            auto taken = tx->tx_burst(0, pending);
+            if (!taken.ok()) die("pktcheck", taken.error().message());
+            const std::size_t sent = *taken;
             if (sent != 0) last_progress = Clock::now();
             pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(sent));
         }
-        const std::size_t n = rx->rx_burst(0, got);
+        auto burst = rx->rx_burst(0, got);
+        if (!burst.ok()) die("pktcheck", burst.error().message());
+        const std::size_t n = *burst;
         for (std::size_t i = 0; i < n; ++i) {
             std::uint64_t seq = 0;
             switch (check_frame(got[i]->bytes(), run, &seq)) {

@@ -141,7 +141,9 @@ int main(int argc, char** argv) {
                 std::memcpy(bufs[k]->data(), templates[i].data(), size);
                 bufs[k]->length = static_cast<std::uint32_t>(size);
             }
-            const std::size_t taken = p.nic->tx_burst(0, std::span(bufs).first(n));
+            auto sent = p.nic->tx_burst(0, std::span(bufs).first(n));
+            if (!sent.ok()) die("pktgen", sent.error().message());
+            const std::size_t taken = *sent;
             if (taken < n) (void)pool.free_burst(std::span(bufs).subspan(taken, n - taken));
             p.sent += taken;
         }

@@ -154,7 +154,7 @@ private:
         return {};
     }
 
-    static void on_done(void* user, const nvme::IoCompletion& c) {
+    static void on_done(void* user, const nvme::IoCompletion& c) noexcept {
         auto* s = static_cast<Slot*>(user);
         if (!c.ok()) s->failed = true;
         if (--s->pending == 0) s->w->complete(*s);

@@ -139,7 +139,7 @@ public:
                     }
                 }
                 const auto dir = writing ? dma::DmaDirection::to_device : dma::DmaDirection::from_device;
-                auto cb = +[](void* u, const nvme::IoCompletion& c) {
+                auto cb = +[](void* u, const nvme::IoCompletion& c) noexcept {
                     auto* io = static_cast<Io*>(u);
                     io->done = true;
                     io->ok = c.ok();

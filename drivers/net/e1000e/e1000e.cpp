@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cassert>
 #include <cerrno>
 #include <optional>
 #include <thread>
@@ -45,8 +44,6 @@ public:
 
     std::string_view driver_name() const noexcept override { return "e1000e"; }
     std::size_t queue_count() const noexcept override { return 1; }
-    std::size_t rx_burst(std::size_t queue, std::span<PacketBuffer*> out) override;
-    std::size_t tx_burst(std::size_t queue, std::span<PacketBuffer* const> pkts) override;
     Result<LinkStatus> link() override { return read_link(*regs_); }
     MacAddress mac_address() const override { return mac_; }
     Status set_promiscuous(bool enabled) override {
@@ -56,9 +53,12 @@ public:
     }
     Result<NicStats> stats() override;
     PacketPool* packet_pool() noexcept override { return pool_; }
-    Result<bool> wait(std::size_t queue, std::chrono::milliseconds timeout) override;
 
 private:
+    std::size_t receive(std::size_t queue, std::span<PacketBuffer*> out) override;
+    std::size_t transmit(std::size_t queue, std::span<PacketBuffer* const> pkts) override;
+    Result<bool> wait_for_work(std::size_t queue, std::chrono::milliseconds timeout) override;
+
     void warn(const std::string& m) const {
         if (logger_ != nullptr) logger_->warning(m);
     }
@@ -246,9 +246,8 @@ void E1000eNic::refill_rx() {
     }
 }
 
-std::size_t E1000eNic::rx_burst(std::size_t queue, std::span<PacketBuffer*> out) {
-    assert(queue == 0);
-    (void)queue;
+// One queue (queue_count() 1): Nic checked the index before these calls.
+std::size_t E1000eNic::receive(std::size_t /*queue*/, std::span<PacketBuffer*> out) {
     if (!running_) return 0;
     const std::size_t n = rx_->harvest(out);
     // Refill in batches: one RDT write per batch, not per frame.
@@ -256,9 +255,7 @@ std::size_t E1000eNic::rx_burst(std::size_t queue, std::span<PacketBuffer*> out)
     return n;
 }
 
-std::size_t E1000eNic::tx_burst(std::size_t queue, std::span<PacketBuffer* const> pkts) {
-    assert(queue == 0);
-    (void)queue;
+std::size_t E1000eNic::transmit(std::size_t /*queue*/, std::span<PacketBuffer* const> pkts) {
     if (!running_) return 0;
     std::array<PacketBuffer*, kBurst> done;
     for (;;) {
@@ -305,9 +302,7 @@ Result<NicStats> E1000eNic::stats() {
     return s;
 }
 
-Result<bool> E1000eNic::wait(std::size_t queue, std::chrono::milliseconds timeout) {
-    assert(queue == 0);
-    (void)queue;
+Result<bool> E1000eNic::wait_for_work(std::size_t /*queue*/, std::chrono::milliseconds timeout) {
     if (!interrupts_) return true;
     // A signalled cause is auto-cleared from ICR and auto-masked in IMS (EIAC;
     // QEMU's model does the same), as the kernel driver's NAPI relies on:

@@ -232,7 +232,7 @@ protected:
             IoCompletion c;
         } w;
         const DmaSegment seg{addr, block_};
-        auto cid = q_->write(nsid_, lba, 1, {&seg, 1}, +[](void* u, const IoCompletion& c) {
+        auto cid = q_->write(nsid_, lba, 1, {&seg, 1}, +[](void* u, const IoCompletion& c) noexcept {
             static_cast<Wait*>(u)->done = true;
             static_cast<Wait*>(u)->c = c;
         }, &w);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <random>
@@ -43,10 +44,16 @@ struct Received {
     std::uint64_t next_seq = 0;
 };
 
+// A burst's count; an error fails the test (queue 0 always exists).
+std::size_t count_of(const Result<std::size_t>& burst) {
+    EXPECT_TRUE(burst.ok()) << burst.error().message();
+    return burst.ok() ? *burst : 0;
+}
+
 // Takes whatever `rx` has, checks it against `run` and frees it.
 std::size_t drain(Nic& rx, std::uint32_t run, Received& r) {
     std::array<PacketBuffer*, 64> got;
-    const std::size_t n = rx.rx_burst(0, got);
+    const std::size_t n = count_of(rx.rx_burst(0, got));
     for (std::size_t i = 0; i < n; ++i) {
         std::uint64_t seq = 0;
         switch (examples::check_frame(got[i]->bytes(), run, &seq)) {
@@ -82,7 +89,7 @@ std::uint64_t transfer(Nic& a, Nic& b, std::uint32_t run, std::uint64_t count, R
             }
         }
         if (!pending.empty()) {
-            const std::size_t sent = a.tx_burst(0, pending);
+            const std::size_t sent = count_of(a.tx_burst(0, pending));
             if (sent < pending.size()) ++partial;
             pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(sent));
         }
@@ -200,14 +207,14 @@ TEST_F(NetVm, FullTxRingPushesBackAndLosesNothing) {
         examples::build_frame(*pkts[i], 60, (*b)->mac_address(), (*a)->mac_address(), run, i);
     }
     // One call can take at most ring size - 1; the rest stays the caller's.
-    const std::size_t first = (*a)->tx_burst(0, pkts);
+    const std::size_t first = count_of((*a)->tx_burst(0, pkts));
     EXPECT_GT(first, 0u);
     EXPECT_LE(first, 63u);
     Received r;
     std::size_t sent = first;
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     while ((sent < pkts.size() || r.ok < pkts.size()) && std::chrono::steady_clock::now() < deadline) {
-        if (sent < pkts.size()) sent += (*a)->tx_burst(0, std::span(pkts).subspan(sent));
+        if (sent < pkts.size()) sent += count_of((*a)->tx_burst(0, std::span(pkts).subspan(sent)));
         drain(**b, run, r);
     }
     EXPECT_EQ(sent, pkts.size());
@@ -233,12 +240,41 @@ TEST_F(NetVm, InvalidTxPacketsAreTakenFreedAndCounted) {
     ASSERT_EQ(pool.alloc_burst(pkts), 2u);
     pkts[0]->length = 0;     // nothing to send
     pkts[1]->length = 9000;  // beyond the MTU and the buffer
-    EXPECT_EQ((*a)->tx_burst(0, pkts), 2u);
+    EXPECT_EQ(count_of((*a)->tx_burst(0, pkts)), 2u);
     auto s = (*a)->stats();
     ASSERT_TRUE(s.ok());
     EXPECT_EQ(s->queues[0].tx_dropped, 2u);
     EXPECT_EQ(s->device.tx_good_packets, 0u);
     EXPECT_EQ(pool.in_use(), baseline);
+}
+
+// A queue the port does not have is an error value in every build: nothing
+// is taken, received or freed (it was an assert: abort in debug, queue 0 in release).
+TEST_F(NetVm, BadQueueIndexIsRefused) {
+    auto ca = context(a_);
+    auto a = open_nic(registry_, ca);
+    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_EQ((*a)->queue_count(), 1u);
+    PacketPool& pool = *(*a)->packet_pool();
+    const std::size_t baseline = pool.in_use();
+    std::array<PacketBuffer*, 2> pkts;
+    ASSERT_EQ(pool.alloc_burst(pkts), 2u);
+    for (PacketBuffer* p : pkts) p->length = 60;
+    auto tx = (*a)->tx_burst(1, pkts);
+    ASSERT_FALSE(tx.ok());
+    EXPECT_EQ(tx.error().code(), EINVAL);
+    EXPECT_NE(tx.error().message().find("queue 1"), std::string::npos) << tx.error().message();
+    std::array<PacketBuffer*, 4> got{};
+    auto rx = (*a)->rx_burst(7, got);
+    ASSERT_FALSE(rx.ok());
+    EXPECT_EQ(rx.error().code(), EINVAL);
+    EXPECT_FALSE((*a)->wait(1, 1ms).ok());
+    auto s = (*a)->stats();
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->queues[0].tx_packets, 0u);
+    EXPECT_EQ(s->queues[0].tx_dropped, 0u);
+    EXPECT_EQ(pool.in_use(), baseline + 2);  // still the caller's
+    EXPECT_TRUE(free_to_owners(pkts).ok());
 }
 
 // A process that dies mid-traffic (SIGKILL, no teardown) leaves the port
@@ -261,7 +297,7 @@ TEST_F(NetVm, RestartsCleanlyAfterAProcessDiedMidTraffic) {
                 examples::build_frame(*pkts[i], 60, MacAddress{{0x02, 0, 0, 0, 0, 1}},
                                       (*a)->mac_address(), 7, seq++);
             }
-            const std::size_t sent = (*a)->tx_burst(0, std::span(pkts).first(n));
+            const std::size_t sent = count_of((*a)->tx_burst(0, std::span(pkts).first(n)));
             (void)pool.free_burst(std::span(pkts).subspan(sent, n - sent));
         }
     }
@@ -323,7 +359,7 @@ TEST_F(NetVm, MsixModeWakesTheReceiver) {
         for (std::size_t i = 0; i < pkts.size(); ++i) {
             examples::build_frame(*pkts[i], 60, (*b)->mac_address(), (*a)->mac_address(), run, seq + i);
         }
-        ASSERT_EQ((*a)->tx_burst(0, pkts), pkts.size());
+        ASSERT_EQ(count_of((*a)->tx_burst(0, pkts)), pkts.size());
         auto w = (*b)->wait(0, 1000ms);
         ASSERT_TRUE(w.ok());
         if (*w) ++woken;

@@ -152,7 +152,7 @@ TEST_F(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
                         if (phase == 0) fill(p, bs, batch[k].lba, per_io, tag);
                         else std::memset(p, 0, io);
                         const DmaSegment seg{buf->dma().value() + k * io, io};
-                        auto cb = +[](void* u, const IoCompletion& done) {
+                        auto cb = +[](void* u, const IoCompletion& done) noexcept {
                             static_cast<Io*>(u)->done = true;
                             static_cast<Io*>(u)->ok = done.ok();
                         };
@@ -194,7 +194,7 @@ TEST_F(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
     for (auto* p : pages) sg.add(p, 4096);
     ASSERT_TRUE((*c)->dma().map_sg(sg, dma::DmaDirection::from_device).ok());
     struct Done { bool done = false, ok = false; } d;
-    auto r = qs[2]->read_sg(ns.nsid, 50, 32, sg, +[](void* u, const IoCompletion& x) {
+    auto r = qs[2]->read_sg(ns.nsid, 50, 32, sg, +[](void* u, const IoCompletion& x) noexcept {
         static_cast<Done*>(u)->done = true;
         static_cast<Done*>(u)->ok = x.ok();
     }, &d);
@@ -322,7 +322,7 @@ TEST_F(NvmeVm, InterruptModeCompletesThroughMsixEventfds) {
     ASSERT_TRUE((*q)->write_host_sync(ns.nsid, 9000, 16, data.data()).ok());
     // Async read, then block on the eventfd (no busy polling before it).
     bool done = false;
-    auto r = (*q)->read_host(ns.nsid, 9000, 16, back.data(), +[](void* u, const IoCompletion&) { *static_cast<bool*>(u) = true; }, &done);
+    auto r = (*q)->read_host(ns.nsid, 9000, 16, back.data(), +[](void* u, const IoCompletion&) noexcept { *static_cast<bool*>(u) = true; }, &done);
     ASSERT_TRUE(r.ok());
     (*q)->ring();
     auto fired = (*c)->interrupts()->wait(*(*q)->vector(), 5000ms);

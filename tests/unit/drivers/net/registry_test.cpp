@@ -10,12 +10,14 @@ class StubNic : public Nic {
 public:
     std::string_view driver_name() const noexcept override { return "stub"; }
     std::size_t queue_count() const noexcept override { return 1; }
-    std::size_t rx_burst(std::size_t, std::span<PacketBuffer*>) override { return 0; }
-    std::size_t tx_burst(std::size_t, std::span<PacketBuffer* const>) override { return 0; }
     Result<LinkStatus> link() override { return LinkStatus{true, 1000, Duplex::full}; }
     MacAddress mac_address() const override { return {}; }
     Status set_promiscuous(bool) override { return {}; }
     Result<NicStats> stats() override { return NicStats{}; }
+
+private:
+    std::size_t receive(std::size_t, std::span<PacketBuffer*>) override { return 0; }
+    std::size_t transmit(std::size_t, std::span<PacketBuffer* const>) override { return 0; }
 };
 
 Result<std::unique_ptr<Nic>> open_stub(NicOpenContext& context) {

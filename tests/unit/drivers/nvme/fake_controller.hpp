@@ -45,6 +45,8 @@ struct Fault {
 struct Response {
     CompletionStatus status{};
     std::uint32_t dw0 = 0;
+    bool drop = false;  // never complete (a hung command)
+    bool hold = false;  // complete only on release_held()
 };
 
 class FakeController final : public Doorbells {
@@ -129,6 +131,11 @@ private:
         p.cqe.sq_id = sqid_;
         p.cqe.dw0 = r.dw0;
         p.cqe.status = r.status.encode();
+        if (r.drop) return;
+        if (r.hold) {
+            held_.push_back(p);
+            return;
+        }
         std::optional<Fault> f;
         if (!faults_.empty()) {
             f = faults_.front();

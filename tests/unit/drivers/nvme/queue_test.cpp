@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <random>
+#include <set>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,7 @@ using testing::TestRings;
 struct Recorder {
     std::vector<Completion> done;
     std::vector<std::uintptr_t> users;
-    static void on_done(void* self, const Completion& c) {
+    static void on_done(void* self, const Completion& c) noexcept {
         auto* r = static_cast<Recorder*>(self);
         r->done.push_back(c);
     }
@@ -32,7 +34,7 @@ struct Recorder {
 struct Tagged {
     Recorder* rec;
     std::uintptr_t id;
-    static void on_done(void* self, const Completion& c) {
+    static void on_done(void* self, const Completion& c) noexcept {
         auto* t = static_cast<Tagged*>(self);
         t->rec->done.push_back(c);
         t->rec->users.push_back(t->id);
@@ -54,6 +56,15 @@ struct Fixture {
     FakeController fake;
     QueuePair queue;
 };
+
+// Posts a raw CQE for `cid` on queue 1, as a misbehaving device would.
+void post_for(Fixture& f, std::uint16_t cid, std::uint32_t sq_head) {
+    CompletionEntry e;
+    e.cid = cid;
+    e.sq_id = 1;
+    e.sq_head = static_cast<std::uint16_t>(sq_head);
+    f.fake.post_raw(e);
+}
 
 TEST(Queue, CreateRejectsBadConfig) {
     TestRings rings(8);
@@ -222,13 +233,50 @@ INSTANTIATE_TEST_SUITE_P(Depths, Wraparound,
                              return std::to_string(info.param.depth) + (info.param.shuffle ? "_shuffled" : "_in_order");
                          });
 
-TEST(Queue, LargestDepthUsesFullCidSpace) {
-    Fixture f(65536);
+TEST(Queue, LargestDepthWorks) {
+    Fixture f(max_queue_depth);
     Recorder rec;
     for (int i = 0; i < 100; ++i) f.submit(rec);
     f.queue.ring_sq();
     EXPECT_EQ(f.queue.poll(), 100u);
     EXPECT_EQ(f.fake.cid_conflicts, 0u);
+}
+
+// Past 4096 entries a 16-bit CID would keep fewer than 4 generation bits (none
+// at 65536): such rings are refused, with a message saying why.
+TEST(Queue, DepthsThatLeaveFewerThanFourGenerationBitsAreRefused) {
+    for (std::uint32_t depth : {4097u, 16385u, 32768u, 65536u}) {
+        TestRings rings(depth);
+        FakeController fake(rings.sq.data(), rings.cq.data(), depth, 1);
+        auto q = QueuePair::create({1, depth, rings.sq.data(), rings.cq.data(), &fake, nullptr});
+        ASSERT_FALSE(q.ok()) << depth;
+        EXPECT_EQ(q.error().code(), EINVAL);
+        EXPECT_NE(q.error().message().find("generation bits"), std::string::npos) << q.error().message();
+    }
+}
+
+// At every depth a tag reused 15 times gets 16 different CIDs, so a late
+// completion of any of its last 15 uses is caught as stale.
+TEST(Queue, EveryDepthKeepsFourGenerationBits) {
+    for (std::uint32_t depth : {2u, 3u, 17u, 1000u, 2049u, max_queue_depth}) {
+        Fixture f(depth);
+        Recorder rec;
+        std::vector<std::uint16_t> uses;
+        for (int use = 0; use < 16; ++use) {
+            uses.push_back(f.submit(rec));  // LIFO free list: always tag 0
+            f.queue.ring_sq();
+            ASSERT_EQ(f.queue.poll(), 1u);
+        }
+        EXPECT_EQ(std::set<std::uint16_t>(uses.begin(), uses.end()).size(), 16u) << "depth " << depth;
+        // The tag in use again; a completion for its second use is stale.
+        f.fake.fault_next(Fault(FaultKind::hold));
+        (void)f.submit(rec);
+        f.queue.ring_sq();
+        post_for(f, uses[1], f.queue.sq_head());
+        EXPECT_EQ(f.queue.poll(), 0u) << "depth " << depth;
+        EXPECT_EQ(f.queue.stats().stale_cid, 1u) << "depth " << depth;
+        EXPECT_EQ(f.queue.outstanding(), 1u);
+    }
 }
 
 TEST(Queue, SubmitFromCallback) {
@@ -237,7 +285,7 @@ TEST(Queue, SubmitFromCallback) {
         QueuePair* q;
         int remaining;
         int completions = 0;
-        static void on_done(void* self, const Completion&) {
+        static void on_done(void* self, const Completion&) noexcept {
             auto* c = static_cast<Chain*>(self);
             ++c->completions;
             EXPECT_EQ(c->q->poll(), 0u);  // no nested polling
@@ -343,6 +391,47 @@ TEST(QueueFaults, SqHeadPastTail) {
     EXPECT_EQ(f.queue.stats().bad_sq_head, 1u);
     EXPECT_EQ(f.queue.sq_head(), 1u);  // SQHD 3 with tail 2 is refused
 }
+
+// A CQE naming a command written to the SQ but not yet rung: the device
+// cannot have fetched it, so it is a device error and the command stays
+// outstanding until its real completion.
+TEST(QueueFaults, CompletionForUnrungCommandIsRefused) {
+    Fixture f(8);
+    Recorder rec;
+    const std::uint16_t cid = f.submit(rec);
+    post_for(f, cid, 0);
+    EXPECT_EQ(f.queue.poll(), 0u);
+    EXPECT_EQ(f.queue.stats().unrung_cid, 1u);
+    EXPECT_EQ(f.queue.stats().device_errors(), 1u);
+    EXPECT_TRUE(rec.done.empty());
+    EXPECT_EQ(f.queue.outstanding(), 1u);
+    f.queue.ring_sq();
+    ASSERT_EQ(f.queue.poll(), 1u);
+    EXPECT_EQ(rec.done[0].cid, cid);
+    EXPECT_EQ(f.queue.stats().completed, 1u);
+}
+
+// Same with rung commands around it: only the unrung one is refused.
+TEST(QueueFaults, UnrungAmongRungCommands) {
+    Fixture f(8);
+    Recorder rec;
+    f.fake.fault_next(Fault(FaultKind::hold));
+    const std::uint16_t rung = f.submit(rec);
+    f.queue.ring_sq();
+    const std::uint16_t unrung = f.submit(rec);
+    post_for(f, unrung, 1);
+    f.fake.release_held();
+    EXPECT_EQ(f.queue.poll(), 1u);
+    ASSERT_EQ(rec.done.size(), 1u);
+    EXPECT_EQ(rec.done[0].cid, rung);
+    EXPECT_EQ(f.queue.stats().unrung_cid, 1u);
+    EXPECT_EQ(f.queue.outstanding(), 1u);
+}
+
+// Callbacks are noexcept in their type: a function that may throw does not
+// even convert, so no exception can leave poll() with the queue half updated.
+static_assert(!std::is_convertible_v<void (*)(void*, const Completion&), CompletionFn>);
+static_assert(std::is_convertible_v<void (*)(void*, const Completion&) noexcept, CompletionFn>);
 
 TEST(QueueFaults, SqHeadBeyondUnrungTailIsRefused) {
     Fixture f(8);

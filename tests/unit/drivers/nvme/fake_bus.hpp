@@ -1,0 +1,300 @@
+// A software NVMe controller behind a ControllerBus, for unit tests of
+// Controller and IoQueue without hardware.
+//
+// Registers: CAP, VS, CC/CSTS (RDY follows EN, SHST follows SHN), AQA/ASQ/ACQ.
+// Queues: the admin queue and each I/O queue are FakeControllers working on
+// the rings the host allocated, reached through the TestIommuBackend as a
+// device reaches memory through the IOMMU. Admin commands: Identify
+// (controller, active namespace list, namespace 1 of 512-byte blocks), Set
+// Features Number of Queues, Create/Delete I/O CQ/SQ, Abort (never finds the
+// command). I/O commands complete with success unless a handler says else.
+//
+// Knobs let a test refuse or hang a queue delete, make the disable hang,
+// fail the function reset, map only part of BAR0, drop or hold I/O.
+#pragma once
+
+#include "fake_controller.hpp"
+
+#include <nvme/controller_bus.hpp>
+
+#include <dmakit/iommu/test_backend.hpp>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+
+namespace dmakit::nvme::testing {
+
+class FakeNvmeBus final : public ControllerBus {
+public:
+    // MQES 1023, CQR, TO 1 (500 ms), DSTRD 0, CSS NVM, MPSMIN = MPSMAX = 0.
+    static constexpr std::uint64_t default_cap =
+        1023u | (1ull << 16) | (1ull << 24) | (1ull << 37);
+
+    FakeNvmeBus(dma::DmaDevice& dma, iommu::TestIommuBackend& iommu, const Logger& logger)
+        : dma_(dma), iommu_(iommu), logger_(logger) {}
+
+    // ---- knobs ---------------------------------------------------------------
+    std::uint64_t cap = default_cap;
+    std::uint64_t bar_bytes = 0x2000;
+    std::uint64_t mapped_bytes = 0x2000;  // BAR0 is mmapped from 0 up to here
+    bool hang_on_disable = false;         // CSTS.RDY stays 1 after CC.EN=0
+    bool function_reset_fails = false;
+    std::uint32_t queues_granted = 4;
+    // Response to Delete I/O SQ / CQ (default: success, queue deleted).
+    std::function<Response(const SubmissionEntry&)> on_delete;
+    // Response to each I/O command (default: success).
+    std::function<Response(const SubmissionEntry&)> on_io;
+    // Runs when the host writes CC.EN=0, before the controller stops: the
+    // point where a real device does its last DMA.
+    std::function<void()> on_disable;
+
+    // ---- observations ----------------------------------------------------------
+    unsigned enables = 0;
+    unsigned disables = 0;
+    unsigned function_resets = 0;
+    std::uint64_t doorbells_outside_mapping = 0;  // Doorbells objects handed out for unmapped offsets
+    std::uint64_t doorbells_to_no_queue = 0;
+    std::uint64_t dma_faults = 0;
+    std::vector<std::uint8_t> admin_opcodes;
+    std::vector<SubmissionEntry> io_commands;
+
+    [[nodiscard]] bool ready() const noexcept { return ready_; }
+    [[nodiscard]] FakeController* io_queue(std::uint16_t qid) {
+        auto it = io_.find(qid);
+        return it == io_.end() ? nullptr : it->second.get();
+    }
+    // The CPU address the device reaches at `iova`, or null (an IOMMU fault).
+    [[nodiscard]] void* device_view(std::uint64_t iova, std::uint64_t length, iommu::Access access) {
+        auto cpu = iommu_.translate(iova, length, access);
+        if (!cpu) ++dma_faults;
+        return cpu ? *cpu : nullptr;
+    }
+
+    // ---- ControllerBus -----------------------------------------------------------
+    [[nodiscard]] std::string name() const override { return "fake-nvme"; }
+    [[nodiscard]] dma::DmaDevice& dma() noexcept override { return dma_; }
+    [[nodiscard]] const Logger& logger() const noexcept override { return logger_; }
+    [[nodiscard]] std::uint64_t bar_size() const noexcept override { return bar_bytes; }
+    [[nodiscard]] bool is_mapped(std::uint64_t offset, std::uint64_t length) const noexcept override {
+        return offset + length <= mapped_bytes && offset + length <= bar_bytes;
+    }
+
+    [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept override {
+        switch (offset) {
+        case reg::cap: return static_cast<std::uint32_t>(cap);
+        case reg::cap + 4: return static_cast<std::uint32_t>(cap >> 32);
+        case reg::vs: return 0x00010400;
+        case reg::cc: return cc_;
+        case reg::csts: return (ready_ ? 1u : 0u) | (shutdown_complete_ ? 2u << 2 : 0u);
+        default: {
+            auto it = regs_.find(offset);
+            return it == regs_.end() ? 0 : it->second;
+        }
+        }
+    }
+
+    void write32(std::uint32_t offset, std::uint32_t value) noexcept override {
+        if (offset != reg::cc) {
+            regs_[offset] = value;
+            return;
+        }
+        const ControllerConfig next = ControllerConfig::decode(value);
+        const bool was_enabled = ControllerConfig::decode(cc_).enable;
+        cc_ = value;
+        if (!was_enabled && next.enable) start();
+        if (was_enabled && !next.enable) {
+            ++disables;
+            if (on_disable) on_disable();
+            if (!hang_on_disable) stop();
+        }
+        if (next.shutdown == ShutdownNotification::normal) shutdown_complete_ = true;
+    }
+
+    [[nodiscard]] std::unique_ptr<Doorbells> doorbells(DoorbellOffsets offsets) override {
+        if (!is_mapped(offsets.sq_tail, 4) || !is_mapped(offsets.cq_head, 4)) ++doorbells_outside_mapping;
+        const std::uint64_t stride = 4ull << ((cap >> 32) & 0xfu);
+        return std::make_unique<QueueDoorbells>(*this, static_cast<std::uint16_t>((offsets.sq_tail - 0x1000) / (2 * stride)));
+    }
+
+    [[nodiscard]] Status function_reset() override {
+        ++function_resets;
+        if (function_reset_fails) return Error(EIO, "fake: function reset failed");
+        // FLR: everything back to power-on state, the hang included.
+        hang_on_disable = false;
+        cc_ = 0;
+        stop();
+        return {};
+    }
+
+private:
+    class QueueDoorbells final : public Doorbells {
+    public:
+        QueueDoorbells(FakeNvmeBus& bus, std::uint16_t qid) : bus_(bus), qid_(qid) {}
+        void ring_sq_tail(std::uint16_t tail) noexcept override {
+            if (FakeController* q = bus_.queue(qid_)) q->ring_sq_tail(tail);
+        }
+        void ring_cq_head(std::uint16_t head) noexcept override {
+            if (FakeController* q = bus_.queue(qid_)) q->ring_cq_head(head);
+        }
+
+    private:
+        FakeNvmeBus& bus_;
+        std::uint16_t qid_;
+    };
+
+    struct PendingCq {
+        CompletionEntry* ring = nullptr;
+        std::uint32_t entries = 0;
+    };
+
+    FakeController* queue(std::uint16_t qid) noexcept {
+        FakeController* q = qid == 0 ? admin_.get() : io_queue(qid);
+        if (q == nullptr) ++doorbells_to_no_queue;
+        return q;
+    }
+
+    std::uint64_t reg64(std::uint32_t offset) const noexcept {
+        return std::uint64_t{read32(offset)} | std::uint64_t{read32(offset + 4)} << 32;
+    }
+
+    void start() {
+        ++enables;
+        shutdown_complete_ = false;
+        const std::uint32_t aqa = read32(reg::aqa);
+        const std::uint32_t sq_entries = (aqa & 0xfffu) + 1;
+        const std::uint32_t cq_entries = ((aqa >> 16) & 0xfffu) + 1;
+        auto* sq = static_cast<SubmissionEntry*>(device_view(reg64(reg::asq), sq_entries * 64ull, iommu::Access::read));
+        auto* cq = static_cast<CompletionEntry*>(device_view(reg64(reg::acq), cq_entries * 16ull, iommu::Access::write));
+        if (sq == nullptr || cq == nullptr || sq_entries != cq_entries) return;  // never ready
+        admin_ = std::make_unique<FakeController>(sq, cq, sq_entries, 0);
+        admin_->handler = [this](const SubmissionEntry& e) { return admin(e); };
+        ready_ = true;
+    }
+
+    void stop() {
+        admin_.reset();
+        io_.clear();
+        pending_cq_.clear();
+        ready_ = false;
+    }
+
+    Response admin(const SubmissionEntry& e) {
+        admin_opcodes.push_back(e.opcode());
+        const auto qid = static_cast<std::uint16_t>(e.cdw10 & 0xffffu);
+        switch (e.opcode()) {
+        case admin_opcode::identify: return identify(e);
+        case admin_opcode::set_features:
+            if ((e.cdw10 & 0xffu) == feature::number_of_queues) {
+                return Response{{}, (queues_granted - 1) << 16 | (queues_granted - 1)};
+            }
+            return {};
+        case admin_opcode::abort: return Response{{}, 1};  // bit 0 set: not aborted
+        case admin_opcode::create_io_cq: {
+            const std::uint32_t entries = (e.cdw10 >> 16) + 1;
+            auto* ring = static_cast<CompletionEntry*>(device_view(e.prp1, entries * 16ull, iommu::Access::write));
+            if (ring == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
+            pending_cq_[qid] = {ring, entries};
+            return {};
+        }
+        case admin_opcode::create_io_sq: {
+            const std::uint32_t entries = (e.cdw10 >> 16) + 1;
+            const auto cqid = static_cast<std::uint16_t>(e.cdw11 >> 16);
+            auto* ring = static_cast<SubmissionEntry*>(device_view(e.prp1, entries * 64ull, iommu::Access::read));
+            auto cq = pending_cq_.find(cqid);
+            if (ring == nullptr || cq == pending_cq_.end() || cq->second.entries != entries) {
+                return Response{{sc::invalid_field, sct::generic}};
+            }
+            auto q = std::make_unique<FakeController>(ring, cq->second.ring, entries, qid);
+            q->handler = [this](const SubmissionEntry& io) {
+                io_commands.push_back(io);
+                return on_io ? on_io(io) : Response{};
+            };
+            io_[qid] = std::move(q);
+            return {};
+        }
+        case admin_opcode::delete_io_sq:
+        case admin_opcode::delete_io_cq: {
+            const Response r = on_delete ? on_delete(e) : Response{};
+            if (r.status.ok() && !r.drop && !r.hold) {
+                if (e.opcode() == admin_opcode::delete_io_sq) {
+                    io_.erase(qid);
+                } else {
+                    pending_cq_.erase(qid);
+                }
+            }
+            return r;
+        }
+        default: return {};
+        }
+    }
+
+    Response identify(const SubmissionEntry& e) {
+        auto* out = static_cast<std::byte*>(device_view(e.prp1, identify_data_size, iommu::Access::write));
+        if (out == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
+        std::memset(out, 0, identify_data_size);
+        auto put = [out](std::size_t offset, auto value) { std::memcpy(out + offset, &value, sizeof value); };
+        switch (static_cast<IdentifyCns>(e.cdw10 & 0xffu)) {
+        case IdentifyCns::controller:
+            put(0, std::uint16_t{0x1b36});
+            std::memcpy(out + 4, "fake                ", 20);
+            std::memcpy(out + 24, "fake NVMe                               ", 40);
+            std::memcpy(out + 64, "1.0     ", 8);
+            put(77, std::uint8_t{5});             // MDTS: 128 KiB
+            put(80, std::uint32_t{0x00010400});  // VER
+            put(512, std::uint8_t{0x66});        // SQES
+            put(513, std::uint8_t{0x44});        // CQES
+            put(516, std::uint32_t{1});          // NN
+            put(520, std::uint16_t{0x000c});     // ONCS: DSM, Write Zeroes
+            break;
+        case IdentifyCns::active_namespace_list:
+            if (e.nsid < 1) put(0, std::uint32_t{1});
+            break;
+        case IdentifyCns::namespace_data:
+            if (e.nsid != 1) break;
+            put(0, std::uint64_t{1} << 20);   // NSZE
+            put(8, std::uint64_t{1} << 20);   // NCAP
+            put(16, std::uint64_t{1} << 20);  // NUSE
+            put(128, std::uint32_t{9} << 16);  // LBAF0: 512-byte blocks, no metadata
+            break;
+        }
+        return {};
+    }
+
+    dma::DmaDevice& dma_;
+    iommu::TestIommuBackend& iommu_;
+    const Logger& logger_;
+    std::uint32_t cc_ = 0;
+    bool ready_ = false;
+    bool shutdown_complete_ = false;
+    std::map<std::uint32_t, std::uint32_t> regs_;
+    std::unique_ptr<FakeController> admin_;
+    std::map<std::uint16_t, std::unique_ptr<FakeController>> io_;
+    std::map<std::uint16_t, PendingCq> pending_cq_;
+};
+
+// Lends a bus the test keeps to a Controller (which owns its bus), so the
+// test can still look at the model after the controller is gone or failed to open.
+class BorrowedBus final : public ControllerBus {
+public:
+    explicit BorrowedBus(ControllerBus& bus) : bus_(bus) {}
+    [[nodiscard]] std::string name() const override { return bus_.name(); }
+    [[nodiscard]] dma::DmaDevice& dma() noexcept override { return bus_.dma(); }
+    [[nodiscard]] const Logger& logger() const noexcept override { return bus_.logger(); }
+    [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept override { return bus_.read32(offset); }
+    void write32(std::uint32_t offset, std::uint32_t value) noexcept override { bus_.write32(offset, value); }
+    [[nodiscard]] std::uint64_t bar_size() const noexcept override { return bus_.bar_size(); }
+    [[nodiscard]] bool is_mapped(std::uint64_t offset, std::uint64_t length) const noexcept override {
+        return bus_.is_mapped(offset, length);
+    }
+    [[nodiscard]] std::unique_ptr<Doorbells> doorbells(DoorbellOffsets offsets) override {
+        return bus_.doorbells(offsets);
+    }
+    [[nodiscard]] Status function_reset() override { return bus_.function_reset(); }
+
+private:
+    ControllerBus& bus_;
+};
+
+}  // namespace dmakit::nvme::testing
