@@ -24,7 +24,7 @@ const char* const prog = "nvme_perf";
 void help() {
     std::printf(
         "usage: nvme_perf [-d BDF] [-q DEPTH] [-o SIZE] [-w PATTERN] [-M READ%%] [-t SECONDS]\n"
-        "                 [-c QUEUES] [-n NSID] [--interrupts] [--iommu MODE] [--json]\n"
+        "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--iommu MODE] [--json]\n"
         "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--iommu MODE] [--json]\n"
         "Drives an NVMe namespace through dmakit's user-space driver and reports IOPS,\n"
         "MiB/s and latency (avg, p50, p99, p99.9) per queue and in total.\n"
@@ -36,6 +36,9 @@ void help() {
         "  -t SECONDS      run time (default 5)\n"
         "  -c, --queues N  I/O queue pairs, one thread each (default 1)\n"
         "  -n NSID         namespace (default: the first)\n"
+        "  -m MEMORY       data buffers: hugepage (default; alloc_coherent, mapped once),\n"
+        "                  4k_pages (alloc_large) or map_single (caller memory, mapped and\n"
+        "                  unmapped around every command: the per-I/O cost strict mode adds)\n"
         "  --interrupts    wait on MSI-X eventfds instead of busy polling\n"
         "  --iommu MODE    IOMMU policy: pool (default; pool memory mapped once) or strict\n"
         "                  (every buffer mapped on its own, with its direction's permission)\n"
@@ -309,6 +312,7 @@ int main(int argc, char** argv) {
     std::uint64_t depth = 0, io_size = 4096, seconds = 0, queues = 1, read_pct = 50, nsid = 0;
     bool json = false, sweep = false, interrupts = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
+    Mem mem = Mem::hugepage;
     examples::Args args(argc, argv);
     while (args.next()) {
         const auto a = args.current();
@@ -321,6 +325,13 @@ int main(int argc, char** argv) {
         else if (a == "-t") seconds = args.number(prog, 1, 86400);
         else if (a == "-c" || a == "--queues") queues = args.number(prog, 1, 64);
         else if (a == "-n") nsid = args.number(prog, 1, 0xfffffffe);
+        else if (a == "-m") {
+            const auto m = args.value(prog);
+            if (m == "hugepage") mem = Mem::hugepage;
+            else if (m == "4k_pages") mem = Mem::pages4k;
+            else if (m == "map_single") mem = Mem::caller;
+            else examples::usage_error(prog, "-m wants hugepage, 4k_pages or map_single, got '" + std::string(m) + "'");
+        }
         else if (a == "--interrupts") interrupts = true;
         else if (a == "--sweep") sweep = true;
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
@@ -414,16 +425,17 @@ int main(int argc, char** argv) {
 
     cfg.depth = static_cast<std::uint32_t>(depth ? depth : 32);
     cfg.io_size = io_size;
+    cfg.mem = mem;
     if (io_size % cfg.block_size != 0) {
         examples::usage_error(prog, "-o " + std::to_string(io_size) + " is not a multiple of the " +
                                         std::to_string(cfg.block_size) + "-byte block size");
     }
     const double secs = double(seconds ? seconds : 5);
     if (!json) {
-        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s, IOMMU %s\n",
+        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s, %s memory, IOMMU %s\n",
                      address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                      static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues), secs,
-                     interrupts ? ", MSI-X interrupts" : ", polling", to_string(iommu).data());
+                     interrupts ? ", MSI-X interrupts" : ", polling", mem_name(mem), to_string(iommu).data());
     }
     rusage ru0{}, ru1{};
     getrusage(RUSAGE_SELF, &ru0);
@@ -475,11 +487,11 @@ int main(int argc, char** argv) {
         std::string per_sec;
         for (std::size_t i = 0; i < r->per_second.size(); ++i) per_sec += (i ? ", " : "") + std::to_string(r->per_second[i]);
         std::printf("{\"address\": \"%s\", \"nsid\": %u, \"pattern\": \"%s\", \"io_size\": %llu, \"depth\": %u, "
-                    "\"queues\": %llu, \"seconds\": %.3f, \"interrupts\": %s, \"iommu\": \"%s\", \"per_queue\": [%s], \"total\": %s, "
+                    "\"queues\": %llu, \"seconds\": %.3f, \"interrupts\": %s, \"memory\": \"%s\", \"iommu\": \"%s\", \"per_queue\": [%s], \"total\": %s, "
                     "\"cpu_seconds\": %.6f, \"process_cpu_seconds\": %.6f, \"cpu_us_per_io\": %.4f, \"per_second_ios\": [%s]}\n",
                     address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                     static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues),
-                    r->seconds, interrupts ? "true" : "false", to_string(iommu).data(), qjson.c_str(), tjson.c_str(), total.cpu_seconds,
+                    r->seconds, interrupts ? "true" : "false", mem_name(mem), to_string(iommu).data(), qjson.c_str(), tjson.c_str(), total.cpu_seconds,
                     process_cpu, cpu_us_per_io, per_sec.c_str());
     } else {
         std::printf("CPU: %.3f s in I/O threads (%.3f s whole process), %.2f us per I/O\n", total.cpu_seconds,
