@@ -9,9 +9,9 @@
 #include <net/open_nic.hpp>
 
 #include <dmakit/pci/address.hpp>
+#include <dmakit/support/number_text.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -54,10 +54,12 @@ public:
         for (auto n : names) {
             if (a == n) {
                 if (i_ + 1 >= args_.size()) bad(std::string(n) + " needs a value");
+                option_name_ = std::string(n);
                 i_ += 2;
                 return args_[i_ - 1];
             }
             if (a.size() > n.size() + 1 && a.compare(0, n.size(), n) == 0 && a[n.size()] == '=') {
+                option_name_ = std::string(n);
                 ++i_;
                 return a.substr(n.size() + 1);
             }
@@ -74,15 +76,13 @@ public:
         std::fputs(usage_.c_str(), stdout);
         std::exit(0);
     }
+    // The value of the option just taken, in [min, max]; NaN, infinities,
+    // signs on counts and anything out of range are usage errors.
     template <typename T>
-    T number(const std::string& text, const char* what, T min, T max) {
-        T v{};
-        const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-        if (ec != std::errc{} || p != text.data() + text.size() || v < min || v > max) {
-            bad(std::string(what) + " '" + text + "' must be a number from " + std::to_string(min) +
-                " to " + std::to_string(max));
-        }
-        return v;
+    T number(const std::string& text, T min, T max) {
+        auto value = parse_option_number<T>(option_name_, text, min, max);
+        if (!value.ok()) bad(value.error().message());
+        return *value;
     }
     dma::IommuPolicy iommu_policy(const std::string& text) {
         auto policy = dma::parse_iommu_policy(text);
@@ -97,6 +97,25 @@ public:
         if (!a.ok()) bad(a.error().message());
         return *a;
     }
+    // Adds a port to `ports`; naming one port twice is a usage error (the
+    // second open would find the device busy with this very process).
+    void add_port(std::vector<pci::PciAddress>& ports, const std::string& text) {
+        const pci::PciAddress a = address(text);
+        if (std::find(ports.begin(), ports.end(), a) != ports.end()) {
+            bad("port " + a.to_string() + " is named twice");
+        }
+        ports.push_back(a);
+    }
+    // A port option that may be given once (-a, -b).
+    void set_port(std::optional<pci::PciAddress>& port, const std::string& text) {
+        const pci::PciAddress a = address(text);
+        if (port) bad(option_name_ + " is given twice (" + port->to_string() + " and " + a.to_string() + ")");
+        port = a;
+    }
+    // -a and -b of a two-port program must differ.
+    void require_distinct(const pci::PciAddress& a, const pci::PciAddress& b) {
+        if (a == b) bad("-a and -b both name " + a.to_string() + "; give two different ports");
+    }
     [[nodiscard]] const std::string& program() const { return program_; }
 
 private:
@@ -104,6 +123,7 @@ private:
     std::string usage_;
     std::vector<std::string> args_;
     std::size_t i_ = 0;
+    std::string option_name_;  // spelling of the option last taken, for messages
 };
 
 inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,

@@ -47,19 +47,19 @@ int main(int argc, char** argv) {
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
         if (args.flag({"-h", "--help"})) args.help();
-        else if (auto v = args.option({"-a"})) a = args.address(*v);
-        else if (auto v = args.option({"-b"})) b = args.address(*v);
-        else if (auto v = args.option({"-n", "--count"})) count = args.number<std::uint64_t>(*v, "count", 1, 1ull << 40);
-        else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, "size", 60, 1514);
-        else if (auto v = args.option({"--burst"})) burst = args.number<std::size_t>(*v, "burst", 1, 512);
-        else if (auto v = args.option({"-t", "--timeout"})) timeout = args.number<double>(*v, "timeout", 0.1, 1e6);
+        else if (auto v = args.option({"-a"})) args.set_port(a, *v);
+        else if (auto v = args.option({"-b"})) args.set_port(b, *v);
+        else if (auto v = args.option({"-n", "--count"})) count = args.number<std::uint64_t>(*v, 1, 1ull << 40);
+        else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, 60, 1514);
+        else if (auto v = args.option({"--burst"})) burst = args.number<std::size_t>(*v, 1, 512);
+        else if (auto v = args.option({"-t", "--timeout"})) timeout = args.number<double>(*v, 0.1, 1e6);
         else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;
         else args.unknown();
     }
     if (!a || !b) args.bad("name both ports with -a BDF -b BDF");
-    if (*a == *b) args.bad("-a and -b must be different ports");
+    args.require_distinct(*a, *b);
     FILE* progress = json ? stderr : stdout;
     std::fprintf(progress, "pktcheck: %s -> %s, %llu frames of %zu bytes, burst %zu, IOMMU %s\n",
                  a->to_string().c_str(), b->to_string().c_str(), static_cast<unsigned long long>(count), size,

@@ -56,11 +56,11 @@ int main(int argc, char** argv) {
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
         if (args.flag({"-h", "--help"})) args.help();
-        else if (auto v = args.option({"-d", "--device"})) addresses.push_back(args.address(*v));
-        else if (auto v = args.option({"-t", "--time"})) duration = args.number<double>(*v, "time", 0.1, 1e6);
-        else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, "size", 60, 1514);
-        else if (auto v = args.option({"-b", "--burst"})) burst = args.number<std::size_t>(*v, "burst", 1, 512);
-        else if (auto v = args.option({"-r", "--rate"})) rate = args.number<double>(*v, "rate", 1, 1e9);
+        else if (auto v = args.option({"-d", "--device"})) args.add_port(addresses, *v);
+        else if (auto v = args.option({"-t", "--time"})) duration = args.number<double>(*v, 0.1, 1e6);
+        else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, 60, 1514);
+        else if (auto v = args.option({"-b", "--burst"})) burst = args.number<std::size_t>(*v, 1, 512);
+        else if (auto v = args.option({"-r", "--rate"})) rate = args.number<double>(*v, 1, 1e9);
         else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;

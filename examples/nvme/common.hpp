@@ -11,10 +11,10 @@
 
 #include <dmakit/dma/pci_device.hpp>
 #include <dmakit/pci/sysfs.hpp>
+#include <dmakit/support/number_text.hpp>
 
 #include <array>
 #include <bit>
-#include <charconv>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -32,25 +32,6 @@ namespace dmakit::examples {
     std::exit(2);
 }
 
-// Parses an unsigned number with an optional k/m/g (binary) suffix.
-inline std::optional<std::uint64_t> parse_size(std::string_view text) {
-    std::uint64_t mult = 1;
-    if (!text.empty()) {
-        switch (text.back()) {
-            case 'k': case 'K': mult = 1024; break;
-            case 'm': case 'M': mult = 1024 * 1024; break;
-            case 'g': case 'G': mult = 1024ull * 1024 * 1024; break;
-            default: break;
-        }
-        if (mult != 1) text.remove_suffix(1);
-    }
-    std::uint64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc{} || p != text.data() + text.size()) return std::nullopt;
-    if (v > UINT64_MAX / mult) return std::nullopt;
-    return v * mult;
-}
-
 // Command-line walker: `args.value(prog)` takes the option's argument.
 class Args {
 public:
@@ -61,15 +42,25 @@ public:
         if (i_ + 1 >= argc_) usage_error(prog, "option " + std::string(current()) + " needs a value");
         return argv_[++i_];
     }
+    // The current option's value in [min, max], with k/m/g suffixes; NaN,
+    // signs and anything out of range are usage errors.
     std::uint64_t number(const char* prog, std::uint64_t min, std::uint64_t max) {
-        const std::string opt(current());
-        const std::string_view v = value(prog);
-        auto n = parse_size(v);
-        if (!n || *n < min || *n > max) {
-            usage_error(prog, "option " + opt + " wants a number in " + std::to_string(min) + ".." +
-                                  std::to_string(max) + ", got '" + std::string(v) + "'");
-        }
+        const std::string option(current());
+        auto n = parse_option_number<std::uint64_t>(option, value(prog), min, max, true);
+        if (!n.ok()) usage_error(prog, n.error().message());
         return *n;
+    }
+    // -d BDF, given at most once.
+    void device(const char* prog, std::optional<pci::PciAddress>& address) {
+        const std::string option(current());
+        const std::string_view text = value(prog);
+        auto parsed = pci::PciAddress::parse(text);
+        if (!parsed.ok()) usage_error(prog, parsed.error().message());
+        if (address) {
+            usage_error(prog, option + " is given twice (" + address->to_string() + " and " +
+                                  parsed->to_string() + "); this program drives one controller");
+        }
+        address = *parsed;
     }
     // --iommu's value: pool or strict.
     dma::IommuPolicy iommu_policy(const char* prog) {
@@ -97,12 +88,8 @@ inline std::optional<pci::PciAddress> find_nvme_on_vfio() {
     return std::nullopt;
 }
 
-inline pci::PciAddress device_or_default(const char* prog, std::string_view bdf) {
-    if (!bdf.empty()) {
-        auto a = pci::PciAddress::parse(bdf);
-        if (!a.ok()) usage_error(prog, a.error().message());
-        return *a;
-    }
+inline pci::PciAddress device_or_default(const char* prog, const std::optional<pci::PciAddress>& given) {
+    if (given) return *given;
     auto found = find_nvme_on_vfio();
     if (!found) usage_error(prog, "no -d BDF given and no NVMe controller is bound to vfio-pci (dmakit bind BDF)");
     return *found;

@@ -28,18 +28,18 @@ std::string version_text(nvme::Version v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string_view bdf;
+    std::optional<pci::PciAddress> device;
     bool json = false, smart = false;
     examples::Args args(argc, argv);
     while (args.next()) {
         const auto a = args.current();
         if (a == "-h" || a == "--help") { help(); return 0; }
-        else if (a == "-d") bdf = args.value(prog);
+        else if (a == "-d") args.device(prog, device);
         else if (a == "--json") json = true;
         else if (a == "--smart") smart = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
-    const auto address = examples::device_or_default(prog, bdf);
+    const auto address = examples::device_or_default(prog, device);
     auto opened = examples::open_controller(address);
     if (!opened.ok()) {
         std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());

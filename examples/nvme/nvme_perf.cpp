@@ -308,7 +308,8 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string_view bdf, pattern = "randread";
+    std::optional<pci::PciAddress> device;
+    std::string_view pattern = "randread";
     std::uint64_t depth = 0, io_size = 4096, seconds = 0, queues = 1, read_pct = 50, nsid = 0;
     bool json = false, sweep = false, interrupts = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
@@ -317,7 +318,7 @@ int main(int argc, char** argv) {
     while (args.next()) {
         const auto a = args.current();
         if (a == "-h" || a == "--help") { help(); return 0; }
-        else if (a == "-d") bdf = args.value(prog);
+        else if (a == "-d") args.device(prog, device);
         else if (a == "-q") depth = args.number(prog, 1, 4096);
         else if (a == "-o") io_size = args.number(prog, 512, 64ull << 20);
         else if (a == "-w") pattern = args.value(prog);
@@ -346,7 +347,7 @@ int main(int argc, char** argv) {
     cfg.random = pattern.starts_with("rand");
     cfg.interrupts = interrupts;
 
-    const auto address = examples::device_or_default(prog, bdf);
+    const auto address = examples::device_or_default(prog, device);
     nvme::ControllerOptions options;
     options.interrupts = interrupts;
     options.max_io_queues = static_cast<std::uint32_t>(std::max<std::uint64_t>(queues, 1));

@@ -206,7 +206,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string_view bdf;
+    std::optional<pci::PciAddress> device;
     std::uint64_t nsid = 0, lbas = 8192, start = 0, seed = 1, queues = 2;
     bool json = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
     while (args.next()) {
         const auto a = args.current();
         if (a == "-h" || a == "--help") { help(); return 0; }
-        else if (a == "-d") bdf = args.value(prog);
+        else if (a == "-d") args.device(prog, device);
         else if (a == "-n") nsid = args.number(prog, 1, 0xfffffffe);
         else if (a == "--lbas") lbas = args.number(prog, 1, UINT64_MAX);
         else if (a == "--start") start = args.number(prog, 0, UINT64_MAX);
@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
-    const auto address = examples::device_or_default(prog, bdf);
+    const auto address = examples::device_or_default(prog, device);
     nvme::ControllerOptions options;
     options.max_io_queues = static_cast<std::uint32_t>(queues);
     auto opened = examples::open_controller(address, options, iommu);

@@ -64,6 +64,7 @@ std::optional<std::string> extract_global_options(std::vector<std::string>& args
         std::string_view name;
         if (arg == "--sysfs-root" || arg.starts_with("--sysfs-root=")) name = "--sysfs-root";
         if (arg == "--pci-ids" || arg.starts_with("--pci-ids=")) name = "--pci-ids";
+        if (arg == "--proc-root" || arg.starts_with("--proc-root=")) name = "--proc-root";
         if (name.empty()) {
             rest.push_back(arg);
             continue;
@@ -77,6 +78,8 @@ std::optional<std::string> extract_global_options(std::vector<std::string>& args
         if (value.empty()) return "option " + std::string(name) + " needs a value";
         if (name == "--sysfs-root") {
             options.sysfs_root = std::move(value);
+        } else if (name == "--proc-root") {
+            options.proc_root = std::move(value);
         } else {
             options.pci_ids = std::move(value);
         }

@@ -19,6 +19,7 @@ inline constexpr int exit_usage = 2;    // the request itself was wrong
 // Options every subcommand honours.
 struct GlobalOptions {
     std::string sysfs_root = "/sys";       // --sysfs-root: a fake tree for tests
+    std::string proc_root = "/proc";       // --proc-root: likewise for /proc
     std::optional<std::string> pci_ids;    // --pci-ids: a pci.ids to use instead of the system's
 };
 

@@ -3,17 +3,28 @@
 
 #include <dmakit/pci/binding.hpp>
 
+#include <algorithm>
+
 namespace dmakit::tool {
 namespace {
 
 constexpr std::string_view bind_help =
-    "usage: dmakit bind BDF...\n"
+    "usage: dmakit bind [--force] BDF...\n"
     "\n"
     "Move each device to vfio-pci: set its driver_override, unbind it from its\n"
     "current driver and probe it again, then check that vfio-pci took it.\n"
     "Refuses when another member of a device's IOMMU group is bound to a kernel\n"
     "driver (VFIO needs the whole group): bind those members too, in the same\n"
     "command. Needs root, the IOMMU on and the vfio-pci module loaded.\n"
+    "\n"
+    "Refuses, too, a device the host is using, saying what to do: a disk\n"
+    "controller with a mounted filesystem, swap or LVM/RAID on it (umount) or\n"
+    "holding the root filesystem, a NIC whose interface is up with an address\n"
+    "or route (ip link set dev IFACE down), a PCI bridge, or a device whose\n"
+    "IOMMU group holds such a member. Binding several devices is all or\n"
+    "nothing: if one fails, those already moved go back to their drivers.\n"
+    "\n"
+    "  --force   bind even a device the host is using (it loses the device)\n"
     "\n"
     "BDF is a PCI address such as 0000:00:04.0 or 00:04.0; see: dmakit list\n";
 
@@ -29,10 +40,16 @@ constexpr std::string_view unbind_help =
 int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bind) {
     const std::string_view command = bind ? "bind" : "unbind";
     std::vector<pci::PciAddress> addresses;
+    pci::BindOptions bind_options;
+    bind_options.proc_root = options.proc_root;
     while (!args.done()) {
         if (args.help()) {
             io.out << (bind ? bind_help : unbind_help);
             return exit_ok;
+        }
+        if (bind && args.flag("--force")) {
+            bind_options.force = true;
+            continue;
         }
         std::string arg = args.take();
         if (arg.starts_with("-")) {
@@ -40,6 +57,9 @@ int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bi
         }
         auto address = pci::PciAddress::parse(arg);
         if (!address.ok()) return usage_error(io, address.error().message(), command);
+        if (std::find(addresses.begin(), addresses.end(), *address) != addresses.end()) {
+            return usage_error(io, address->to_string() + " is named twice", command);
+        }
         addresses.push_back(*address);
     }
     if (addresses.empty()) {
@@ -53,7 +73,7 @@ int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bi
         before.push_back(driver.ok() ? *driver : std::nullopt);
     }
 
-    auto status = bind ? binder.bind_to_vfio(addresses) : binder.unbind_from_vfio(addresses);
+    auto status = bind ? binder.bind_to_vfio(addresses, bind_options) : binder.unbind_from_vfio(addresses);
     if (!status.ok()) return fail(io, status.error());
 
     for (std::size_t i = 0; i < addresses.size(); ++i) {

@@ -1,23 +1,15 @@
 #include "hugepages.hpp"
 
+#include <dmakit/support/number_text.hpp>
 #include <dmakit/support/text_file.hpp>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <filesystem>
 
 namespace dmakit::tool {
 namespace fs = std::filesystem;
 namespace {
-
-template <typename T>
-std::optional<T> parse_number(std::string_view text) {
-    T value{};
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-    return value;
-}
 
 // "hugepages-2048kB" -> 2048
 std::optional<std::uint64_t> size_from_dir_name(std::string_view name) {
@@ -26,12 +18,12 @@ std::optional<std::uint64_t> size_from_dir_name(std::string_view name) {
     if (!name.starts_with(prefix) || !name.ends_with(suffix)) return std::nullopt;
     name.remove_prefix(prefix.size());
     name.remove_suffix(suffix.size());
-    return parse_number<std::uint64_t>(name);
+    return parse_integer<std::uint64_t>(name);
 }
 
 Result<std::uint64_t> read_count(const std::string& path) {
     DMAKIT_ASSIGN_OR_RETURN(std::string text, read_trimmed(path));
-    auto value = parse_number<std::uint64_t>(text);
+    auto value = parse_integer<std::uint64_t>(text);
     if (!value) return Error(EIO, "unexpected content '" + text + "' in " + path);
     return *value;
 }
@@ -51,16 +43,42 @@ std::string format_hugepage_size(std::uint64_t size_kb) {
 }
 
 std::string shortfall_message(std::uint64_t size_kb, std::optional<int> node,
-                              std::uint64_t wanted, std::uint64_t got) {
+                              std::uint64_t wanted, std::uint64_t got, std::uint64_t restored) {
     return "asked for " + std::to_string(wanted) + " " + format_hugepage_size(size_kb) +
            " hugepages" + (node ? " on node " + std::to_string(*node) : std::string()) +
-           ", the kernel gave " + std::to_string(got) +
-           " (memory is short or fragmented; free memory, or reserve at boot with hugepages=N "
-           "on the kernel command line)";
+           ", the kernel gave " + std::to_string(got) + "; put the pool back to " + std::to_string(restored) +
+           " (memory is short or fragmented; ask for " + std::to_string(got) +
+           " or fewer, free memory, or reserve at boot with hugepages=N on the kernel command line)";
 }
 
-HugepageSysfs::HugepageSysfs(std::string root)
-    : HugepageSysfs(std::move(root), [](const std::string& path, std::string_view value) {
+std::uint64_t MemoryBudget::kept_kb() const noexcept {
+    return std::max<std::uint64_t>(total_kb / 16, 128 * 1024);
+}
+
+std::uint64_t MemoryBudget::spare_kb() const noexcept {
+    return available_kb > kept_kb() ? available_kb - kept_kb() : 0;
+}
+
+Result<MemoryBudget> read_memory_budget(const std::string& proc_root) {
+    const std::string path = proc_root + "/meminfo";
+    DMAKIT_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+    // proc(5): "MemTotal:       16318072 kB".
+    auto field = [&](std::string_view name) -> std::optional<std::uint64_t> {
+        const std::string key = std::string(name) + ":";
+        const auto at = text.find(key);
+        if (at == std::string::npos || (at != 0 && text[at - 1] != '\n')) return std::nullopt;
+        std::string_view rest = std::string_view(text).substr(at + key.size());
+        rest.remove_prefix(std::min(rest.find_first_not_of(' '), rest.size()));
+        return parse_integer<std::uint64_t>(rest.substr(0, rest.find(' ')));
+    };
+    auto total = field("MemTotal");
+    auto available = field("MemAvailable");
+    if (!total || !available) return Error(EIO, "no MemTotal/MemAvailable in " + path + " (Linux 3.14 or later has them)");
+    return MemoryBudget{*total, *available};
+}
+
+HugepageSysfs::HugepageSysfs(std::string root, std::string proc_root)
+    : HugepageSysfs(std::move(root), std::move(proc_root), [](const std::string& path, std::string_view value) {
           return write_text_file(path, value);
       }) {}
 
@@ -101,7 +119,7 @@ Result<std::vector<HugepagePool>> HugepageSysfs::read() const {
     for (const auto& entry : node_it) {
         std::string name = entry.path().filename().string();
         if (!name.starts_with("node")) continue;
-        auto node = parse_number<int>(std::string_view(name).substr(4));
+        auto node = parse_integer<int>(std::string_view(name).substr(4));
         if (!node) continue;
         for (auto& pool : pools) {
             const std::string dir = pool_dir(pool.size_kb, *node);
@@ -131,9 +149,32 @@ Result<std::uint64_t> HugepageSysfs::reserve(std::uint64_t size_kb, std::optiona
         return Error(ENOENT, what + " (no " + dir + ")" +
                                  (size_kb >= 1024 * 1024 ? "; 1G pages need a CPU with pdpe1gb" : ""));
     }
+    const std::string count_path = dir + "/nr_hugepages";
+    DMAKIT_ASSIGN_OR_RETURN(std::uint64_t before, read_count(count_path));
+    if (count > before) {
+        DMAKIT_ASSIGN_OR_RETURN(MemoryBudget budget, read_memory_budget(proc_root_));
+        const std::uint64_t most = before + budget.spare_kb() / size_kb;
+        if (count > most) {
+            return Error(ENOMEM, "cannot reserve " + std::to_string(count) + " " + format_hugepage_size(size_kb) +
+                                     " hugepages: this machine can spare at most " + std::to_string(most) +
+                                     " (MemAvailable " + std::to_string(budget.available_kb / 1024) + " MiB, " +
+                                     std::to_string(budget.kept_kb() / 1024) +
+                                     " MiB kept for the system); ask for " + std::to_string(most) + " or fewer");
+        }
+    }
     // The kernel allocates as many pages as it can and keeps the write successful.
-    DMAKIT_TRY(writer_(dir + "/nr_hugepages", std::to_string(count)));
-    return read_count(dir + "/nr_hugepages");
+    DMAKIT_TRY(writer_(count_path, std::to_string(count)));
+    DMAKIT_ASSIGN_OR_RETURN(std::uint64_t got, read_count(count_path));
+    if (got >= count) return got;
+    // Fewer than asked: a half-done reservation is not what was asked for.
+    auto undone = writer_(count_path, std::to_string(before));
+    if (!undone.ok()) {
+        return Error(ENOMEM, "asked for " + std::to_string(count) + ", the kernel gave " + std::to_string(got) +
+                                 " and putting the pool back to " + std::to_string(before) +
+                                 " failed: " + undone.error().message());
+    }
+    DMAKIT_ASSIGN_OR_RETURN(std::uint64_t restored, read_count(count_path));
+    return Error(ENOMEM, shortfall_message(size_kb, node, count, got, restored));
 }
 
 }  // namespace dmakit::tool

@@ -1,11 +1,13 @@
 #include <dmakit/pci/binding.hpp>
 
+#include <dmakit/pci/host_use.hpp>
 #include <dmakit/support/text_file.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <filesystem>
+#include <vector>
 
 namespace dmakit::pci {
 namespace {
@@ -56,6 +58,29 @@ Status Binder::check_group_viable(const PciAddress& address,
                                 ", which is bound to " + *driver +
                                 "; VFIO needs the whole group, so bind it too: dmakit bind " +
                                 address.to_string() + " " + name);
+    }
+    return {};
+}
+
+Status Binder::check_not_in_use(const PciAddress& address, std::span<const PciAddress> binding_together,
+                                const std::string& proc_root) const {
+    const std::string name = address.to_string();
+    DMAKIT_ASSIGN_OR_RETURN(auto uses, host_use(sysfs_, proc_root, address));
+    if (!uses.empty()) {
+        return Error(EBUSY, "will not bind " + name + ": " + uses.front().what + "; " + uses.front().remedy +
+                                ", or bind anyway with: dmakit bind --force " + name);
+    }
+    DMAKIT_ASSIGN_OR_RETURN(auto group, sysfs_.iommu_group(address));
+    if (!group) return {};
+    DMAKIT_ASSIGN_OR_RETURN(auto members, sysfs_.group_members(*group));
+    for (const PciAddress& member : members) {
+        if (member == address || contains(binding_together, member)) continue;
+        // A bridge elsewhere in the group stays with its driver; only its own use counts.
+        DMAKIT_ASSIGN_OR_RETURN(auto member_uses, host_use(sysfs_, proc_root, member, false));
+        if (member_uses.empty()) continue;
+        return Error(EBUSY, "will not bind " + name + ": " + member.to_string() + " in its IOMMU group " +
+                                std::to_string(*group) + " is in use: " + member_uses.front().what + "; " +
+                                member_uses.front().remedy + ", or bind anyway with: dmakit bind --force " + name);
     }
     return {};
 }
@@ -122,14 +147,66 @@ Status Binder::unbind_one(const PciAddress& address) const {
     return {};
 }
 
-Status Binder::bind_to_vfio(std::span<const PciAddress> devices) const {
-    for (const PciAddress& address : devices) DMAKIT_TRY(check_bindable(address, devices));
-    for (const PciAddress& address : devices) DMAKIT_TRY(bind_one(address));
+Status Binder::restore(const PciAddress& address, const std::optional<std::string>& driver,
+                       const std::string& override_value) const {
+    const std::string name = address.to_string();
+    const std::string device = sysfs_.device_path(address);
+    DMAKIT_ASSIGN_OR_RETURN(auto current, sysfs_.driver(address));
+    DMAKIT_TRY(writer_(device + "/driver_override", override_value.empty() ? "\n" : override_value));
+    if (current == driver) return {};
+    if (current) DMAKIT_TRY(writer_(device + "/driver/unbind", name));
+    if (driver) DMAKIT_TRY(writer_(sysfs_.drivers_probe_path(), name));
+    DMAKIT_ASSIGN_OR_RETURN(auto now, sysfs_.driver(address));
+    if (now != driver) {
+        return Error(EIO, name + " did not go back to " + driver.value_or("no driver") + " (driver now: " +
+                              now.value_or("none") + "); run: dmakit unbind " + name);
+    }
     return {};
 }
 
-Status Binder::bind_to_vfio(const PciAddress& address) const {
-    return bind_to_vfio(std::span<const PciAddress>(&address, 1));
+Status Binder::bind_to_vfio(std::span<const PciAddress> devices, const BindOptions& options) const {
+    for (const PciAddress& address : devices) {
+        DMAKIT_TRY(check_bindable(address, devices));
+        if (!options.force) DMAKIT_TRY(check_not_in_use(address, devices, options.proc_root));
+    }
+    // What each device had, to put back if a later one fails.
+    struct Before {
+        std::optional<std::string> driver;
+        std::string override_value;
+    };
+    std::vector<Before> before;
+    for (const PciAddress& address : devices) {
+        DMAKIT_ASSIGN_OR_RETURN(auto driver, sysfs_.driver(address));
+        auto override_value = read_trimmed(sysfs_.device_path(address) + "/driver_override");
+        // "(null)" is how the kernel shows an unset override.
+        std::string value = override_value.ok() && *override_value != "(null)" ? *override_value : "";
+        before.push_back({driver, value});
+    }
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+        auto status = bind_one(devices[i]);
+        if (status.ok()) continue;
+        std::string put_back;
+        std::string stuck;
+        for (std::size_t k = 0; k <= i; ++k) {
+            if (before[k].driver == std::optional<std::string>(vfio_pci_driver)) continue;
+            const std::string name = devices[k].to_string();
+            const std::string was = before[k].driver.value_or("no driver");
+            auto undone = restore(devices[k], before[k].driver, before[k].override_value);
+            if (undone.ok()) {
+                if (k < i) put_back += (put_back.empty() ? "" : ", ") + name + " (" + was + ")";
+            } else {
+                stuck += "; could not put " + name + " back on " + was + ": " + undone.error().message();
+            }
+        }
+        std::string message = status.error().message();
+        if (!put_back.empty()) message += "; gave back " + put_back;
+        return Error(status.error().code(), message + stuck);
+    }
+    return {};
+}
+
+Status Binder::bind_to_vfio(const PciAddress& address, const BindOptions& options) const {
+    return bind_to_vfio(std::span<const PciAddress>(&address, 1), options);
 }
 
 Status Binder::unbind_from_vfio(std::span<const PciAddress> devices) const {

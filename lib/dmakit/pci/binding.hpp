@@ -11,6 +11,12 @@
 // Before binding, the whole IOMMU group is checked: VFIO only lets user space
 // use a group when every member is safe (Documentation/driver-api/vfio.rst,
 // "Groups, Devices, and IOMMUs"). See driver_allowed_in_vfio_group().
+//
+// And the host's own use is checked (host_use.hpp): a device with a mounted
+// filesystem, an interface carrying traffic, a bridge, or a group member in
+// such use is refused unless BindOptions::force. Binding several devices is
+// all or nothing: on a failure the devices already moved go back to the
+// driver they had.
 #pragma once
 
 #include <dmakit/pci/address.hpp>
@@ -43,6 +49,11 @@ inline constexpr std::string_view vfio_pci_driver = "vfio-pci";
 [[nodiscard]] bool driver_allowed_in_vfio_group(const std::optional<std::string>& driver,
                                                 std::uint32_t class_code);
 
+struct BindOptions {
+    bool force = false;               // bind even what the host is using
+    std::string proc_root = "/proc";  // where mountinfo, swaps and net/ are read
+};
+
 class Binder {
 public:
     // Writes one sysfs attribute; tests replace it to record the writes and
@@ -58,11 +69,18 @@ public:
     [[nodiscard]] Status check_group_viable(const PciAddress& address,
                                             std::span<const PciAddress> binding_together = {}) const;
 
+    // Refuses (EBUSY) when the host uses `address` or another member of its
+    // IOMMU group not in `binding_together`, saying what and how to free it.
+    [[nodiscard]] Status check_not_in_use(const PciAddress& address, std::span<const PciAddress> binding_together,
+                                          const std::string& proc_root) const;
+
     // Checks every device first (exists, IOMMU on, vfio-pci loaded, groups
-    // viable counting the others in the list as bound), then binds each one.
-    // Devices already on vfio-pci are left alone.
-    [[nodiscard]] Status bind_to_vfio(std::span<const PciAddress> devices) const;
-    [[nodiscard]] Status bind_to_vfio(const PciAddress& address) const;
+    // viable counting the others in the list as bound, not used by the host
+    // unless options.force), then binds each one. Devices already on vfio-pci
+    // are left alone. If one fails, those already moved are given back to
+    // their drivers and the error says so.
+    [[nodiscard]] Status bind_to_vfio(std::span<const PciAddress> devices, const BindOptions& options = {}) const;
+    [[nodiscard]] Status bind_to_vfio(const PciAddress& address, const BindOptions& options = {}) const;
 
     // Gives each device back to the kernel; devices not on vfio-pci only get
     // their driver_override cleared.
@@ -75,6 +93,9 @@ private:
     [[nodiscard]] Status check_bindable(const PciAddress& address,
                                         std::span<const PciAddress> together) const;
     [[nodiscard]] Status bind_one(const PciAddress& address) const;
+    // Puts a device back on `driver` (nullopt: unbound) with `override_value`.
+    [[nodiscard]] Status restore(const PciAddress& address, const std::optional<std::string>& driver,
+                                 const std::string& override_value) const;
     [[nodiscard]] Status unbind_one(const PciAddress& address) const;
 
     Sysfs sysfs_;

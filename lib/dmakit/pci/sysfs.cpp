@@ -1,10 +1,10 @@
 #include <dmakit/pci/sysfs.hpp>
 
+#include <dmakit/support/number_text.hpp>
 #include <dmakit/support/text_file.hpp>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <filesystem>
 #include <system_error>
 
@@ -30,14 +30,6 @@ Result<std::optional<std::string>> link_basename(const std::string& path) {
         return system_error(ec.value(), "readlink " + path);
     }
     return std::optional<std::string>(target.filename().string());
-}
-
-template <typename T>
-std::optional<T> parse_number(std::string_view text, int base) {
-    T value{};
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-    return value;
 }
 
 }  // namespace
@@ -86,7 +78,7 @@ Result<std::uint32_t> Sysfs::read_hex_attribute(const PciAddress& address,
     DMAKIT_ASSIGN_OR_RETURN(std::string text, read_trimmed(path));
     std::string_view digits = text;
     if (digits.starts_with("0x") || digits.starts_with("0X")) digits.remove_prefix(2);
-    auto value = parse_number<std::uint32_t>(digits, 16);
+    auto value = parse_integer<std::uint32_t>(digits, 16);
     if (!value) return Error(EIO, "unexpected content '" + text + "' in " + path);
     return *value;
 }
@@ -99,7 +91,7 @@ Result<std::optional<unsigned>> Sysfs::iommu_group(const PciAddress& address) co
     const std::string path = device_path(address) + "/iommu_group";
     DMAKIT_ASSIGN_OR_RETURN(auto name, link_basename(path));
     if (!name) return std::optional<unsigned>{};
-    auto group = parse_number<unsigned>(*name, 10);
+    auto group = parse_integer<unsigned>(*name, 10);
     if (!group) return Error(EIO, "unexpected IOMMU group '" + *name + "' behind " + path);
     return std::optional<unsigned>(*group);
 }
@@ -110,7 +102,7 @@ Result<std::optional<int>> Sysfs::numa_node(const PciAddress& address) const {
     // Kernels built without NUMA have no numa_node attribute.
     if (!text.ok() && text.error().code() == ENOENT) return std::optional<int>{};
     if (!text.ok()) return std::move(text).error();
-    auto node = parse_number<int>(*text, 10);
+    auto node = parse_integer<int>(*text, 10);
     if (!node) return Error(EIO, "unexpected content '" + *text + "' in " + path);
     if (*node < 0) return std::optional<int>{};
     return std::optional<int>(*node);

@@ -191,12 +191,183 @@ TEST_F(BindingTest, PermissionFailureSaysRunAsRoot) {
 TEST_F(BindingTest, DefaultWriterWritesTheFiles) {
     // Through the real write path the fake cannot move drivers, but what was
     // written is in the files and the verify step reports the stuck driver.
+    // The rollback then clears the override ("\n" written over "vfio-pci":
+    // a plain file is not truncated as sysfs would be).
     Binder real(Sysfs(fake.root()));
     auto status = real.bind_to_vfio(addr("0000:00:04.0"));
     ASSERT_FALSE(status.ok());
-    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "vfio-pci");
+    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "\nfio-pci");
     EXPECT_EQ(fake.read("bus/pci/drivers/nvme/unbind"), "0000:00:04.0");
     EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "0000:00:04.0");
+}
+
+// --- the host's own use (host_use.hpp) -------------------------------------
+
+class InUseTest : public BindingTest {
+protected:
+    [[nodiscard]] Status bind(std::vector<PciAddress> list, bool force = false) {
+        BindOptions options;
+        options.force = force;
+        options.proc_root = fake.proc_root();
+        return binder().bind_to_vfio(list, options);
+    }
+    // Refused with EBUSY, nothing written, and each piece in the message.
+    void expect_refused(const Status& status, std::initializer_list<const char*> pieces) {
+        ASSERT_FALSE(status.ok());
+        EXPECT_EQ(status.error().code(), EBUSY);
+        for (const char* piece : pieces) {
+            EXPECT_NE(status.error().message().find(piece), std::string::npos)
+                << "missing '" << piece << "' in: " << status.error().message();
+        }
+        EXPECT_TRUE(log.empty()) << "nothing may be written when refusing";
+    }
+};
+
+TEST_F(InUseTest, NvmeWithMountedNamespaceIsRefused) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0", "242:0");  // the controller's char device
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p1", "259:1");
+    fake.add_mount("259:1", "/data");
+    expect_refused(bind({addr("0000:00:04.0")}),
+                   {"will not bind 0000:00:04.0", "nvme0n1p1 (259:1) is mounted on /data",
+                    "unmount it: umount /data", "dmakit bind --force 0000:00:04.0"});
+}
+
+TEST_F(InUseTest, NvmeHoldingTheRootFilesystemIsRefused) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_mount("8:1", "/boot");  // another disk's mount does not count
+    fake.add_mount("259:0", "/");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1 (259:0) holds the root filesystem"});
+}
+
+TEST_F(InUseTest, NvmeWithSwapOrHoldersIsRefused) {
+    const std::string disk = fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_swap("nvme0n1");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1 is in use as swap", "swapoff /dev/nvme0n1"});
+    fake.write("proc/swaps", "Filename Type Size Used Priority\n");
+    std::filesystem::create_directories(disk + "/holders/dm-0");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1 is held by dm-0", "dmsetup remove dm-0"});
+}
+
+TEST_F(InUseTest, NvmeMultipathHeadDiskIsFound) {
+    // CONFIG_NVME_MULTIPATH: the disk lives under a virtual subsystem and
+    // links to the controller's hidden path device.
+    const std::string path_dev = fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0c0n1", "0:0");
+    const std::string head = fake.root() + "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+    std::filesystem::create_directories(head + "/multipath");
+    fake.write("devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/dev", "259:0\n");
+    std::filesystem::create_directory_symlink(path_dev, head + "/multipath/nvme0c0n1");
+    std::filesystem::create_directories(fake.root() + "/block");
+    std::filesystem::create_directory_symlink(head, fake.root() + "/block/nvme0n1");
+    fake.add_mount("259:0", "/srv");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1 (259:0) is mounted on /srv"});
+}
+
+TEST_F(InUseTest, UnmountedNvmeBinds) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_mount("8:1", "/");
+    auto status = bind({addr("0000:00:04.0")});
+    ASSERT_TRUE(status.ok()) << status.error().message();
+}
+
+TEST_F(InUseTest, ForceBindsAMountedController) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_mount("259:0", "/data");
+    auto status = bind({addr("0000:00:04.0")}, true);
+    ASSERT_TRUE(status.ok()) << status.error().message();
+    EXPECT_EQ(*Sysfs(fake.root()).driver(addr("0000:00:04.0")), "vfio-pci");
+}
+
+TEST_F(InUseTest, NicUpWithIpv4RouteIsRefused) {
+    fake.add_interface("0000:00:02.0", "enp0s2", true);
+    fake.add_ipv4_route("enp0s2", "0000A8C0");  // 192.168.0.0/24
+    expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
+                   {"interface enp0s2 is up with IPv4 route 192.168.0.0", "ip link set dev enp0s2 down",
+                    "--force 0000:00:02.0"});
+}
+
+TEST_F(InUseTest, NicUpWithGlobalIpv6AddressIsRefused) {
+    fake.add_interface("0000:00:03.0", "enp0s3", true);
+    fake.add_ipv6_address("enp0s3", "fe800000000000000000000000000001", "20");
+    fake.add_ipv6_address("enp0s3", "20010db8000000000000000000000001", "00");
+    expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
+                   {"enp0s3 is up with IPv6 address 2001:0db8:0000:0000:0000:0000:0000:0001/64"});
+}
+
+TEST_F(InUseTest, NicDownOrWithOnlyLinkLocalBinds) {
+    fake.add_interface("0000:00:02.0", "enp0s2", false);
+    fake.add_ipv4_route("enp0s2", "0000A8C0");  // a stale route of a down interface
+    fake.add_interface("0000:00:03.0", "enp0s3", true);
+    fake.add_ipv6_address("enp0s3", "fe800000000000000000000000000001", "20");
+    auto status = bind({addr("0000:00:02.0"), addr("0000:00:03.0")});
+    ASSERT_TRUE(status.ok()) << status.error().message();
+}
+
+TEST_F(InUseTest, BridgeIsRefused) {
+    fake.add_device({"0000:00:1c.0", 0x8086, 0x2922, 0x060400, "pcieport", 9, -1});
+    expect_refused(bind({addr("0000:00:1c.0")}),
+                   {"it is a PCI bridge (class 0604)", "bind the devices behind it instead"});
+}
+
+TEST_F(InUseTest, GroupMemberInUseIsRefused) {
+    // A root port shares group 9 with the NVMe controller; a disk behind the
+    // port is mounted. The port is a viable member (pcieport), but in use.
+    fake.add_device({"0000:00:1c.0", 0x8086, 0x2922, 0x060400, "pcieport", 9, -1});
+    fake.add_device({"0000:00:05.0", 0x1b36, 0x0010, 0x010802, "nvme", 9, -1});
+    fake.add_block_device("0000:00:1c.0", "0000:01:00.0/nvme/nvme1/nvme1n1", "259:7");
+    fake.add_mount("259:7", "/home");
+    expect_refused(bind({addr("0000:00:05.0")}),
+                   {"0000:00:1c.0 in its IOMMU group 9 is in use", "nvme1n1 (259:7) is mounted on /home",
+                    "umount /home"});
+    ASSERT_TRUE(bind({addr("0000:00:05.0")}, true).ok());
+}
+
+// --- rollback --------------------------------------------------------------
+
+TEST_F(InUseTest, PartialFailureGivesTheOthersBack) {
+    // The kernel refuses to probe 0000:00:03.0; 0000:00:04.0 and 0000:00:02.0
+    // were already on vfio-pci by then and must go back to their drivers.
+    auto kernel = fake.kernel_writer(log);
+    bool refuse = true;
+    Binder flaky(Sysfs(fake.root()), [&](const std::string& path, std::string_view value) -> Status {
+        if (refuse && path.ends_with("drivers_probe") && value == "0000:00:03.0" &&
+            fake.read("bus/pci/devices/0000:00:03.0/driver_override") == "vfio-pci") {
+            return Error(EINVAL, "write to " + path + ": Invalid argument");
+        }
+        return kernel(path, value);
+    });
+    const std::vector<PciAddress> list = {addr("0000:00:04.0"), addr("0000:00:02.0"), addr("0000:00:03.0")};
+    BindOptions options;
+    options.proc_root = fake.proc_root();
+    auto status = flaky.bind_to_vfio(list, options);
+    ASSERT_FALSE(status.ok());
+    EXPECT_EQ(status.error().code(), EINVAL);
+    const std::string& m = status.error().message();
+    EXPECT_NE(m.find("binding 0000:00:03.0 to vfio-pci"), std::string::npos) << m;
+    EXPECT_NE(m.find("gave back 0000:00:04.0 (nvme), 0000:00:02.0 (e1000e)"), std::string::npos) << m;
+    Sysfs sysfs(fake.root());
+    EXPECT_EQ(*sysfs.driver(list[0]), "nvme");
+    EXPECT_EQ(*sysfs.driver(list[1]), "e1000e");
+    EXPECT_EQ(*sysfs.driver(list[2]), "e1000e");
+    for (const auto& a : list) {
+        EXPECT_EQ(fake.read("bus/pci/devices/" + a.to_string() + "/driver_override"), "") << a.to_string();
+    }
+}
+
+TEST_F(InUseTest, FailedRollbackIsReported) {
+    // Every probe after the first fails: 0000:00:04.0 binds, 0000:00:02.0
+    // cannot, and 0000:00:04.0 cannot be given back either.
+    auto kernel = fake.kernel_writer(log);
+    int probes = 0;
+    Binder flaky(Sysfs(fake.root()), [&](const std::string& path, std::string_view value) -> Status {
+        if (path.ends_with("drivers_probe") && ++probes > 1) return Error(EIO, "probe failed");
+        return kernel(path, value);
+    });
+    const std::vector<PciAddress> list = {addr("0000:00:04.0"), addr("0000:00:02.0"), addr("0000:00:03.0")};
+    auto status = flaky.bind_to_vfio(list, BindOptions{false, fake.proc_root()});
+    ASSERT_FALSE(status.ok());
+    const std::string& m = status.error().message();
+    EXPECT_NE(m.find("could not put 0000:00:04.0 back on nvme"), std::string::npos) << m;
 }
 
 }  // namespace

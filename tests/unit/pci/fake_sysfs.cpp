@@ -32,6 +32,55 @@ FakeSysfs::FakeSysfs() {
     fs::create_directories(root_ + "/bus/pci/devices");
     fs::create_directories(root_ + "/bus/pci/drivers");
     put(root_ + "/bus/pci/drivers_probe", "");
+    set_meminfo(16ull << 20, 8ull << 20);
+    put(proc_root() + "/self/mountinfo", "");
+    put(proc_root() + "/swaps", "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
+    put(proc_root() + "/net/route",
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n");
+    put(proc_root() + "/net/if_inet6", "");
+}
+
+void FakeSysfs::append(const std::string& relative, const std::string& line) const {
+    std::ofstream(root_ + "/" + relative, std::ios::app) << line << "\n";
+}
+
+void FakeSysfs::set_meminfo(std::uint64_t total_kb, std::uint64_t available_kb) const {
+    put(proc_root() + "/meminfo", "MemTotal:       " + std::to_string(total_kb) +
+                                      " kB\nMemFree:         1000 kB\nMemAvailable:   " +
+                                      std::to_string(available_kb) + " kB\nBuffers:           0 kB\n");
+}
+
+std::string FakeSysfs::add_block_device(const std::string& address, const std::string& relative,
+                                        const std::string& dev) const {
+    const std::string folder = root_ + "/devices/pci0000:00/" + address + "/" + relative;
+    put(folder + "/dev", dev + "\n");
+    return folder;
+}
+
+void FakeSysfs::add_mount(const std::string& dev, const std::string& mount_point) const {
+    static int id = 30;
+    ++id;
+    append("proc/self/mountinfo", std::to_string(id) + " 1 " + dev + " / " + mount_point +
+                                      " rw,relatime shared:1 - ext4 /dev/x rw");
+}
+
+void FakeSysfs::add_swap(const std::string& device_name) const {
+    append("proc/swaps", "/dev/" + device_name + "  partition\t1048572\t\t0\t\t-2");
+}
+
+void FakeSysfs::add_interface(const std::string& address, const std::string& iface, bool up) const {
+    const std::string folder = root_ + "/devices/pci0000:00/" + address + "/net/" + iface;
+    put(folder + "/flags", up ? "0x1003\n" : "0x1002\n");
+    put(folder + "/operstate", up ? "up\n" : "down\n");
+}
+
+void FakeSysfs::add_ipv4_route(const std::string& iface, const std::string& destination_hex) const {
+    append("proc/net/route", iface + "\t" + destination_hex + "\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0");
+}
+
+void FakeSysfs::add_ipv6_address(const std::string& iface, const std::string& address_hex,
+                                 const std::string& scope) const {
+    append("proc/net/if_inet6", address_hex + " 02 40 " + scope + " 80 " + iface);
 }
 
 FakeSysfs::~FakeSysfs() {

@@ -36,6 +36,9 @@ public:
     FakeSysfs& operator=(const FakeSysfs&) = delete;
 
     [[nodiscard]] const std::string& root() const noexcept { return root_; }
+    // A fake /proc beside it: meminfo (16 GiB total, 8 GiB available),
+    // self/mountinfo, swaps, net/route and net/if_inet6, empty of entries.
+    [[nodiscard]] std::string proc_root() const { return root_ + "/proc"; }
 
     // Creates kernel/iommu_groups (empty until devices with groups are added).
     void enable_iommu();
@@ -51,6 +54,23 @@ public:
                        std::uint64_t reserved, std::uint64_t surplus,
                        const std::vector<std::pair<std::uint64_t, std::uint64_t>>& nodes = {});
 
+    // PROC/meminfo with these figures.
+    void set_meminfo(std::uint64_t total_kb, std::uint64_t available_kb) const;
+    // A device node (folder with a "dev" file) at DEVICE/relative, e.g.
+    // "nvme/nvme0/nvme0n1/nvme0n1p1" with "259:1"; returns its folder.
+    std::string add_block_device(const std::string& address, const std::string& relative,
+                                 const std::string& dev) const;
+    // A line of PROC/self/mountinfo mounting `dev` on `mount_point`.
+    void add_mount(const std::string& dev, const std::string& mount_point) const;
+    void add_swap(const std::string& device_name) const;
+    // DEVICE/net/IFACE with flags 0x1003 (up) or 0x1002 (down).
+    void add_interface(const std::string& address, const std::string& iface, bool up) const;
+    // PROC/net/route line; destination as the kernel prints it (little-endian hex).
+    void add_ipv4_route(const std::string& iface, const std::string& destination_hex) const;
+    // PROC/net/if_inet6 line; scope "00" global, "20" link-local.
+    void add_ipv6_address(const std::string& iface, const std::string& address_hex,
+                          const std::string& scope) const;
+
     // Content of ROOT/relative ("" when missing).
     [[nodiscard]] std::string read(const std::string& relative) const;
     void write(const std::string& relative, const std::string& content) const;
@@ -64,6 +84,7 @@ public:
 
 private:
     [[nodiscard]] std::string device_dir(const std::string& address) const;
+    void append(const std::string& relative, const std::string& line) const;
     std::string root_;
     std::map<std::string, std::optional<std::string>> native_driver_;
 };

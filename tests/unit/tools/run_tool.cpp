@@ -27,12 +27,17 @@ std::string slurp(const std::string& path) {
 }  // namespace
 
 ToolRun run_dmakit(const std::vector<std::string>& args) {
-    ToolRun run;
     const char* tool = std::getenv("DMAKIT_TOOL");
     if (tool == nullptr) {
         ADD_FAILURE() << "DMAKIT_TOOL is not set; run through: meson test --suite unit";
-        return run;
+        return {};
     }
+    return run_program(tool, args);
+}
+
+ToolRun run_program(const std::string& program, const std::vector<std::string>& args) {
+    ToolRun run;
+    const char* tool = program.c_str();
     // Output goes to files, not pipes, so a chatty child can never block.
     std::string dir = (std::filesystem::temp_directory_path() / "dmakit-tooltest-XXXXXX").string();
     if (::mkdtemp(dir.data()) == nullptr) {

@@ -1,4 +1,4 @@
-// Runs the built dmakit binary (path in $DMAKIT_TOOL, set by meson) and
+// Runs a built program (dmakit: path in $DMAKIT_TOOL, set by meson) and
 // captures its exit code, stdout and stderr.
 #pragma once
 
@@ -14,5 +14,8 @@ struct ToolRun {
 };
 
 [[nodiscard]] ToolRun run_dmakit(const std::vector<std::string>& args);
+
+// Runs `program` (a path) with `args`.
+[[nodiscard]] ToolRun run_program(const std::string& program, const std::vector<std::string>& args);
 
 }  // namespace dmakit::testing

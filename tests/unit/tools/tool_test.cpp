@@ -23,6 +23,14 @@ namespace {
     return ::testing::AssertionSuccess();
 }
 
+// A runtime failure: exit 1, one error line containing `text`.
+::testing::AssertionResult FailsSaying(const ToolRun& run, const std::string& text) {
+    if (run.exit_code != 1) return ::testing::AssertionFailure() << "exit " << run.exit_code << ": " << run.err;
+    if (auto one = IsOneErrorLine(run.err); !one) return one;
+    if (run.err.find(text) == std::string::npos) return ::testing::AssertionFailure() << "no '" << text << "' in " << run.err;
+    return ::testing::AssertionSuccess();
+}
+
 class ToolTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -45,7 +53,7 @@ protected:
     }
 
     ToolRun dmakit(std::vector<std::string> args) {
-        args.insert(args.begin(), {"--sysfs-root", fake.root(), "--pci-ids", ids});
+        args.insert(args.begin(), {"--sysfs-root", fake.root(), "--proc-root", fake.proc_root(), "--pci-ids", ids});
         return run_dmakit(args);
     }
 
@@ -65,7 +73,10 @@ TEST_F(ToolTest, HelpEverywhere) {
 
 TEST_F(ToolTest, UsageErrorsExitTwoWithOneLine) {
     for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"frobnicate"}, {"list", "--bogus"}, {"bind"}, {"unbind"}, {"bind", "--force"},
+             {"frobnicate"}, {"list", "--bogus"}, {"bind"}, {"unbind"}, {"bind", "--force"}, {"bind", "--frobnicate"},
+             {"unbind", "--force", "0000:00:04.0"}, {"bind", "0000:00:04.0", "00:04.0"},
+             {"hugepages", "--reserve", "nan"}, {"hugepages", "--reserve", "18446744073709551616"},
+             {"hugepages", "--node", "-1"},
              {"hugepages", "--size", "3M"}, {"hugepages", "--reserve", "many"}, {"hugepages", "--reserve"}}) {
         auto run = dmakit(args);
         EXPECT_EQ(run.exit_code, 2) << args[0];
@@ -111,12 +122,14 @@ TEST_F(ToolTest, AlreadyBoundIsSuccess) {
 }
 
 TEST_F(ToolTest, BindWritesTheSysfsSequence) {
-    // The fake cannot move the driver, so verification fails, but the writes happened.
+    // The fake cannot move the driver, so verification fails, but the writes
+    // happened; then the rollback clears the override again ("\n" written
+    // over "vfio-pci": a plain file is not truncated as a sysfs attribute is).
     auto run = dmakit({"bind", "0000:00:04.0"});
     EXPECT_EQ(run.exit_code, 1);
     EXPECT_TRUE(IsOneErrorLine(run.err));
     EXPECT_NE(run.err.find("did not bind to vfio-pci (driver now: nvme)"), std::string::npos) << run.err;
-    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "vfio-pci");
+    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "\nfio-pci");
     EXPECT_EQ(fake.read("bus/pci/drivers/nvme/unbind"), "0000:00:04.0");
     EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "0000:00:04.0");
 }
@@ -248,6 +261,38 @@ TEST_F(ToolTest, HugepagesReserveWritesAndReadsBack) {
     auto node = dmakit({"hugepages", "--reserve", "16", "--node", "0", "--size", "2M"});
     EXPECT_EQ(node.exit_code, 0) << node.err;
     EXPECT_EQ(fake.read("devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"), "16");
+}
+
+TEST_F(ToolTest, HugepagesReserveRefusesMoreThanTheMachineCanSpare) {
+    fake.add_hugepages(2048, 0, 0, 0, 0);
+    fake.set_meminfo(2ull << 20, 1ull << 20);  // 2 GiB total, 1 GiB available, 128 MiB kept
+    auto run = dmakit({"hugepages", "--reserve", "18446744073709551615"});
+    EXPECT_TRUE(FailsSaying(run, "can spare at most 448"));
+    EXPECT_EQ(run.out, "");
+    EXPECT_EQ(fake.read("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), "0\n") << "nothing written";
+}
+
+TEST_F(ToolTest, BindRefusesAMountedControllerUnlessForced) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_mount("259:0", "/var/lib/data");
+    EXPECT_TRUE(FailsSaying(dmakit({"bind", "0000:00:04.0"}),
+                            "nvme0n1 (259:0) is mounted on /var/lib/data; unmount it: umount /var/lib/data, or "
+                            "bind anyway with: dmakit bind --force 0000:00:04.0"));
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "") << "nothing may be written";
+
+    // --force goes on to the writes (the fake cannot move the driver, so the
+    // verify step fails, and the rollback puts the override back).
+    auto forced = dmakit({"bind", "--force", "0000:00:04.0"});
+    EXPECT_EQ(forced.exit_code, 1);
+    EXPECT_NE(forced.err.find("did not bind to vfio-pci"), std::string::npos) << forced.err;
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "0000:00:04.0");
+}
+
+TEST_F(ToolTest, BindRefusesANicInUse) {
+    fake.add_interface("0000:00:02.0", "eth1", true);
+    fake.add_ipv4_route("eth1", "00000000");
+    EXPECT_TRUE(FailsSaying(dmakit({"bind", "0000:00:02.0", "0000:00:03.0"}),
+                            "interface eth1 is up with IPv4 route default; take it down: ip link set dev eth1 down"));
 }
 
 TEST_F(ToolTest, HugepagesUnsupportedSize) {
