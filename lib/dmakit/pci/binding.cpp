@@ -16,6 +16,13 @@ bool contains(std::span<const PciAddress> list, const PciAddress& address) {
     return std::find(list.begin(), list.end(), address) != list.end();
 }
 
+// "A; REMEDY A; B; REMEDY B": every use, each with what to do about it.
+std::string describe(const std::vector<HostUse>& uses) {
+    std::string text;
+    for (const HostUse& use : uses) text += (text.empty() ? "" : "; ") + use.what + "; " + use.remedy;
+    return text;
+}
+
 }  // namespace
 
 bool driver_allowed_in_vfio_group(const std::optional<std::string>& driver,
@@ -67,7 +74,7 @@ Status Binder::check_not_in_use(const PciAddress& address, std::span<const PciAd
     const std::string name = address.to_string();
     DMAKIT_ASSIGN_OR_RETURN(auto uses, host_use(sysfs_, proc_root, address));
     if (!uses.empty()) {
-        return Error(EBUSY, "will not bind " + name + ": " + uses.front().what + "; " + uses.front().remedy +
+        return Error(EBUSY, "will not bind " + name + ": " + describe(uses) +
                                 ", or bind anyway with: dmakit bind --force " + name);
     }
     DMAKIT_ASSIGN_OR_RETURN(auto group, sysfs_.iommu_group(address));
@@ -79,8 +86,8 @@ Status Binder::check_not_in_use(const PciAddress& address, std::span<const PciAd
         DMAKIT_ASSIGN_OR_RETURN(auto member_uses, host_use(sysfs_, proc_root, member, false));
         if (member_uses.empty()) continue;
         return Error(EBUSY, "will not bind " + name + ": " + member.to_string() + " in its IOMMU group " +
-                                std::to_string(*group) + " is in use: " + member_uses.front().what + "; " +
-                                member_uses.front().remedy + ", or bind anyway with: dmakit bind --force " + name);
+                                std::to_string(*group) + " is in use: " + describe(member_uses) +
+                                ", or bind anyway with: dmakit bind --force " + name);
     }
     return {};
 }

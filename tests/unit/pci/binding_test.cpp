@@ -228,9 +228,11 @@ TEST_F(InUseTest, NvmeWithMountedNamespaceIsRefused) {
     fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
     fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p1", "259:1");
     fake.add_mount("259:1", "/data");
+    fake.add_mount("259:0", "/mnt/raw");
     expect_refused(bind({addr("0000:00:04.0")}),
-                   {"will not bind 0000:00:04.0", "nvme0n1p1 (259:1) is mounted on /data",
-                    "unmount it: umount /data", "dmakit bind --force 0000:00:04.0"});
+                   {"will not bind 0000:00:04.0", "nvme0n1p1 (259:1) is mounted on /data; unmount it: umount /data",
+                    "nvme0n1 (259:0) is mounted on /mnt/raw; unmount it: umount /mnt/raw",
+                    ", or bind anyway with: dmakit bind --force 0000:00:04.0"});
 }
 
 TEST_F(InUseTest, NvmeHoldingTheRootFilesystemIsRefused) {
