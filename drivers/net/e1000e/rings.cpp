@@ -3,6 +3,8 @@
 #include "descriptors.hpp"
 #include "regs.hpp"
 
+#include <dmakit/support/mmio.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -92,8 +94,8 @@ std::size_t RxRing::refill(std::span<PacketBuffer* const> fresh) {
     if (handed != 0) {
         posted_ += handed;
         // Descriptors before tail: the write32 contract orders the MMIO write
-        // after these stores; the fence keeps the compiler from sinking them.
-        std::atomic_thread_fence(std::memory_order_release);
+        // after these stores; dma_wmb keeps the compiler from sinking them.
+        dmakit::mmio::dma_wmb();
         regs_->write32(rdt_offset_, (next_to_clean_ + posted_) & mask_);
     }
     return taken;
@@ -106,7 +108,7 @@ std::size_t RxRing::harvest(std::span<PacketBuffer*> out) {
         const std::uint64_t wb = load_upper(slot);  // one load: length, status, errors
         const std::uint8_t status = rxd::status(wb);
         if ((status & rxd::DD) == 0) break;
-        std::atomic_thread_fence(std::memory_order_acquire);  // frame bytes after DD
+        dmakit::mmio::dma_rmb();  // frame bytes after DD
 
         words_[2 * slot + 1] = 0;  // so a later DD here is recognisably new
         next_to_clean_ = (slot + 1) & mask_;
@@ -223,7 +225,7 @@ std::size_t TxRing::enqueue(std::span<PacketBuffer* const> pkts) {
     }
     stats_.packets += take;
     in_flight_ += static_cast<std::uint32_t>(take);
-    std::atomic_thread_fence(std::memory_order_release);
+    dmakit::mmio::dma_wmb();
     regs_->write32(tdt_offset_, next_to_use_);
     return take;
 }
@@ -234,7 +236,7 @@ std::size_t TxRing::reclaim(std::span<PacketBuffer*> out) {
         const std::uint32_t end = group_end_[next_to_clean_];
         const std::uint32_t remaining = ((end - next_to_clean_) & mask_) + 1;
         if ((txd::status(words_[2 * end + 1]) & txd::STA_DD) == 0) break;
-        std::atomic_thread_fence(std::memory_order_acquire);
+        dmakit::mmio::dma_rmb();
 
         const std::uint32_t take =
             static_cast<std::uint32_t>(std::min<std::size_t>(remaining, out.size() - n));

@@ -1,4 +1,5 @@
 #include <dmakit/dma/device.hpp>
+#include <dmakit/support/mmio.hpp>
 
 #include <atomic>
 #include <bit>
@@ -393,8 +394,9 @@ Status DmaDevice::sync_single_range_for_cpu(DmaAddr addr, std::size_t offset, st
     // The device's writes were announced by something the CPU already read
     // (a completion entry, a descriptor's done bit); reads of the buffer must
     // not be hoisted above that. On x86 loads are not reordered with loads,
-    // so this is a compiler barrier.
-    std::atomic_thread_fence(std::memory_order_acquire);
+    // so this is a compiler barrier (dma_rmb; an atomic_thread_fence would
+    // be the same on x86, but GCC's ThreadSanitizer build rejects it).
+    mmio::dma_rmb();
     return {};
 }
 
@@ -403,8 +405,9 @@ Status DmaDevice::sync_single_range_for_device(DmaAddr addr, std::size_t offset,
     DMAKIT_TRY(check_sync(addr, offset, length, dir, false, site));
     // The CPU's writes must be visible before whatever tells the device to
     // look (a doorbell write). x86 keeps stores in order, so this is a
-    // compiler barrier too; the doorbell accessor adds what MMIO needs.
-    std::atomic_thread_fence(std::memory_order_release);
+    // compiler barrier too (dma_wmb); the doorbell accessor adds what MMIO
+    // needs.
+    mmio::dma_wmb();
     return {};
 }
 
@@ -413,7 +416,7 @@ Status DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, std
     for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, true, site));
     }
-    std::atomic_thread_fence(std::memory_order_acquire);
+    mmio::dma_rmb();
     return {};
 }
 
@@ -423,7 +426,7 @@ Status DmaDevice::sync_sg_for_device(const ScatterList& list, DmaDirection dir,
     for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, false, site));
     }
-    std::atomic_thread_fence(std::memory_order_release);
+    mmio::dma_wmb();
     return {};
 }
 

@@ -112,11 +112,11 @@ std::uint32_t BuddyAllocator::take_block(unsigned order) noexcept {
     while (found > order) {
         --found;
         const std::uint32_t upper = index + (1u << found);
-        descs_[upper].state = PageState::free;
+        descs_[upper].store_state(PageState::free);
         descs_[upper].order = static_cast<std::uint8_t>(found);
         list_add(found, upper);
     }
-    descs_[index].state = PageState::allocated;
+    descs_[index].store_state(PageState::allocated);
     descs_[index].order = static_cast<std::uint8_t>(order);
     free_pages_ -= std::size_t{1} << order;
     return index;
@@ -124,21 +124,28 @@ std::uint32_t BuddyAllocator::take_block(unsigned order) noexcept {
 
 void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
     free_pages_ += std::size_t{1} << order;
-    const std::uint16_t region = descs_[index].region;
     // Merge with the buddy while it is a free block of the same order in the
     // same region (regions never merge: each is mapped and released alone).
+    // The bounds test comes before any look at the buddy's descriptor: past
+    // the region's ends lie descriptors that grow() and shrink() initialise
+    // and clear without lock_ (a race found by reading, next to the one
+    // ThreadSanitizer reported).
+    const Region* home = map_.region_of(map_.page_address(index));
+    const std::uint32_t region_first = map_.page_index(home->cpu_base());
+    const std::uint32_t region_end =
+        region_first + static_cast<std::uint32_t>(home->length() >> kPageShift);
     while (order < kMaxOrder) {
         const std::uint32_t buddy = index ^ (1u << order);
-        if (buddy >= map_.page_count()) break;
+        if (buddy < region_first || buddy >= region_end) break;
         const PageDesc& other = descs_[buddy];
-        if (other.state != PageState::free || other.order != order || other.region != region) break;
+        if (other.load_state() != PageState::free || other.order != order) break;
         list_remove(order, buddy);
         const std::uint32_t upper = std::max(index, buddy);
-        descs_[upper].state = PageState::tail;
+        descs_[upper].store_state(PageState::tail);
         index = std::min(index, buddy);
         ++order;
     }
-    descs_[index].state = PageState::free;
+    descs_[index].store_state(PageState::free);
     descs_[index].order = static_cast<std::uint8_t>(order);
     list_add(order, index);
 }
@@ -247,7 +254,7 @@ Status BuddyAllocator::validate_free(const void* block) const {
         return Error(EINVAL, "free of " + describe(block) + ": not the start of a page block");
     }
     const PageDesc& desc = map_.desc_of(block);
-    switch (desc.state) {
+    switch (desc.load_state()) {
         case PageState::allocated:
             if (desc.slab != nullptr) {
                 return Error(EINVAL, "free of " + describe(block) +
@@ -284,7 +291,7 @@ Status BuddyAllocator::free_slow(void* block) {
             // The cache is full: spill a batch, then keep this (hot) page.
             std::lock_guard lock(lock_);
             spill_page_cache(*cache, options_.page_cache_batch);
-            desc.state = PageState::thread_cached;
+            desc.store_state(PageState::thread_cached);
             cache->push(block);
             return {};
         }
@@ -311,7 +318,7 @@ void BuddyAllocator::report_invalid_free(const Error& error) const noexcept {
 
 std::size_t BuddyAllocator::block_size(const void* block) const noexcept {
     const PageDesc* desc = desc_if_page(block);
-    if (desc == nullptr || desc->state != PageState::allocated || desc->slab != nullptr) return 0;
+    if (desc == nullptr || desc->load_state() != PageState::allocated || desc->slab != nullptr) return 0;
     return order_bytes(desc->order);
 }
 
@@ -336,7 +343,7 @@ void* BuddyAllocator::alloc_page_slow() noexcept {
         return *block;
     }
     void* page = cache->pop();
-    map_.desc_of(page).state = PageState::allocated;
+    map_.desc_of(page).store_state(PageState::allocated);
     asan_unpoison(page, kPageSize);
     return page;
 }
@@ -345,7 +352,7 @@ void BuddyAllocator::refill_page_cache(ThreadCache& cache) noexcept {
     for (std::uint32_t i = 0; i < options_.page_cache_batch && !cache.full(); ++i) {
         const std::uint32_t index = take_block(0);
         if (index == kNoPage) break;
-        descs_[index].state = PageState::thread_cached;
+        descs_[index].store_state(PageState::thread_cached);
         cache.push(map_.page_address(index));
     }
 }
@@ -371,7 +378,7 @@ bool BuddyAllocator::region_is_free(const Region& region) const noexcept {
                            static_cast<std::uint32_t>(region.length() >> kPageShift),
                            [&](std::uint32_t index, unsigned order) {
                                const PageDesc& desc = descs_[index];
-                               free = free && desc.state == PageState::free && desc.order == order;
+                               free = free && desc.load_state() == PageState::free && desc.order == order;
                            });
     return free;
 }
@@ -444,10 +451,10 @@ std::vector<RegionBuddyInfo> BuddyAllocator::buddyinfo() const {
         const std::uint32_t end = index + static_cast<std::uint32_t>(region->length() >> kPageShift);
         while (index < end) {
             const PageDesc& desc = descs_[index];
-            if (desc.state == PageState::free) {
+            if (desc.load_state() == PageState::free) {
                 ++info.free_blocks[desc.order];
                 index += 1u << desc.order;
-            } else if (desc.state == PageState::allocated) {
+            } else if (desc.load_state() == PageState::allocated) {
                 index += 1u << desc.order;
             } else {
                 ++index;

@@ -181,7 +181,7 @@ inline void* BuddyAllocator::alloc_pages(unsigned order) noexcept {
         ThreadCache* cache = page_cache_.local();
         if (!cache->empty()) [[likely]] {
             void* page = cache->pop();
-            descs_[(static_cast<std::byte*>(page) - base_) >> kPageShift].state = PageState::allocated;
+            descs_[(static_cast<std::byte*>(page) - base_) >> kPageShift].store_state(PageState::allocated);
             asan_unpoison(page, kPageSize);
             return page;
         }
@@ -193,11 +193,11 @@ inline void* BuddyAllocator::alloc_pages(unsigned order) noexcept {
 
 inline void BuddyAllocator::free_pages(void* block) noexcept {
     PageDesc* desc = desc_if_page(block);
-    if (desc != nullptr && desc->state == PageState::allocated && desc->order == 0 &&
+    if (desc != nullptr && desc->load_state() == PageState::allocated && desc->order == 0 &&
         desc->slab == nullptr) [[likely]] {
         ThreadCache* cache = page_cache_.local();
         if (!cache->full()) [[likely]] {
-            desc->state = PageState::thread_cached;
+            desc->store_state(PageState::thread_cached);
             asan_poison(block, kPageSize);
             cache->push(block);
             return;

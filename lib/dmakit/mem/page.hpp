@@ -7,6 +7,7 @@
 // allocator.
 #pragma once
 
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -52,10 +53,25 @@ struct PageDesc {
     std::uint32_t next;    // free-list links: arena page indices, kNoPage ends
     std::uint32_t prev;
     std::uint8_t order;    // block order, valid on heads
-    PageState state;
+    PageState state_;      // through load_state/store_state only
     std::uint16_t region;  // 1-based region slot, 0 when unmanaged
     std::uint32_t reserved;
     Slab* slab;            // owning slab for every page of a slab, else null
+
+    // The state is read and written without the allocator's lock by the
+    // order-0 fast paths (allocated <-> thread_cached, on a page the calling
+    // thread owns) and by free validation, while another thread reads it
+    // under the lock to decide whether a neighbouring block may merge
+    // (ThreadSanitizer found this race; docs/reliability.md). Relaxed atomics
+    // suffice: changes to or from `free` happen only under the lock, which
+    // orders them; the lock-free changes are between two states that mean
+    // "not free" to every reader. On x86 both are plain byte moves.
+    [[nodiscard]] PageState load_state() const noexcept {
+        return std::atomic_ref<PageState>(const_cast<PageState&>(state_)).load(std::memory_order_relaxed);
+    }
+    void store_state(PageState state) noexcept {
+        std::atomic_ref<PageState>(state_).store(state, std::memory_order_relaxed);
+    }
 };
 static_assert(sizeof(PageDesc) == 24, "PageDesc is part of the metadata budget");
 

@@ -11,14 +11,21 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace dmakit::dma::testing {
 
+// Read `lines` once the threads that log are done; the concurrency tests
+// log from several threads at once.
 struct CapturedLog {
+    std::mutex mutex;
     std::vector<std::string> lines;
-    Logger logger{LogLevel::debug, [this](LogLevel, std::string_view m) { lines.emplace_back(m); }};
+    Logger logger{LogLevel::debug, [this](LogLevel, std::string_view m) {
+                      std::lock_guard lock(mutex);
+                      lines.emplace_back(m);
+                  }};
 };
 
 struct TestContextOptions {
