@@ -2,6 +2,8 @@
 
 #include "format.hpp"
 
+#include <dmakit/support/mmio.hpp>
+
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -85,8 +87,11 @@ Result<std::uint16_t> QueuePair::submit(const SubmissionEntry& sqe, CompletionFn
 
 void QueuePair::ring_sq() noexcept {
     if (sq_tail_ == sq_tail_rung_) return;
-    // SQEs must be globally visible before the controller sees the new tail.
-    std::atomic_thread_fence(std::memory_order_release);
+    // SQEs must be globally visible before the controller sees the new tail
+    // (the kernel's wmb before the doorbell; the MMIO write adds what the
+    // platform needs). dma_wmb, not a thread fence: the ordering is against
+    // the device, which ThreadSanitizer cannot see.
+    mmio::dma_wmb();
     doorbells_->ring_sq_tail(static_cast<std::uint16_t>(sq_tail_));
     sq_tail_rung_ = sq_tail_;
     rung_seq_ = submit_seq_;
@@ -135,7 +140,7 @@ std::uint32_t QueuePair::poll(std::uint32_t max_entries) {
         dw3 = *reinterpret_cast<volatile const std::uint32_t*>(reinterpret_cast<const std::byte*>(slot) + 12);
         if (((dw3 >> 16) & 1u) != phase_) break;
         // Read the rest of the entry only after seeing its phase.
-        std::atomic_thread_fence(std::memory_order_acquire);
+        mmio::dma_rmb();
         const auto* words = reinterpret_cast<volatile const std::uint32_t*>(slot);
         CompletionEntry e;
         e.dw0 = words[0];
