@@ -4,7 +4,6 @@
 
 #include <dmakit/support/mmio.hpp>
 
-#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cerrno>
