@@ -172,7 +172,7 @@ class RingScript(Script):
     def __init__(self, size_shift, rs_interval):
         super().__init__()
         self.size = 8 << size_shift
-        self.int(size_shift, 0, 3).int(rs_interval, 1, self.size)
+        self.int(size_shift, 0, 3).int(rs_interval, 1, self.size // 2)
 
     def step(self, s): return self.int(s, 0, 6)
 
@@ -207,7 +207,7 @@ def ring_seeds():
     r = RingScript(0, 2)
     r.tx_enqueue([60, 60, 1514, 100]).tx_done(1).tx_done(3).tx_reclaim(8)
     seeds["tx_reclaim"] = r.bytes()
-    r = RingScript(1, 16)
+    r = RingScript(1, 8)
     r.tx_enqueue([64] * 15).tx_done(14).tx_reclaim(16).tx_enqueue([0, 1600]).release(False)
     seeds["tx_full_and_invalid"] = r.bytes()
     return seeds
