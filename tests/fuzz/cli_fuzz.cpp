@@ -1,6 +1,7 @@
 // Fuzzes the command-line parsing that needs no system: the dmakit tool's
 // global options and argument reader (tools/dmakit/cli.*), and the number
-// and --iommu parsers the NVMe examples use (examples/nvme/common.hpp).
+// parsers every program uses (lib/dmakit/support/number_text.hpp) and the
+// --iommu value parser (lib/dmakit/dma/types.hpp).
 // The input is split on NUL bytes into argv words. The subcommands' own
 // option handling is covered by the unit tests that run the tool; here the
 // reader must never index past the arguments or lose one.
@@ -8,7 +9,10 @@
 
 #include <cli.hpp>
 
-#include "../../examples/nvme/common.hpp"
+#include <dmakit/dma/types.hpp>
+#include <dmakit/support/number_text.hpp>
+
+#include <cmath>
 
 #include <cstddef>
 #include <cstdint>
@@ -39,10 +43,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t given = words.size();
 
     for (const std::string& w : words) {
-        if (auto n = examples::parse_size(w); n) {
+        if (auto n = parse_byte_size(w); n) {
             // A k/m/g suffix multiplies: the value is a whole number of KiB.
             const char last = w.back();
             if (last < '0' || last > '9') FUZZ_CHECK(*n % 1024 == 0);
+        }
+        // Reals are finite and an accepted option value lies in its range
+        // (NaN would pass no range check by comparing false).
+        if (auto r = parse_real(w); r) FUZZ_CHECK(std::isfinite(*r));
+        if (auto rate = parse_option_number<double>("-r", w, 0.0, 1e6); rate.ok()) {
+            FUZZ_CHECK(*rate >= 0.0 && *rate <= 1e6);
+        }
+        if (auto size = parse_option_number<std::uint64_t>("-s", w, 512, 1ull << 30, true); size.ok()) {
+            FUZZ_CHECK(*size >= 512 && *size <= (1ull << 30));
         }
         (void)dma::parse_iommu_policy(w);
     }

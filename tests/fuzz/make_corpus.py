@@ -286,7 +286,7 @@ def main():
         "cli": {
             "bind": b"bind\x000000:00:03.0\x00--sysfs-root\x00/tmp/sys",
             "hugepages": b"--pci-ids=/usr/share/misc/pci.ids\x00hugepages\x00--reserve\x00512M\x00--node=0",
-            "sizes": b"4k\x0016M\x001g\x00pool\x00strict\x00--help",
+            "sizes": b"4k\x0016M\x001g\x00pool\x00strict\x00--help\x000.5\x00nan\x001e400",
             "missing_value": b"list\x00--json\x00--sysfs-root",
         },
     }
