@@ -8,7 +8,6 @@
 namespace dmakit::dma {
 namespace {
 
-constexpr std::uintptr_t kChunk = RegistrationCache::kChunk;
 constexpr std::uintptr_t kSmallPage = 4096;
 
 std::uintptr_t align_down(std::uintptr_t v, std::uintptr_t a) { return v & ~(a - 1); }

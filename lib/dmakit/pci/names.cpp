@@ -20,7 +20,9 @@ namespace {
 // This pointer is set only for the duration of such a call (see guarded()).
 thread_local std::jmp_buf* active_jump = nullptr;
 
-[[noreturn]] void on_libpci_error(char* /*format*/, ...) {
+// The GNU spelling, not [[noreturn]]: pci.h declares the hook's pointer type
+// with __attribute__((noreturn)), which clang treats as part of the type.
+__attribute__((noreturn)) void on_libpci_error(char* /*format*/, ...) {
     if (active_jump != nullptr) std::longjmp(*active_jump, 1);
     std::abort();  // unreachable: every libpci call that can fail runs under guarded()
 }
