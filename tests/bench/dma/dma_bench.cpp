@@ -69,8 +69,12 @@ Fixture& strict_fixture() {
     return f;
 }
 
-void BM_map_pool_pair(benchmark::State& state, std::size_t size) {
-    auto& f = fixture();
+// map_single + unmap_single of pool memory. IommuPolicy::pool: an address
+// computation plus the live-mapping bookkeeping. IommuPolicy::strict: every
+// map is its own IOMMU mapping (IOVA allocation, backend map, tracking) and
+// every unmap tears it down; over the test backend this is dmakit's own
+// cost, the kernel's is in dma_vm_bench.
+void map_pair(benchmark::State& state, Fixture& f, std::size_t size) {
     auto buffer = f.device->alloc_coherent(std::max<std::size_t>(size, 2 << 20));
     if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
     auto* cpu = buffer->as<std::byte>();
@@ -81,19 +85,10 @@ void BM_map_pool_pair(benchmark::State& state, std::size_t size) {
     }
 }
 
-// IommuPolicy::strict: every map is its own IOMMU mapping (IOVA allocation,
-// backend map, tracking) and every unmap tears it down. Over the test
-// backend this is dmakit's own cost; the kernel's is in dma_vm_bench.
+void BM_map_pool_pair(benchmark::State& state, std::size_t size) { map_pair(state, fixture(), size); }
+
 void BM_map_strict_pair(benchmark::State& state, std::size_t size) {
-    auto& f = strict_fixture();
-    auto buffer = f.device->alloc_coherent(std::max<std::size_t>(size, 2 << 20));
-    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
-    auto* cpu = buffer->as<std::byte>();
-    for (auto _ : state) {
-        auto addr = f.device->map_single(cpu, size, dma::DmaDirection::to_device);
-        benchmark::DoNotOptimize(addr);
-        (void)f.device->unmap_single(*addr, size, dma::DmaDirection::to_device);
-    }
+    map_pair(state, strict_fixture(), size);
 }
 
 void BM_map_foreign_hit_pair(benchmark::State& state, std::size_t size) {
