@@ -113,14 +113,7 @@ TEST_F(ConcurrentDmaDevice, MapUnmapAndSyncFromThreadsInPoolPolicy) {
         << "every exact mapping was torn down at its unmap";
 }
 
-class ConcurrentStrictDmaDevice : public DmaTest {
-protected:
-    void SetUp() override {
-        TestContextOptions options;
-        options.context.policy = IommuPolicy::strict;
-        make_context(options);
-    }
-};
+using ConcurrentStrictDmaDevice = StrictDmaTest;
 
 TEST_F(ConcurrentStrictDmaDevice, MapUnmapAndSyncFromThreadsShareTheIovaCache) {
     const std::uint64_t seed = concurrency_seed();

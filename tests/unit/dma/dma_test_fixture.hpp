@@ -56,4 +56,14 @@ protected:
     std::unique_ptr<DmaDevice> device_;
 };
 
+// The same over a context with IommuPolicy::strict.
+class StrictDmaTest : public DmaTest {
+protected:
+    void SetUp() override {
+        TestContextOptions options;
+        options.context.policy = IommuPolicy::strict;
+        make_context(options);
+    }
+};
+
 }  // namespace dmakit::dma::testing

@@ -163,14 +163,7 @@ TEST_F(IsolationTest, ManyThreadsMapAndUnmapWithoutLosingAMapping) {
     EXPECT_EQ(device_->live_mappings(), 0U);
 }
 
-class StrictTest : public DmaTest {
-protected:
-    void SetUp() override {
-        TestContextOptions options;
-        options.context.policy = IommuPolicy::strict;
-        make_context(options);
-    }
-};
+using StrictTest = StrictDmaTest;
 
 TEST_F(StrictTest, PoolRegionsAreNotMappedAndEveryCoherentBufferHasItsOwnMapping) {
     auto a = device_->alloc_coherent(kPage);
