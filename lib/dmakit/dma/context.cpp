@@ -7,9 +7,8 @@
 namespace dmakit::dma {
 namespace {
 
-constexpr unsigned kChunkShift = 21;  // 2 MiB
-constexpr std::uint64_t kChunk = std::uint64_t{1} << kChunkShift;
-// Bound on the flag table: 2^40 bytes of pool IOVA window = 512 Ki flags.
+constexpr std::uint64_t kMinRegion = std::uint64_t{1} << 21;  // 2 MiB: the smallest pool region
+// The widest pool window dmakit supports (1 TiB of device address space).
 constexpr std::uint64_t kMaxPoolWindow = std::uint64_t{1} << 40;
 
 }  // namespace
@@ -25,7 +24,7 @@ Result<std::unique_ptr<DmaContext>> DmaContext::create(std::unique_ptr<iommu::Io
                                                        std::unique_ptr<mem::PageSource> source,
                                                        DmaContextConfig config) {
     if (!domain || !source) return Error(EINVAL, "DmaContext needs an IOMMU domain and a page source");
-    if (config.pool_dma_mask < kChunk - 1) {
+    if (config.pool_dma_mask < kMinRegion - 1) {
         return Error(EINVAL, "pool_dma_mask " + iommu::to_hex(config.pool_dma_mask) +
                                  " leaves no room for a 2 MiB pool region");
     }
@@ -38,8 +37,6 @@ Result<std::unique_ptr<DmaContext>> DmaContext::create(std::unique_ptr<iommu::Io
     std::unique_ptr<DmaContext> context(
         new DmaContext(std::move(domain), std::move(config), std::move(owned)));
 
-    context->pool_chunk_count_ = static_cast<std::size_t>((context->config_.pool_dma_mask >> kChunkShift) + 1);
-    context->pool_chunks_ = std::make_unique<std::atomic<bool>[]>(context->pool_chunk_count_);
     if (context->config_.debug) context->debug_ = std::make_unique<DmaDebug>(*context->logger_);
     context->registrations_ = std::make_unique<RegistrationCache>(*context->domain_);
 
@@ -57,24 +54,12 @@ DmaContext::~DmaContext() {
     // (unmapping each region through region_removing), then the domain.
 }
 
-void DmaContext::mark_pool_chunks(std::uint64_t iova, std::uint64_t length, bool is_pool) noexcept {
-    for (std::uint64_t chunk = iova >> kChunkShift;
-         chunk < ((iova + length) >> kChunkShift) && chunk < pool_chunk_count_; ++chunk) {
-        pool_chunks_[chunk].store(is_pool, std::memory_order_release);
-    }
-}
-
-bool DmaContext::is_pool_dma_address(DmaAddr addr) const noexcept {
-    std::uint64_t chunk = addr.value() >> kChunkShift;
-    return chunk < pool_chunk_count_ && pool_chunks_[chunk].load(std::memory_order_acquire);
-}
-
 Status DmaContext::region_added(mem::Region& region) {
     // Under the strict policy nothing is reachable until it is mapped: a
     // region stays out of the IOMMU and each buffer is mapped on its own.
     if (config_.policy == IommuPolicy::strict) return {};
     // Map the whole region once, aligned to its size (up to 1 GiB) so the
-    // IOMMU can use large pages and the 2 MiB flag table stays exact.
+    // IOMMU can use large pages.
     iommu::MapOptions options;
     options.dma_mask = config_.pool_dma_mask;
     options.align = std::min<std::uint64_t>(std::bit_ceil(region.length()), std::uint64_t{1} << 30);
@@ -84,7 +69,6 @@ Status DmaContext::region_added(mem::Region& region) {
             "mapping a " + std::to_string(region.length() >> 20) + " MiB pool region for DMA");
     }
     region.set_dma_base(mapped->iova);
-    mark_pool_chunks(mapped->iova, region.length(), true);
     std::uint64_t top = mapped->iova + region.length() - 1;
     std::uint64_t seen = pool_dma_top_.load(std::memory_order_relaxed);
     while (top > seen && !pool_dma_top_.compare_exchange_weak(seen, top)) {
@@ -116,7 +100,6 @@ Result<std::unique_ptr<mem::SlabCache>> DmaContext::create_device_slab(
 void DmaContext::region_removing(mem::Region& region) noexcept {
     auto dma = region.dma_base();
     if (!dma) return;
-    mark_pool_chunks(*dma, region.length(), false);
     auto status = domain_->unmap(*dma);
     if (!status.ok()) logger_->warning("unmapping a pool region: " + status.error().message());
     region.clear_dma_base();

@@ -74,8 +74,6 @@ public:
         auto dma = pages_->dma_address_of(cpu);
         return dma ? std::optional<DmaAddr>(DmaAddr(*dma)) : std::nullopt;
     }
-    // Whether `addr` lies in a pool region's device range. O(1), no lock.
-    [[nodiscard]] bool is_pool_dma_address(DmaAddr addr) const noexcept;
     // A slab cache whose objects devices of this context reach (DmaPool
     // blocks, NIC packet buffers). Under IommuPolicy::pool it is an ordinary
     // cache over the pool pages, already mapped with their region; under
@@ -109,17 +107,11 @@ private:
 
     [[nodiscard]] Status region_added(mem::Region& region) override;
     void region_removing(mem::Region& region) noexcept override;
-    void mark_pool_chunks(std::uint64_t iova, std::uint64_t length, bool is_pool) noexcept;
 
     DmaContextConfig config_;
     std::unique_ptr<Logger> owned_logger_;
     const Logger* logger_;
     std::unique_ptr<iommu::IommuDomain> domain_;
-    // One flag per 2 MiB of device address space below pool_dma_mask: set
-    // where a pool region is mapped. Pool regions are multiples of 2 MiB at
-    // 2 MiB-aligned addresses, so a chunk is all pool or not pool at all.
-    std::unique_ptr<std::atomic<bool>[]> pool_chunks_;
-    std::size_t pool_chunk_count_ = 0;
     std::atomic<std::uint64_t> pool_dma_top_{0};
     std::unique_ptr<mem::BuddyAllocator> pages_;
     std::unique_ptr<RegistrationCache> registrations_;
