@@ -176,7 +176,7 @@ Result<IommuMapping> IommuDomain::map_locked(std::span<const CpuSegment> segment
     if (backend_mappings_ >= budget_ || budget_ - backend_mappings_ < rounded.size()) {
         return budget_error();
     }
-    const std::uint64_t block = std::max({std::bit_ceil(total), options.align, granule_});
+    const std::uint64_t block = allocator_.block_for(total, options.align);
     auto iova = allocate_iova_locked(block, total, options);
     if (!iova.ok()) return std::move(iova).error();
 

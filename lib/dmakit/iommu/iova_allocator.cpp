@@ -104,7 +104,7 @@ Result<std::uint64_t> IovaAllocator::allocate(std::uint64_t size, std::uint64_t 
                                  " bytes below mask " + to_hex(dma_mask) +
                                  ": larger than any IOVA block");
     }
-    std::uint64_t want = std::max({std::bit_ceil(size), align, granule_});
+    const std::uint64_t want = block_for(size, align);
     unsigned order = static_cast<unsigned>(std::countr_zero(want));
 
     auto no_space = [&]() {

@@ -26,7 +26,9 @@
 #include <dmakit/iommu/backend.hpp>
 #include <dmakit/support/result.hpp>
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -39,6 +41,7 @@ namespace dmakit::iommu {
 class IovaAllocator {
 public:
     static constexpr unsigned kMaxOrder = 63;  // blocks up to 2^63 bytes
+    static constexpr std::uint64_t block_bytes_max = std::uint64_t{1} << kMaxOrder;
 
     // `granule` is the smallest IOMMU page size (a power of two, >= 4096 is
     // typical); the ranges are trimmed inwards to it.
@@ -52,6 +55,13 @@ public:
     // when nothing fits, and with EINVAL for size 0 or a bad alignment.
     [[nodiscard]] Result<std::uint64_t> allocate(std::uint64_t size, std::uint64_t dma_mask,
                                                  std::uint64_t align = 0);
+
+    // Bytes allocate(size, ..., align) sets aside: bit_ceil(max(size, align,
+    // granule)); 0 for a size above 2^63, which allocate() refuses.
+    [[nodiscard]] std::uint64_t block_for(std::uint64_t size, std::uint64_t align) const noexcept {
+        if (size > block_bytes_max) return 0;
+        return std::max({std::bit_ceil(size), align, granule_});
+    }
 
     // Returns a block that allocate() handed out (by its first IOVA).
     [[nodiscard]] Status free(std::uint64_t iova);

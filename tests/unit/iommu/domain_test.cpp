@@ -345,5 +345,16 @@ TEST(IommuDomain, FreedSmallBlocksAreReusedAndGivenBackWhenSpaceRunsShort) {
     EXPECT_EQ(whole->iova, 0x100000u);
 }
 
+TEST(IommuDomain, MapLargerThanAnyIovaBlockIsRefused) {
+    TestBackendConfig config;
+    config.usable_ranges = {{0x1000, ~std::uint64_t{0}}};
+    Fixture f(config);
+    Pages mem(1);
+    auto huge = f.domain->map(mem.page(0), (std::uint64_t{1} << 63) + k4K, Access::read);
+    ASSERT_FALSE(huge.ok());
+    EXPECT_EQ(f.domain->mapping_count(), 0u);
+    EXPECT_TRUE(f.backend->operations().empty()) << "refused before the backend was asked";
+}
+
 }  // namespace
 }  // namespace dmakit::iommu
