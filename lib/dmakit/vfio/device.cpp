@@ -74,6 +74,10 @@ bool Region::is_mapped(std::uint64_t offset, std::uint64_t length) const noexcep
 }
 
 Status Region::check(std::uint64_t offset, std::uint64_t width) const {
+    if (retired_) {
+        return Error(ENODEV, "region " + std::to_string(info_.index) +
+                                 " was retired: its device was released (removed); reopen the device");
+    }
     if (offset > info_.size || info_.size - offset < width) {
         return Error(EINVAL, "access of " + std::to_string(width) + " bytes at " + to_hex(offset) +
                                  " is outside region " + std::to_string(info_.index) + " (" +
@@ -124,6 +128,22 @@ Status Region::write64(std::uint64_t offset, std::uint64_t value) const {
                     "region " + std::to_string(info_.index) + " at " + to_hex(offset));
 }
 
+void Region::retire() noexcept {
+    if (retired_) return;
+    retired_ = true;
+    for (const MmapArea& area : areas_) {
+        // MAP_FIXED over the device mapping drops it (and its reference to
+        // the device file) and leaves ordinary memory at the same address.
+        void* at = mapping_.bytes() + area.offset;
+        void* got = ::mmap(at, area.size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (got == at) std::memset(at, 0xff, area.size);
+        // On failure the old mapping is still in place: the kernel's removal
+        // then waits for the process, as without a request channel.
+    }
+    fd_.reset();
+}
+
 // ---------------------------------------------------------------- Device
 
 Result<Device> Device::adopt(UniqueFd fd, const pci::PciAddress& address) {
@@ -148,7 +168,31 @@ Result<Device> Device::adopt(UniqueFd fd, const pci::PciAddress& address) {
     if (!config.ok()) return std::move(config).error().with_context(address.to_string());
     device.config_offset_ = config->offset;
     device.config_size_ = config->size;
+    // The device request channel (vfio-pci offers it on every device; an
+    // older kernel or another bus may not): without it a hot unplug waits for
+    // the process to exit, so its absence is not an error.
+    if (device.num_irqs_ > VFIO_PCI_REQ_IRQ_INDEX) {
+        vfio_irq_info req{};
+        req.argsz = sizeof req;
+        req.index = VFIO_PCI_REQ_IRQ_INDEX;
+        if (::ioctl(device.fd_.get(), VFIO_DEVICE_GET_IRQ_INFO, &req) == 0 && req.count != 0 &&
+            (req.flags & VFIO_IRQ_INFO_EVENTFD) != 0) {
+            auto armed = RemovalRequest::arm(device.fd_.get(), address.to_string());
+            if (armed.ok()) device.removal_ = std::move(armed).value();
+        }
+    }
     return device;
+}
+
+Status Device::check_open() const {
+    if (fd_.valid()) return {};
+    return Error(ENODEV, address_.to_string() +
+                             " was released (removed, or handed back to the kernel); open it again once it is back");
+}
+
+void Device::release() noexcept {
+    removal_.disarm();
+    fd_.reset();
 }
 
 bool Device::supports_reset() const noexcept { return (flags_ & VFIO_DEVICE_FLAGS_RESET) != 0; }
@@ -158,6 +202,7 @@ Result<RegionInfo> Device::region_info(std::uint32_t index) const {
         return Error(EINVAL, address_.to_string() + " has " + std::to_string(num_regions_) +
                                  " regions; there is no region " + std::to_string(index));
     }
+    DMAKIT_TRY(check_open());
     auto info = query_region(fd_.get(), index);
     if (!info.ok()) return std::move(info).error().with_context(address_.to_string());
     return info;
@@ -230,6 +275,7 @@ Status Device::write_region(std::uint32_t index, std::uint64_t offset,
 }
 
 Status Device::config_io(bool write, std::uint32_t offset, void* data, std::size_t size) const {
+    DMAKIT_TRY(check_open());
     if (offset > config_size_ || config_size_ - offset < size || offset % size != 0) {
         return Error(EINVAL, "config space access of " + std::to_string(size) + " bytes at " +
                                  to_hex(offset) + " is unaligned or beyond the " +
@@ -286,6 +332,7 @@ Status Device::reset() const {
         return Error(ENOTSUP, address_.to_string() + " cannot be reset by VFIO (no FLR, PM reset "
                                                      "or bus reset available to it)");
     }
+    DMAKIT_TRY(check_open());
     if (::ioctl(fd_.get(), VFIO_DEVICE_RESET) != 0) {
         return system_error(errno, "VFIO_DEVICE_RESET of " + address_.to_string());
     }
@@ -297,6 +344,7 @@ Result<IrqInfo> Device::irq_info(std::uint32_t index) const {
         return Error(EINVAL, address_.to_string() + " has no interrupt index " +
                                  std::to_string(index));
     }
+    DMAKIT_TRY(check_open());
     vfio_irq_info info{};
     info.argsz = sizeof info;
     info.index = index;

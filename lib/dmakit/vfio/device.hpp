@@ -12,6 +12,7 @@
 #include <dmakit/support/result.hpp>
 #include <dmakit/support/unique_fd.hpp>
 #include <dmakit/vfio/info.hpp>
+#include <dmakit/vfio/removal_request.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +56,14 @@ public:
     [[nodiscard]] Status write32(std::uint64_t offset, std::uint32_t value) const;
     [[nodiscard]] Status write64(std::uint64_t offset, std::uint64_t value) const;
 
+    // Lets go of the device before it is removed: each mapped area is
+    // replaced, at the same address, by private memory reading all ones (what
+    // a PCIe read of a vanished device returns) and the fd is closed. Pointers
+    // into base() stay safe to use (a late doorbell write lands nowhere, a
+    // status read sees 0xffffffff); read/write members then fail with ENODEV.
+    void retire() noexcept;
+    [[nodiscard]] bool retired() const noexcept { return retired_; }
+
 private:
     friend class Device;
     [[nodiscard]] Status check(std::uint64_t offset, std::uint64_t width) const;
@@ -63,6 +72,7 @@ private:
     UniqueFd fd_;             // dup of the device fd, for pread/pwrite
     MemoryMapping mapping_;   // reservation of info_.size bytes, areas mapped inside
     std::vector<MmapArea> areas_;
+    bool retired_ = false;
 };
 
 // VFIO_DEVICE_GET_IRQ_INFO for one interrupt index.
@@ -122,6 +132,23 @@ public:
     // VFIO_DEVICE_GET_IRQ_INFO; use vfio/interrupts.hpp to enable them.
     [[nodiscard]] Result<IrqInfo> irq_info(std::uint32_t index) const;
 
+    // Removal (vfio/removal_request.hpp): adopt() registers for the kernel's
+    // device request, so a hot unplug or unbind shows up here instead of
+    // blocking the kernel forever. A driver checks now and then (one system
+    // call; the answer latches), stops its queues, fails what is in flight,
+    // retires its Regions, drops its Interrupts and calls release().
+    [[nodiscard]] bool removal_requested() noexcept { return removal_.requested(); }
+    // False when the kernel offers no request channel (then it waits for the
+    // process to close the device, as before).
+    [[nodiscard]] bool removal_watched() const noexcept { return removal_.armed(); }
+    [[nodiscard]] int removal_eventfd() const noexcept { return removal_.eventfd(); }
+    // Closes the device fd: with every Region retired and every Interrupts
+    // gone, that is the last reference, and vfio-pci resets the device, turns
+    // its DMA off and lets the removal finish. Every call after it fails with
+    // ENODEV. Idempotent.
+    void release() noexcept;
+    [[nodiscard]] bool released() const noexcept { return !fd_.valid(); }
+
     // For Group::open_device: queries VFIO_DEVICE_GET_INFO.
     [[nodiscard]] static Result<Device> adopt(UniqueFd fd, const pci::PciAddress& address);
 
@@ -129,6 +156,7 @@ private:
     Device() = default;
     [[nodiscard]] Status config_io(bool write, std::uint32_t offset, void* data,
                                    std::size_t size) const;
+    [[nodiscard]] Status check_open() const;
 
     UniqueFd fd_;
     pci::PciAddress address_;
@@ -137,6 +165,7 @@ private:
     std::uint32_t num_irqs_ = 0;
     std::uint64_t config_offset_ = 0;  // of the config region in the device fd
     std::uint64_t config_size_ = 0;
+    RemovalRequest removal_;
 };
 
 }  // namespace dmakit::vfio

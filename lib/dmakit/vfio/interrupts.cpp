@@ -102,6 +102,7 @@ Interrupts& Interrupts::operator=(Interrupts&& other) noexcept {
         device_fd_ = std::move(other.device_fd_);
         kind_ = other.kind_;
         eventfds_ = std::move(other.eventfds_);
+        detached_ = other.detached_;
     }
     return *this;
 }
@@ -168,6 +169,7 @@ Result<std::optional<std::uint32_t>> Interrupts::wait_any(std::chrono::milliseco
 
 Status Interrupts::trigger(std::uint32_t vector) const {
     DMAKIT_TRY(check_vector(vector));
+    if (detached_) return Error(ENODEV, "the interrupts' device was released");
     return set_irqs(device_fd_.get(), VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, kind_,
                     vector, 1, {});
 }
@@ -176,6 +178,7 @@ Status Interrupts::unmask_intx() const {
     if (kind_ != IrqKind::intx || eventfds_.empty()) {
         return Error(EINVAL, "unmask_intx on interrupts that are not INTx");
     }
+    if (detached_) return Error(ENODEV, "the interrupts' device was released");
     return set_irqs(device_fd_.get(), VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, kind_, 0,
                     1, {});
 }

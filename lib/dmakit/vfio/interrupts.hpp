@@ -68,6 +68,14 @@ public:
     [[nodiscard]] Status unmask_intx() const;
     // Turns the interrupts off now (also done on destruction).
     [[nodiscard]] Status disable();
+    // Drops this object's reference to the device (its fd duplicate) so the
+    // device can be released for a removal; closing the device turns its
+    // interrupts off. The eventfds stay: a waiter just times out. trigger()
+    // and unmask_intx() fail from then on.
+    void detach() noexcept {
+        device_fd_.reset();
+        detached_ = true;
+    }
 
 private:
     [[nodiscard]] Status check_vector(std::uint32_t vector) const;
@@ -75,6 +83,7 @@ private:
     UniqueFd device_fd_;  // dup of the device fd
     IrqKind kind_ = IrqKind::msix;
     std::vector<UniqueFd> eventfds_;
+    bool detached_ = false;
 };
 
 }  // namespace dmakit::vfio
