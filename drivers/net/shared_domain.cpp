@@ -1,5 +1,7 @@
 #include "shared_domain.hpp"
 
+#include <algorithm>
+
 #include <dmakit/mem/hugepage_source.hpp>
 #include <dmakit/vfio/type1_backend.hpp>
 
@@ -8,6 +10,11 @@
 namespace dmakit::net {
 
 SharedDmaDomain::~SharedDmaDomain() {
+    // Every member released for a hot unplug: the kernel dropped the
+    // container's mappings with the last group (see PciDmaDevice).
+    const bool all_released = !devices_.empty() && std::all_of(devices_.begin(), devices_.end(),
+                                                                [](const vfio::Device& d) { return d.released(); });
+    if (all_released && context_) context_->domain().forget_backend_mappings();
     dma_.clear();
     context_.reset();
     devices_.clear();

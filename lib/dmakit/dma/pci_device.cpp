@@ -15,6 +15,10 @@ Status reserve_pci_windows(PciDmaOptions& options) {
 }
 
 PciDmaDevice::~PciDmaDevice() {
+    // Released for a hot unplug (vfio::Device::release): the group left with
+    // the device, and the kernel dropped every mapping of the container
+    // with it; unmapping them again would only earn errors.
+    if (device_.released() && context_) context_->domain().forget_backend_mappings();
     dma_.reset();
     context_.reset();
 }

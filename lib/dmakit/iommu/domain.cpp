@@ -91,6 +91,7 @@ IommuDomain::IommuDomain(std::unique_ptr<IommuBackend> backend, IovaAllocator al
 IommuDomain::~IommuDomain() {
     std::lock_guard lock(mutex_);
     for (auto& [first_iova, record] : records_) {
+        if (backend_mappings_gone_) break;
         for (const Segment& segment : record.segments) {
             (void)backend_->unmap(segment.iova, segment.length);
         }
@@ -262,7 +263,7 @@ Status IommuDomain::unmap(std::uint64_t iova) {
     // dropped from the record so that a retry continues where this stopped.
     while (!record.segments.empty()) {
         const Segment& segment = record.segments.front();
-        Status status = backend_->unmap(segment.iova, segment.length);
+        Status status = backend_mappings_gone_ ? Status{} : backend_->unmap(segment.iova, segment.length);
         if (!status.ok()) {
             return std::move(status).error().with_context("unmapping IOVA " + to_hex(iova));
         }
@@ -273,6 +274,11 @@ Status IommuDomain::unmap(std::uint64_t iova) {
     records_.erase(it);
     release_iova_locked(iova, block);
     return {};
+}
+
+void IommuDomain::forget_backend_mappings() noexcept {
+    std::lock_guard lock(mutex_);
+    backend_mappings_gone_ = true;
 }
 
 Status IommuDomain::refresh() {

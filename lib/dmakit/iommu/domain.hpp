@@ -96,6 +96,13 @@ public:
     // Unmaps what map()/map_scattered() returned at `iova`.
     [[nodiscard]] Status unmap(std::uint64_t iova);
 
+    // The kernel has dropped every mapping of this domain: each of its
+    // devices was released for a hot unplug, and with the last one the
+    // container's groups and IOMMU went (vfio_device_remove_group). Later
+    // unmaps only update the bookkeeping; no backend call is made, because
+    // there is nothing left to undo and the kernel answers with errors.
+    void forget_backend_mappings() noexcept;
+
     // Re-reads ranges and budget from the backend (after attaching another
     // group to the same container). Fails with EBUSY if a live mapping lies in
     // space that stopped being usable; only shrinking ranges are applied, and
@@ -157,6 +164,7 @@ private:
     void set_budget_locked(const IommuCapabilities& caps);
 
     mutable std::mutex mutex_;
+    bool backend_mappings_gone_ = false;  // forget_backend_mappings()
     std::unique_ptr<IommuBackend> backend_;
     IovaAllocator allocator_;
     DomainConfig config_;

@@ -233,16 +233,18 @@ TEST(IommuDomain, FailedUnmapKeepsTheMappingAndCanBeRetried) {
     EXPECT_EQ(f.domain->mappings_in_use(), 0u);
 }
 
+// The backend dies with the domain, so its unmaps are counted from outside.
+struct CountingBackend final : TestIommuBackend {
+    explicit CountingBackend(int* unmaps) : unmaps_(unmaps) {}
+    Status unmap(std::uint64_t iova, std::uint64_t length) override {
+        ++*unmaps_;
+        return TestIommuBackend::unmap(iova, length);
+    }
+    int* unmaps_;
+};
+
 TEST(IommuDomain, DestructionUnmapsEverything) {
-    // The backend dies with the domain, so count its unmaps from outside.
-    struct Counting final : TestIommuBackend {
-        explicit Counting(int* unmaps) : unmaps_(unmaps) {}
-        Status unmap(std::uint64_t iova, std::uint64_t length) override {
-            ++*unmaps_;
-            return TestIommuBackend::unmap(iova, length);
-        }
-        int* unmaps_;
-    };
+    using Counting = CountingBackend;
     int unmaps = 0;
     Pages mem(3);
     {
@@ -253,6 +255,32 @@ TEST(IommuDomain, DestructionUnmapsEverything) {
         }
     }
     EXPECT_EQ(unmaps, 3);
+}
+
+TEST(IommuDomain, MappingsTheKernelDroppedAreForgottenNotUnmapped) {
+    // After a hot unplug released the domain's device, the kernel has dropped
+    // every mapping: unmap and destruction only keep the books.
+    int unmaps = 0;
+    Pages mem(3);
+    {
+        auto domain = IommuDomain::create(std::make_unique<CountingBackend>(&unmaps));
+        ASSERT_TRUE(domain.ok());
+        std::vector<std::uint64_t> iovas;
+        for (std::size_t i = 0; i < 3; ++i) {
+            auto m = (*domain)->map(mem.page(i), k4K, Access::read);
+            ASSERT_TRUE(m.ok());
+            iovas.push_back(m->iova);
+        }
+        ASSERT_TRUE((*domain)->unmap(iovas[0]).ok());
+        EXPECT_EQ(unmaps, 1);
+        (*domain)->forget_backend_mappings();
+        EXPECT_TRUE((*domain)->unmap(iovas[1]).ok());
+        EXPECT_EQ((*domain)->mapping_count(), 1u);
+        EXPECT_EQ(unmaps, 1) << "no backend call after the kernel dropped the mappings";
+        // A second unmap of the same address is still refused: the books stay honest.
+        EXPECT_EQ((*domain)->unmap(iovas[1]).error().code(), EINVAL);
+    }
+    EXPECT_EQ(unmaps, 1) << "destruction made no backend call either";
 }
 
 TEST(IommuDomain, TwoDomainsAreIndependent) {
