@@ -307,6 +307,7 @@ Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::ch
         bool done = false;
         Completion c;
     } wait;
+    if (removed()) return removed_error("admin command " + hex(sqe.opcode()));
     if (admin_broken_) return Error(EIO, "an earlier admin command timed out; the controller needs reset()");
     const auto deadline = Clock::now() + timeout;
     DMAKIT_ASSIGN_OR_RETURN(std::uint16_t cid,
@@ -337,6 +338,36 @@ Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::ch
     }
     if (wait.c.cancelled) return Error(ECANCELED, "admin command " + hex(sqe.opcode()) + " was cancelled");
     return AdminResult{wait.c.status, wait.c.dw0};
+}
+
+Error Controller::removed_error(std::string_view what) const {
+    return Error(ENODEV, std::string(what) + ": NVMe controller " + bus_->name() +
+                             " was removed (the kernel asked for it back and dmakit released it); "
+                             "open it again once it is back (dmakit bind " + bus_->name() + ")");
+}
+
+bool Controller::check_removal() noexcept {
+    if (removed()) return true;
+    if (!bus_->removal_requested()) return false;
+    std::lock_guard lock(admin_mutex_);
+    if (removed()) return true;
+    logger_->warning("nvme " + bus_->name() +
+                     ": the kernel asked for the device back (hot unplug or unbind): disabling the controller, "
+                     "cancelling the commands in flight and releasing the device");
+    // Stop fetching and DMA while the device is still there (§7.6.1:
+    // CC.EN=0); no wait: closing the device below makes vfio-pci reset the
+    // function and clear Bus Master Enable anyway.
+    ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
+    cc.enable = false;
+    write32(reg::cc, cc.encode());
+    // The eventfds stay (another queue's thread may be waiting on one: it
+    // times out); only the Interrupts' reference to the device goes.
+    if (interrupts_) interrupts_->detach();
+    if (admin_) admin_->cancel_all_and_reset();
+    admin_broken_ = true;
+    bus_->release();
+    removed_.store(true, std::memory_order_release);
+    return true;
 }
 
 QueueStats Controller::admin_stats() const {
@@ -433,6 +464,7 @@ void Controller::forget_leaked() noexcept {
 }
 
 Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
+    if (removed()) return removed_error("creating an I/O queue");
     if (shut_down_) return Error(ESHUTDOWN, "controller is shut down");
     if (depth == 0) depth = options_.io_queue_depth;
     if (depth > max_queue_depth) {
@@ -466,6 +498,12 @@ Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
 Status Controller::delete_io_queue(IoQueue* queue) {
     auto it = std::find_if(io_queues_.begin(), io_queues_.end(), [&](const auto& q) { return q.get() == queue; });
     if (it == io_queues_.end()) return Error(EINVAL, "not an I/O queue of this controller");
+    if (removed()) {
+        // The device is released: nothing to tell it; what is left never completes.
+        (*it)->cancel_all();
+        io_queues_.erase(it);
+        return {};
+    }
     const std::string qname = "I/O queue " + std::to_string((*it)->qid_);
     // With the admin queue unusable (a timed-out admin command, an earlier
     // failed delete) the commands cannot even be sent: stopping the
@@ -498,6 +536,7 @@ Status Controller::delete_io_queue(IoQueue* queue) {
 }
 
 Status Controller::reset() {
+    if (removed()) return removed_error("reset");
     // §7.3.2 Controller Level Reset, host side: disable, complete what the
     // controller will never complete, bring it up again, rebuild the queues.
     if (auto s = disable_or_function_reset(); !s.ok()) {
@@ -522,6 +561,13 @@ Status Controller::reset() {
 
 Status Controller::shutdown() {
     if (shut_down_) return {};
+    if (removed()) {
+        // Released for a hot unplug: the device is the kernel's now.
+        for (auto& q : io_queues_) q->cancel_all();
+        io_queues_.clear();
+        shut_down_ = true;
+        return {};
+    }
     Status first;
     auto keep = [&](Status s) {
         if (!s.ok() && first.ok()) first = std::move(s);
@@ -596,6 +642,7 @@ Controller::~Controller() {
     }
     // Cancel before the rings and pools go away; then EN=0 so nothing is fetched any more.
     if (admin_) admin_->cancel_all_and_reset();
+    if (removed()) return;  // released: BAR0 is retired, the device is not ours
     ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
     cc.enable = false;
     cc.shutdown = ShutdownNotification::none;

@@ -37,6 +37,7 @@
 #include <dmakit/vfio/device.hpp>
 #include <dmakit/vfio/interrupts.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -129,6 +130,21 @@ public:
     // the command was aborted (it then completes with Abort Requested).
     [[nodiscard]] Result<bool> abort(std::uint16_t sqid, std::uint16_t cid);
 
+    // Hot unplug. The kernel asks for a device back through VFIO's device
+    // request (vfio/removal_request.hpp); I/O queues ask every 4096 polls,
+    // and programs with loops of their own may call check_removal(). When
+    // asked, the controller is disabled (CC.EN=0 while the device is still
+    // there), interrupts are dropped, admin commands in flight complete as
+    // cancelled, BAR0 is retired and the device released, so the kernel can
+    // finish the removal. Each IoQueue then completes its own commands as
+    // cancelled at its next poll (on its own thread), and every call that
+    // would reach the device fails with ENODEV. Memory is freed only after
+    // the release (the kernel resets the function on the last close), never
+    // while the device could still write it.
+    // Returns whether the controller is (now) removed.
+    bool check_removal() noexcept;
+    [[nodiscard]] bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
+
     // CSTS now (one MMIO read).
     [[nodiscard]] Csts status() const noexcept;
     // CSTS.CFS or a read of all ones: the controller needs reset().
@@ -181,6 +197,7 @@ private:
     [[nodiscard]] Status delete_queue_on_device(IoQueue& q);
     [[nodiscard]] Result<AdminResult> admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout);
     [[nodiscard]] Result<dma::CoherentBuffer> alloc_queue_memory(std::size_t bytes);
+    [[nodiscard]] Error removed_error(std::string_view what) const;
 
     std::unique_ptr<ControllerBus> bus_;
     ControllerOptions options_;
@@ -208,6 +225,7 @@ private:
     bool admin_broken_ = false;  // an admin command timed out or the controller was stopped: only reset() helps
     bool dma_unsafe_ = false;    // it would not stop: its memory is never freed
     bool abandoned_ = false;
+    std::atomic<bool> removed_{false};  // released for a hot unplug: see check_removal()
     std::uint32_t function_resets_ = 0;
 };
 

@@ -45,6 +45,14 @@ public:
     [[nodiscard]] virtual Status function_reset() = 0;
     // The VFIO device for MSI-X; null when there is none (interrupts refused).
     [[nodiscard]] virtual vfio::Device* vfio() noexcept { return nullptr; }
+
+    // Whether the kernel asked for the device back (hot unplug, unbind; see
+    // vfio/removal_request.hpp). A system call: the controller asks rarely.
+    [[nodiscard]] virtual bool removal_requested() noexcept { return false; }
+    // Lets go of the device for its removal: register reads then return all
+    // ones and writes go nowhere (doorbells included), and the function is
+    // handed back to the kernel, which resets it. Called once.
+    virtual void release() noexcept {}
 };
 
 }  // namespace dmakit::nvme

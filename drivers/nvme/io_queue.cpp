@@ -119,6 +119,11 @@ void IoQueue::give_back(Request* r) noexcept {
 }
 
 Result<std::uint16_t> IoQueue::submit(Request* r, const SubmissionEntry& sqe) {
+    if (ctrl_.removed()) [[unlikely]] {
+        give_back(r);
+        (void)cancel_removed();
+        return ctrl_.removed_error("I/O on queue " + std::to_string(qid_));
+    }
     auto cid = qp_->submit(sqe, &IoQueue::on_complete, r, Clock::now() + timeout_);
     if (!cid.ok()) {
         give_back(r);
@@ -271,14 +276,29 @@ Result<std::uint16_t> IoQueue::deallocate(std::uint32_t nsid, std::span<const Ds
 }
 
 std::uint32_t IoQueue::poll(std::uint32_t max) {
+    if (ctrl_.removed()) [[unlikely]] return cancel_removed();
     qp_->ring_sq();
     const std::uint32_t n = qp_->poll(max);
-    // A clock read every 256 polls keeps deadline checks off the fast path.
-    if ((++polls_ & 255u) == 0) check_timeouts();
+    // A clock read every 256 polls keeps deadline checks off the fast path;
+    // the removal check is a system call, so it comes 16 times rarer.
+    if ((++polls_ & 255u) == 0) {
+        check_timeouts();
+        if ((polls_ & 4095u) == 0 && ctrl_.check_removal()) return n + cancel_removed();
+    }
     return n;
 }
 
+std::uint32_t IoQueue::cancel_removed() noexcept {
+    // The controller was released (see Controller::check_removal): nothing
+    // will complete; each command finishes as cancelled, on this queue's thread.
+    // Quarantined sync commands are released too: give_back() counts them down.
+    return qp_->outstanding() == 0 ? 0 : qp_->cancel_all_and_reset();
+}
+
 Result<std::uint32_t> IoQueue::wait(std::chrono::milliseconds timeout) {
+    // About to sleep: one system call more is nothing, and a removal must
+    // not wait for the 4096th poll.
+    if (vector_ && ctrl_.check_removal()) return cancel_removed();
     const std::uint32_t n = poll();
     if (n > 0 || !vector_ || ctrl_.interrupts() == nullptr) return n;
     // The eventfd counts interrupts that came between poll() and here.
@@ -342,6 +362,7 @@ Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
                                         "IoQueue::quarantined() drops or Controller::reset() returns");
         }
     }
+    if (w.c.cancelled && ctrl_.removed()) return ctrl_.removed_error("I/O command " + hex(cid));
     return w.c;
 }
 

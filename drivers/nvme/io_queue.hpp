@@ -159,6 +159,8 @@ private:
     template <typename Submit>
     [[nodiscard]] Result<IoCompletion> run_sync(Submit&& submit);
     void cancel_all() { qp_->cancel_all_and_reset(); }
+    // After a removal: completes every outstanding command as cancelled.
+    std::uint32_t cancel_removed() noexcept;
 
     Controller& ctrl_;
     std::uint16_t qid_;

@@ -29,6 +29,12 @@ public:
     [[nodiscard]] std::unique_ptr<Doorbells> doorbells(DoorbellOffsets offsets) override;
     [[nodiscard]] Status function_reset() override;
     [[nodiscard]] vfio::Device* vfio() noexcept override { return &device_.vfio(); }
+    [[nodiscard]] bool removal_requested() noexcept override { return device_.vfio().removal_requested(); }
+    // BAR0 retired (same address, reads all ones), then the device fd closed.
+    void release() noexcept override {
+        bar0_.retire();
+        device_.vfio().release();
+    }
 
 private:
     PciControllerBus(dma::PciDmaDevice& device, vfio::Region bar0) : device_(device), bar0_(std::move(bar0)) {}

@@ -8,6 +8,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -92,11 +93,13 @@ public:
         : q_(q), dma_(dma), cfg_(cfg), stop_(stop), rng_(0x9e3779b97f4a7c15ull ^ (std::uint64_t{q.qid()} << 32)) {}
 
     std::atomic<std::uint64_t> done{0};  // for the per-second line, written by this worker only
+    std::atomic<bool> finished{false};   // run() returned (time up, or an error such as a removed device)
 
     JobResult run() {
         JobResult res;
         if (auto s = allocate(); !s.ok()) {
             res.error = s.error().message();
+            finished.store(true, std::memory_order_release);
             return res;
         }
         res_ = &res;
@@ -118,6 +121,7 @@ public:
         const auto give_up = Clock::now() + std::chrono::seconds(10);
         while (q_.outstanding() > 0 && Clock::now() < give_up) q_.poll();
         res.cpu_seconds = thread_cpu_seconds() - cpu0;
+        finished.store(true, std::memory_order_release);
         return res;
     }
 
@@ -275,7 +279,13 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
     }
     std::uint64_t last = 0;
     const auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-    for (int sec = 1; Clock::now() < end; ++sec) {
+    auto all_finished = [&] {
+        return std::all_of(workers.begin(), workers.end(),
+                           [](const auto& w) { return w->finished.load(std::memory_order_acquire); });
+    };
+    // Workers stop early only on an error (a removed controller, say): then
+    // so does the run, instead of idling to the end of -t.
+    for (int sec = 1; Clock::now() < end && !all_finished(); ++sec) {
         const auto tick = std::min(end, t0 + std::chrono::seconds(sec));
         std::this_thread::sleep_until(tick);
         std::uint64_t total = 0;

@@ -310,5 +310,125 @@ TEST_F(SyncTimeout, ResetReleasesTheQuarantine) {
     EXPECT_TRUE(queue_->read_host_sync(1, 0, 8, buffer_.data()).ok());
 }
 
+// ---- Hot unplug: the kernel asks for the device back -----------------------------
+
+class Removal : public ControllerTest {
+protected:
+    // Three reads of caller memory the device holds, rung.
+    void start_held_reads(Controller& c) {
+        ASSERT_NO_FATAL_FAILURE(create_queue_that_holds_io(c));
+        for (int i = 0; i < 3; ++i) {
+            ASSERT_TRUE(queue_->read_host(1, static_cast<std::uint64_t>(i) * 8, 8, buffer_.data(),
+                                          &Callbacks::on_done, &callbacks_)
+                            .ok());
+        }
+        queue_->ring();
+        ASSERT_EQ(bus_->io_queue(queue_->qid())->held(), 3u);
+    }
+    static bool all_cancelled(const Callbacks& cb) {
+        return std::all_of(cb.done.begin(), cb.done.end(), [](const IoCompletion& c) { return c.cancelled; });
+    }
+
+    Callbacks callbacks_;
+};
+
+TEST_F(Removal, DisablesReleasesAndCancelsWhatIsInFlight) {
+    auto c = open_ok();
+    ASSERT_TRUE(c);
+    ASSERT_NO_FATAL_FAILURE(start_held_reads(*c));
+    EXPECT_FALSE(c->check_removal());
+    EXPECT_FALSE(bus_->released);
+
+    bus_->removal_asked = true;
+    EXPECT_TRUE(c->check_removal());
+    EXPECT_TRUE(c->removed());
+    EXPECT_TRUE(bus_->released);
+    // Stopped while it was still there, released after.
+    EXPECT_FALSE(bus_->enabled_at_release);
+    EXPECT_GE(bus_->disables, 1u);
+    EXPECT_TRUE(logged("asked for the device back")) << "the removal is reported";
+
+    // The queue's thread completes its commands as cancelled, once each.
+    EXPECT_TRUE(callbacks_.done.empty());
+    EXPECT_EQ(queue_->poll(), 3u);
+    ASSERT_EQ(callbacks_.done.size(), 3u);
+    EXPECT_TRUE(all_cancelled(callbacks_));
+    EXPECT_EQ(queue_->outstanding(), 0u);
+    EXPECT_EQ(queue_->poll(), 0u);
+    EXPECT_EQ(callbacks_.done.size(), 3u);
+    // Every unmap went through: nothing of the caller's memory stays mapped.
+    EXPECT_EQ(queue_->io_stats().unmap_failures, 0u);
+    EXPECT_EQ(bus_->device_view(bus_->io_commands[0].prp1, 4096, iommu::Access::write), nullptr);
+}
+
+TEST_F(Removal, EveryCallAfterwardsSaysRemovedAndWhatToDo) {
+    auto c = open_ok();
+    ASSERT_TRUE(c);
+    ASSERT_NO_FATAL_FAILURE(create_queue_that_holds_io(*c));
+    bus_->removal_asked = true;
+    ASSERT_TRUE(c->check_removal());
+    auto r = queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks_);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ENODEV);
+    EXPECT_NE(r.error().message().find("was removed"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("dmakit bind"), std::string::npos) << r.error().message();
+    EXPECT_EQ(c->create_io_queue().error().code(), ENODEV);
+    EXPECT_EQ(c->reset().error().code(), ENODEV);
+    EXPECT_EQ(c->smart_log().error().code(), ENODEV);
+    EXPECT_TRUE(callbacks_.done.empty()) << "a refused submission has no callback";
+    // Deleting the queue and closing the controller touch nothing of the device.
+    EXPECT_TRUE(c->delete_io_queue(queue_).ok());
+    c.reset();
+    EXPECT_TRUE(bus_->released);
+}
+
+TEST_F(Removal, PollingNoticesItWithoutAskingOnEveryPoll) {
+    auto c = open_ok();
+    ASSERT_TRUE(c);
+    ASSERT_NO_FATAL_FAILURE(start_held_reads(*c));
+    bus_->removal_asked = true;
+    const unsigned checks_before = bus_->removal_checks;
+    std::uint32_t polls = 0;
+    while (callbacks_.done.size() < 3 && polls < 100'000) {
+        queue_->poll();
+        ++polls;
+    }
+    ASSERT_EQ(callbacks_.done.size(), 3u) << "removal not noticed in " << polls << " polls";
+    EXPECT_TRUE(all_cancelled(callbacks_));
+    EXPECT_TRUE(bus_->released);
+    EXPECT_LE(polls, 4096u);
+    // One system call per 4096 polls, not one per poll.
+    EXPECT_EQ(bus_->removal_checks - checks_before, 1u);
+}
+
+TEST_F(Removal, SyncIoWaitingOnTheDeviceFailsWithENODEV) {
+    options_.io_timeout = 5s;  // the removal, not the deadline, must end the wait
+    auto c = open_ok();
+    ASSERT_TRUE(c);
+    ASSERT_NO_FATAL_FAILURE(create_queue_that_holds_io(*c));
+    bus_->removal_asked = true;
+    const auto start = std::chrono::steady_clock::now();
+    auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code(), ENODEV) << s.error().message();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_EQ(queue_->quarantined(), 0u);
+    EXPECT_EQ(queue_->outstanding(), 0u);
+}
+
+TEST_F(Removal, QuarantinedBuffersAreFreedOnlyAfterTheRelease) {
+    auto c = open_ok();
+    ASSERT_TRUE(c);
+    ASSERT_NO_FATAL_FAILURE(create_queue_that_holds_io(*c));
+    auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
+    ASSERT_EQ(s.error().code(), ETIMEDOUT);
+    ASSERT_EQ(queue_->quarantined(), 1u);
+    bus_->removal_asked = true;
+    ASSERT_TRUE(c->check_removal());
+    EXPECT_EQ(queue_->poll(), 1u);
+    EXPECT_EQ(queue_->quarantined(), 0u);
+    EXPECT_EQ(bus_->device_view(bus_->io_commands.back().prp1, 4096, iommu::Access::write), nullptr);
+}
+
 }  // namespace
 }  // namespace dmakit::nvme

@@ -49,6 +49,8 @@ public:
     // Runs when the host writes CC.EN=0, before the controller stops: the
     // point where a real device does its last DMA.
     std::function<void()> on_disable;
+    // What removal_requested() answers: the kernel asking for the device back.
+    bool removal_asked = false;
 
     // ---- observations ----------------------------------------------------------
     unsigned enables = 0;
@@ -59,6 +61,9 @@ public:
     std::uint64_t dma_faults = 0;
     std::vector<std::uint8_t> admin_opcodes;
     std::vector<SubmissionEntry> io_commands;
+    unsigned removal_checks = 0;
+    bool released = false;                // release() was called: the device is gone
+    bool enabled_at_release = false;      // CC.EN when it was released
 
     [[nodiscard]] bool ready() const noexcept { return ready_; }
     [[nodiscard]] FakeController* io_queue(std::uint16_t qid) {
@@ -82,6 +87,7 @@ public:
     }
 
     [[nodiscard]] std::uint32_t read32(std::uint32_t offset) const noexcept override {
+        if (released) return 0xffffffffu;  // what a retired BAR reads
         switch (offset) {
         case reg::cap: return static_cast<std::uint32_t>(cap);
         case reg::cap + 4: return static_cast<std::uint32_t>(cap >> 32);
@@ -96,6 +102,7 @@ public:
     }
 
     void write32(std::uint32_t offset, std::uint32_t value) noexcept override {
+        if (released) return;
         if (offset != reg::cc) {
             regs_[offset] = value;
             return;
@@ -128,14 +135,28 @@ public:
         return {};
     }
 
+    [[nodiscard]] bool removal_requested() noexcept override {
+        ++removal_checks;
+        return removal_asked;
+    }
+    // The kernel takes the function back: it is reset and does no more DMA.
+    void release() noexcept override {
+        enabled_at_release = ControllerConfig::decode(cc_).enable;
+        released = true;
+        cc_ = 0;
+        stop();
+    }
+
 private:
     class QueueDoorbells final : public Doorbells {
     public:
         QueueDoorbells(FakeNvmeBus& bus, std::uint16_t qid) : bus_(bus), qid_(qid) {}
         void ring_sq_tail(std::uint16_t tail) noexcept override {
+            if (bus_.released) return;
             if (FakeController* q = bus_.queue(qid_)) q->ring_sq_tail(tail);
         }
         void ring_cq_head(std::uint16_t head) noexcept override {
+            if (bus_.released) return;
             if (FakeController* q = bus_.queue(qid_)) q->ring_cq_head(head);
         }
 
@@ -292,6 +313,8 @@ public:
         return bus_.doorbells(offsets);
     }
     [[nodiscard]] Status function_reset() override { return bus_.function_reset(); }
+    [[nodiscard]] bool removal_requested() noexcept override { return bus_.removal_requested(); }
+    void release() noexcept override { bus_.release(); }
 
 private:
     ControllerBus& bus_;
