@@ -24,4 +24,16 @@ Error Nic::bad_queue(const char* call, std::size_t queue) const {
                              " queue(s), 0.." + std::to_string(queue_count() - 1));
 }
 
+void Nic::mark_removed(std::string port) {
+    removed_port_ = std::move(port);
+    removed_.store(true, std::memory_order_release);
+}
+
+Error Nic::removed_error(const char* call) const {
+    return Error(ENODEV, std::string(driver_name()) + " " + call + ": port " + removed_port_ +
+                             " was removed (the kernel asked for it back and dmakit released it, with every "
+                             "buffer back in its pool); open it again once it is back (dmakit bind " +
+                             removed_port_ + ")");
+}
+
 }  // namespace dmakit::net

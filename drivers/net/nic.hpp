@@ -12,6 +12,12 @@
 // Both are single-threaded per queue and never block or allocate. A queue
 // index >= queue_count() is refused with EINVAL in every build, before the
 // driver sees it: nothing is received, taken or freed.
+//
+// Hot unplug: when the kernel asks for the device back (a removal or an
+// unbind; vfio/removal_request.hpp), the driver notices within a few thousand
+// bursts (or at once, through check_removal()), stops the port, returns every
+// buffer it holds to its pool and releases the device so the removal can
+// finish. From then on every call fails with ENODEV, naming the port.
 #pragma once
 
 #include <dmakit/support/result.hpp>
@@ -19,6 +25,7 @@
 #include "packet_buffer.hpp"
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -98,12 +105,21 @@ public:
     // queue the port does not have.
     [[nodiscard]] Result<std::size_t> rx_burst(std::size_t queue, std::span<PacketBuffer*> out) {
         if (queue >= queue_count()) [[unlikely]] return bad_queue("rx_burst", queue);
+        if (removed()) [[unlikely]] return removed_error("rx_burst");
         return receive(queue, out);
     }
     [[nodiscard]] Result<std::size_t> tx_burst(std::size_t queue, std::span<PacketBuffer* const> pkts) {
         if (queue >= queue_count()) [[unlikely]] return bad_queue("tx_burst", queue);
+        if (removed()) [[unlikely]] return removed_error("tx_burst");
         return transmit(queue, pkts);
     }
+
+    // Asks the kernel now (one system call) whether it wants the device
+    // back, and if so stops the port and releases it (see above). Returns
+    // whether the port is (now) removed. Not on the hot path: the driver
+    // asks by itself every few thousand bursts.
+    bool check_removal() { return removed() || detect_removal(); }
+    [[nodiscard]] bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
 
     [[nodiscard]] virtual Result<LinkStatus> link() = 0;
     [[nodiscard]] virtual MacAddress mac_address() const = 0;
@@ -121,6 +137,7 @@ public:
     // `if (*rx_burst(...) == 0) wait(...)` loops work in both modes.
     [[nodiscard]] Result<bool> wait(std::size_t queue, std::chrono::milliseconds timeout) {
         if (queue >= queue_count()) return bad_queue("wait", queue);
+        if (removed()) return removed_error("wait");
         return wait_for_work(queue, timeout);
     }
 
@@ -133,10 +150,20 @@ protected:
         (void)timeout;
         return true;
     }
+    // The driver's removal check: asks the kernel, and when it wants the
+    // device, stops the port, frees its buffers, releases the device and
+    // calls mark_removed(). A driver that cannot be removed says false.
+    virtual bool detect_removal() { return false; }
+    // `port` (the PCI address) names the port in every later error.
+    void mark_removed(std::string port);
+    [[nodiscard]] Error removed_error(const char* call) const;
 
 private:
     // Out of line: keeps the string building off the inlined hot path.
     [[nodiscard]] Error bad_queue(const char* call, std::size_t queue) const;
+
+    std::atomic<bool> removed_{false};
+    std::string removed_port_;  // written once, before removed_ is set
 };
 
 }  // namespace dmakit::net

@@ -7,6 +7,7 @@
 #include <net/driver_registry.hpp>
 #include <net/nic_open_context.hpp>
 #include <net/open_nic.hpp>
+#include <net/packet_pool.hpp>
 
 #include <dmakit/pci/address.hpp>
 #include <dmakit/support/number_text.hpp>
@@ -138,6 +139,18 @@ inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
                      context.address.to_string().c_str());
     }
     return std::move(nic).value();
+}
+
+// A port that failed on the hot path (removed, most often): the error, and
+// how many of its pool's buffers are still out once the caller has given
+// back what it held; 0 means the driver lost none.
+inline void report_port_failure(const std::string& program, const std::string& bdf, net::Nic& nic,
+                                const Error& error) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), error.message().c_str());
+    if (const net::PacketPool* pool = nic.packet_pool()) {
+        std::fprintf(stderr, "%s: %s: %zu of %zu pool buffers still in use after the port stopped\n",
+                     program.c_str(), bdf.c_str(), pool->in_use(), pool->capacity());
+    }
 }
 
 inline double seconds_since(Clock::time_point t) {

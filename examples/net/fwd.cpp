@@ -175,14 +175,16 @@ int main(int argc, char** argv) {
                      s.bdf.c_str(), static_cast<unsigned long long>(s.rx), s.rx / elapsed / 1e6,
                      static_cast<unsigned long long>(s.tx), s.tx / elapsed / 1e6,
                      static_cast<unsigned long long>(s.dropped));
-        char buf[512];
+        // The per-second array grows with -t: appended, not formatted into a fixed buffer.
+        char buf[384];
         std::snprintf(buf, sizeof buf,
                       "%s{\"device\": \"%s\", \"rx_packets\": %llu, \"tx_packets\": %llu, \"dropped\": %llu, "
-                      "\"rx_pps\": %.1f, \"tx_pps\": %.1f, \"rx_per_second_pps\": %s}",
+                      "\"rx_pps\": %.1f, \"tx_pps\": %.1f, \"rx_per_second_pps\": ",
                       i ? ", " : "", s.bdf.c_str(), static_cast<unsigned long long>(s.rx),
                       static_cast<unsigned long long>(s.tx), static_cast<unsigned long long>(s.dropped),
-                      s.rx / elapsed, s.tx / elapsed, json_array(s.rx_per_second).c_str());
+                      s.rx / elapsed, s.tx / elapsed);
         out += buf;
+        out += json_array(s.rx_per_second) + "}";
     }
     out += "]}\n";
     if (json) std::fputs(out.c_str(), stdout);

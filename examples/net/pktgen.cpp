@@ -42,6 +42,7 @@ struct Port {
     std::uint64_t sent = 0;
     std::uint64_t last_sent = 0;
     std::vector<double> per_second;
+    unsigned link_down_seconds = 0;  // per-second checks that found the link down
 };
 
 }  // namespace
@@ -117,10 +118,15 @@ int main(int argc, char** argv) {
                 const double pps = (p.sent - p.last_sent) / interval;
                 p.per_second.push_back(pps);
                 p.last_sent = p.sent;
+                // One register read a second: a link that drops shows here
+                // (frames queued meanwhile wait in the ring, or are lost).
+                auto link = p.nic->link();
+                const bool up = link.ok() && link->up;
+                if (!up) ++p.link_down_seconds;
                 if (!quiet) {
-                    std::fprintf(progress, "[%5.1fs] %s: %8.4f Mpps %7.4f Gbit/s\n",
+                    std::fprintf(progress, "[%5.1fs] %s: %8.4f Mpps %7.4f Gbit/s%s\n",
                                  std::chrono::duration<double>(now - start).count(), p.bdf.c_str(),
-                                 pps / 1e6, gbits(pps, size));
+                                 pps / 1e6, gbits(pps, size), up ? "" : "  (link down)");
                 }
             }
             std::fflush(progress);
@@ -142,7 +148,14 @@ int main(int argc, char** argv) {
                 bufs[k]->length = static_cast<std::uint32_t>(size);
             }
             auto sent = p.nic->tx_burst(0, std::span(bufs).first(n));
-            if (!sent.ok()) die("pktgen", sent.error().message());
+            if (!sent.ok()) {
+                // Typically the port was removed: say so, give back what we
+                // hold and show that the pool got every buffer back.
+                (void)pool.free_burst(std::span(bufs).first(n));
+                caches.clear();
+                report_port_failure("pktgen", p.bdf, *p.nic, sent.error());
+                return 1;
+            }
             const std::size_t taken = *sent;
             if (taken < n) (void)pool.free_burst(std::span(bufs).subspan(taken, n - taken));
             p.sent += taken;
@@ -169,14 +182,16 @@ int main(int argc, char** argv) {
                      p.bdf.c_str(), static_cast<unsigned long long>(p.sent), size, elapsed, pps / 1e6,
                      gbits(pps, size), static_cast<unsigned long long>(stats->device.tx_good_packets),
                      static_cast<unsigned long long>(stats->queues[0].tx_ring_full));
-        char buf[512];
+        // The per-second array grows with -t: appended, not formatted into a fixed buffer.
+        char buf[384];
         std::snprintf(buf, sizeof buf,
                       "%s{\"device\": \"%s\", \"packets\": %llu, \"pps\": %.1f, \"gbps\": %.4f, "
-                      "\"device_tx_packets\": %llu, \"per_second_pps\": %s}",
+                      "\"device_tx_packets\": %llu, \"link_down_seconds\": %u, \"per_second_pps\": ",
                       i ? ", " : "", p.bdf.c_str(), static_cast<unsigned long long>(p.sent), pps,
                       gbits(pps, size), static_cast<unsigned long long>(stats->device.tx_good_packets),
-                      json_array(p.per_second).c_str());
+                      p.link_down_seconds);
         out += buf;
+        out += json_array(p.per_second) + "}";
     }
     char tail[128];
     std::snprintf(tail, sizeof tail, "], \"total_pps\": %.1f}\n", total);

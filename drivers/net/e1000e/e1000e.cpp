@@ -37,16 +37,20 @@ constexpr std::uint32_t kMsixCauses = bits::INT_RXQ0 | bits::INT_TXQ0 | bits::IN
 
 class E1000eNic final : public Nic {
 public:
-    explicit E1000eNic(const NicOpenContext& ctx) : logger_(ctx.logger) {}
+    explicit E1000eNic(const NicOpenContext& ctx) : logger_(ctx.logger), name_(ctx.address.to_string()) {}
     ~E1000eNic() override { teardown(); }
 
     [[nodiscard]] Status start(NicOpenContext& ctx);
 
     std::string_view driver_name() const noexcept override { return "e1000e"; }
     std::size_t queue_count() const noexcept override { return 1; }
-    Result<LinkStatus> link() override { return read_link(*regs_); }
+    Result<LinkStatus> link() override {
+        if (removed()) return removed_error("link");
+        return read_link(*regs_);
+    }
     MacAddress mac_address() const override { return mac_; }
     Status set_promiscuous(bool enabled) override {
+        if (removed()) return removed_error("set_promiscuous");
         DMAKIT_TRY(check_present(*regs_, "setting promiscuous mode"));
         e1000e::set_promiscuous(*regs_, enabled);
         return {};
@@ -58,6 +62,9 @@ private:
     std::size_t receive(std::size_t queue, std::span<PacketBuffer*> out) override;
     std::size_t transmit(std::size_t queue, std::span<PacketBuffer* const> pkts) override;
     Result<bool> wait_for_work(std::size_t queue, std::chrono::milliseconds timeout) override;
+    bool detect_removal() override;
+    // Every 4096 bursts: the removal check is a system call.
+    [[nodiscard]] bool removal_check_due() noexcept { return (++bursts_ & 4095u) == 0; }
 
     void warn(const std::string& m) const {
         if (logger_ != nullptr) logger_->warning(m);
@@ -72,6 +79,8 @@ private:
     void teardown() noexcept;
 
     const Logger* logger_;
+    std::string name_;  // PCI address, for messages
+    std::uint32_t bursts_ = 0;
     // Declaration order is destruction order reversed: the device (and its DMA
     // context) outlives the pool, the rings' memory and the interrupts.
     std::unique_ptr<dma::PciDmaDevice> owned_device_;
@@ -248,6 +257,7 @@ void E1000eNic::refill_rx() {
 
 // One queue (queue_count() 1): Nic checked the index before these calls.
 std::size_t E1000eNic::receive(std::size_t /*queue*/, std::span<PacketBuffer*> out) {
+    if (removal_check_due() && detect_removal()) [[unlikely]] return 0;
     if (!running_) return 0;
     const std::size_t n = rx_->harvest(out);
     // Refill in batches: one RDT write per batch, not per frame.
@@ -256,6 +266,7 @@ std::size_t E1000eNic::receive(std::size_t /*queue*/, std::span<PacketBuffer*> o
 }
 
 std::size_t E1000eNic::transmit(std::size_t /*queue*/, std::span<PacketBuffer* const> pkts) {
+    if (removal_check_due() && detect_removal()) [[unlikely]] return 0;
     if (!running_) return 0;
     std::array<PacketBuffer*, kBurst> done;
     for (;;) {
@@ -283,6 +294,7 @@ std::size_t E1000eNic::transmit(std::size_t /*queue*/, std::span<PacketBuffer* c
 }
 
 Result<NicStats> E1000eNic::stats() {
+    if (removed()) return removed_error("stats");
     DMAKIT_TRY(hw_stats_.fold(*regs_));
     NicStats s;
     QueueStats q;
@@ -304,6 +316,8 @@ Result<NicStats> E1000eNic::stats() {
 
 Result<bool> E1000eNic::wait_for_work(std::size_t /*queue*/, std::chrono::milliseconds timeout) {
     if (!interrupts_) return true;
+    // About to sleep: a system call more is nothing.
+    if (detect_removal()) return removed_error("wait");
     // A signalled cause is auto-cleared from ICR and auto-masked in IMS (EIAC;
     // QEMU's model does the same), as the kernel driver's NAPI relies on:
     // re-arm before sleeping. A cause that came in while masked is still
@@ -311,6 +325,22 @@ Result<bool> E1000eNic::wait_for_work(std::size_t /*queue*/, std::chrono::millis
     regs_->write32(reg::IMS, kMsixCauses);
     DMAKIT_ASSIGN_OR_RETURN(const auto fired, interrupts_->wait_any(timeout));
     return fired.has_value();
+}
+
+bool E1000eNic::detect_removal() {
+    if (removed()) return true;
+    if (device_ == nullptr || !device_->removal_requested()) return false;
+    warn("e1000e " + name_ +
+         ": the kernel asked for the device back (hot unplug or unbind): stopping the port, returning its "
+         "buffers to the pool and releasing the device");
+    // Stopped and reset while the device is still there, every ring buffer
+    // back in the pool; then BAR0 retired (reads all ones) and the fd closed,
+    // which lets the kernel finish the removal.
+    teardown();
+    bar0_.retire();
+    device_->release();
+    mark_removed(name_);
+    return true;
 }
 
 void E1000eNic::teardown() noexcept {
