@@ -1,6 +1,5 @@
 #include "driver_registry.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -12,39 +11,41 @@ std::string PciId::to_string() const {
     return text;
 }
 
-Status NicDriverRegistry::add(PciId id, NicFactory factory, std::string_view driver) {
-    if (factory == nullptr) {
-        return Error(EINVAL, "NIC registry: null factory given for " + id.to_string());
+Status NicDriverRegistry::add(const NicDriver& driver) {
+    const std::string name(driver.name);
+    if (driver.name.empty() || driver.ids.empty() || driver.open == nullptr) {
+        return Error(EINVAL, "NIC registry: driver '" + name + "' needs a name, PCI IDs and an open function");
     }
-    for (const auto& e : entries_) {
-        if (e.id == id) {
-            return Error(EEXIST, "NIC registry: " + id.to_string() + " is already handled by " +
-                                     (e.driver.empty() ? std::string("another driver") : e.driver));
+    for (const NicDriver* other : drivers_) {
+        for (const PciId& id : driver.ids) {
+            if (other->claims(id)) {
+                return Error(EEXIST, "NIC registry: " + id.to_string() + " of driver " + name +
+                                         " is already claimed by " + std::string(other->name));
+            }
         }
     }
-    entries_.push_back(NicDriverEntry{id, factory, std::string(driver)});
+    drivers_.push_back(&driver);
     return {};
 }
 
-Result<const NicDriverEntry*> NicDriverRegistry::find(PciId id) const {
-    const auto it = std::find_if(entries_.begin(), entries_.end(),
-                                 [&](const NicDriverEntry& e) { return e.id == id; });
-    if (it != entries_.end()) return &*it;
-
+Result<const NicDriver*> NicDriverRegistry::find(PciId id) const {
+    for (const NicDriver* driver : drivers_) {
+        if (driver->claims(id)) return driver;
+    }
     std::string supported;
-    for (const auto& e : entries_) {
-        if (!supported.empty()) supported += ", ";
-        supported += e.id.to_string();
-        if (!e.driver.empty()) supported += " (" + e.driver + ")";
+    for (const NicDriver* driver : drivers_) {
+        for (const PciId& mine : driver->ids) {
+            if (!supported.empty()) supported += ", ";
+            supported += mine.to_string() + " (" + std::string(driver->name) + ")";
+        }
     }
     if (supported.empty()) supported = "none (call register_builtin_drivers first)";
-    return Error(ENODEV, "no NIC driver for PCI ID " + id.to_string() +
-                             "; supported: " + supported);
+    return Error(ENODEV, "no NIC driver for PCI ID " + id.to_string() + "; supported: " + supported);
 }
 
 Result<std::unique_ptr<Nic>> NicDriverRegistry::open(PciId id, NicOpenContext& context) const {
-    DMAKIT_ASSIGN_OR_RETURN(const NicDriverEntry* entry, find(id));
-    return entry->factory(context);
+    DMAKIT_ASSIGN_OR_RETURN(const NicDriver* driver, find(id));
+    return driver->open(context);
 }
 
 }  // namespace dmakit::net

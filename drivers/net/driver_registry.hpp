@@ -1,55 +1,45 @@
 // NicDriverRegistry: which driver opens which PCI device.
 //
 // An explicit object the program fills (register_builtin_drivers adds the
-// drivers shipped here); no static constructors, no global table. Two
-// registries in one process are independent.
+// drivers this build ships, from the table meson generates); no static
+// constructors, no global table. Two registries in one process are
+// independent, and a program may add drivers of its own.
 #pragma once
 
 #include <dmakit/support/result.hpp>
 
 #include "nic.hpp"
+#include "nic_driver.hpp"
 
-#include <cstdint>
-#include <memory>
-#include <string>
-#include <string_view>
+#include <span>
 #include <vector>
 
 namespace dmakit::net {
 
-struct NicOpenContext;  // nic_open_context.hpp; completed by the DMA/VFIO glue
-
-struct PciId {
-    std::uint16_t vendor = 0;
-    std::uint16_t device = 0;
-    friend bool operator==(const PciId&, const PciId&) = default;
-    [[nodiscard]] std::string to_string() const;  // "8086:10d3"
-};
-
-using NicFactory = Result<std::unique_ptr<Nic>> (*)(NicOpenContext& context);
-
-struct NicDriverEntry {
-    PciId id;
-    NicFactory factory = nullptr;
-    std::string driver;  // "e1000e"
-};
-
 class NicDriverRegistry {
 public:
-    // EEXIST when the ID already has a driver; EINVAL for a null factory.
-    [[nodiscard]] Status add(PciId id, NicFactory factory, std::string_view driver = {});
+    // Adds every ID of `driver` (which must outlive the registry: drivers
+    // are constants). EINVAL for a driver without name, IDs or open
+    // function; EEXIST when another driver already claims one of the IDs
+    // (nothing is added then).
+    [[nodiscard]] Status add(const NicDriver& driver);
 
     // ENODEV naming the supported IDs when no driver claims `id`.
-    [[nodiscard]] Result<const NicDriverEntry*> find(PciId id) const;
+    [[nodiscard]] Result<const NicDriver*> find(PciId id) const;
     [[nodiscard]] Result<std::unique_ptr<Nic>> open(PciId id, NicOpenContext& context) const;
 
-    [[nodiscard]] const std::vector<NicDriverEntry>& entries() const noexcept { return entries_; }
+    [[nodiscard]] std::span<const NicDriver* const> drivers() const noexcept { return drivers_; }
 
 private:
-    std::vector<NicDriverEntry> entries_;
+    std::vector<const NicDriver*> drivers_;
 };
 
-// Adds every NIC driver built into dmakit (today: e1000e).
+// The NIC drivers built into this dmakit, in meson's `net_drivers` order,
+// and those left out with the reason.
+[[nodiscard]] std::span<const NicDriver* const> builtin_nic_drivers() noexcept;
+[[nodiscard]] std::span<const DisabledNicDriver> disabled_nic_drivers() noexcept;
+
+// Adds every built-in driver.
 [[nodiscard]] Status register_builtin_drivers(NicDriverRegistry& registry);
 
 }  // namespace dmakit::net

@@ -1,20 +1,19 @@
 // NicOpenContext: everything a driver's open() needs to bring a port up.
 //
 // Two ways to name the device:
-//   - by address only: the driver opens its own dma::PciDmaDevice (VFIO
+//   - by address only: the port opens a dma::PciDomain of its own (VFIO
 //     container, IOMMU domain, DMA context) with `dma_options`, and owns it;
-//   - by borrowed handles (`device` + `dma`): the caller owns them and keeps
-//     them alive longer than the Nic. Ports that pass buffers to each other
-//     (forwarding) share one DMA context this way: see SharedDmaDomain.
-// The packet pool is the driver's own (made from the device's DMA context)
+//   - by `function`, a function of a PciDomain the caller opened and keeps
+//     alive longer than the Nic. Ports that pass buffers to each other
+//     (forwarding), or a NIC and an NVMe controller sharing buffers, are
+//     functions of one domain this way.
+// The packet pool is the port's own (made in the function's DMA context)
 // unless `pool` names one that lives in the same DMA context.
 #pragma once
 
-#include <dmakit/dma/device.hpp>
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/address.hpp>
 #include <dmakit/support/log.hpp>
-#include <dmakit/vfio/device.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -29,15 +28,15 @@ class PacketPool;
 enum class InterruptMode { polling, msix };
 
 struct NicOpenContext {
-    pci::PciAddress address;
-    dma::PciDmaOptions dma_options;    // used when the driver opens the device itself
+    pci::PciAddress address;           // ignored when `function` is given
+    dma::PciDmaOptions dma_options;    // used when the port opens its own domain
 
-    // Borrowed (both or neither); must outlive the Nic.
-    vfio::Device* device = nullptr;
-    dma::DmaDevice* dma = nullptr;
+    // Borrowed; must outlive the Nic.
+    dma::PciFunction* function = nullptr;
 
-    // Borrowed RX pool in the same DMA context; null: the driver makes one
-    // of `pool_buffers` buffers (0: enough for both rings plus 1024 in flight).
+    // Borrowed RX pool in the same DMA context; null: the port makes one
+    // of `pool_buffers` buffers (0: the driver's default, enough for its
+    // rings plus 1024 in flight).
     PacketPool* pool = nullptr;
     std::uint32_t pool_buffers = 0;
 
@@ -48,7 +47,7 @@ struct NicOpenContext {
     bool promiscuous = false;
     InterruptMode interrupts = InterruptMode::polling;
     std::chrono::milliseconds reset_timeout{100};
-    // How long open() waits for STATUS.LU before it gives up with a warning
+    // How long open() waits for the link before it gives up with a warning
     // (the port still opens; RX starts once the link comes up).
     std::chrono::milliseconds link_timeout{3000};
     const Logger* logger = nullptr;     // null: warnings go nowhere

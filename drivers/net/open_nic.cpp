@@ -8,7 +8,8 @@ namespace dmakit::net {
 
 Result<std::unique_ptr<Nic>> open_nic(const NicDriverRegistry& registry, NicOpenContext& context) {
     pci::Sysfs sysfs;
-    auto info = sysfs.device_info(context.address);
+    const pci::PciAddress& address = context.function != nullptr ? context.function->address() : context.address;
+    auto info = sysfs.device_info(address);
     if (!info.ok()) return std::move(info).error();  // "no PCI device at BDF; run: dmakit list"
     return registry.open(PciId{info->vendor_id, info->device_id}, context);
 }

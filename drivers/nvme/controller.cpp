@@ -67,7 +67,7 @@ const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexce
     return nullptr;
 }
 
-Result<std::unique_ptr<Controller>> Controller::open(dma::PciDmaDevice& device, ControllerOptions options) {
+Result<std::unique_ptr<Controller>> Controller::open(dma::PciFunction& device, ControllerOptions options) {
     DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<PciControllerBus> bus, PciControllerBus::open(device));
     return open(std::move(bus), options);
 }
@@ -623,7 +623,7 @@ Controller::~Controller() {
     if (abandoned_) {
         // Drop host state only; the device keeps its queues and stays enabled.
         // Its rings are freed with their pool, which stays mapped until the
-        // PciDmaDevice closes, so a late DMA lands in our own pool memory.
+        // PciDomain closes, so a late DMA lands in our own pool memory.
         for (auto& q : io_queues_) q->cancel_all();
         if (admin_) admin_->cancel_all_and_reset();
         return;

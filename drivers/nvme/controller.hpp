@@ -1,7 +1,7 @@
 // NVMe controller over VFIO and the dmakit DMA API (NVMe 1.4).
 //
-//     auto dev = dma::PciDmaDevice::open(address);
-//     auto ctrl = nvme::Controller::open(**dev, {});
+//     auto domain = dma::PciDomain::open(address);
+//     auto ctrl = nvme::Controller::open((*domain)->function(0), {});
 //     auto* q = *(*ctrl)->create_io_queue();       // one per thread
 //     q->read_sync(nsid, slba, blocks, segments);
 //
@@ -31,7 +31,7 @@
 #include "registers.hpp"
 
 #include <dmakit/dma/coherent.hpp>
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/result.hpp>
 #include <dmakit/vfio/device.hpp>
@@ -79,7 +79,7 @@ class Controller {
 public:
     // `device` must outlive the controller. Fails with a message saying what
     // was wrong (register values, timeouts with the CSTS seen, identify data).
-    [[nodiscard]] static Result<std::unique_ptr<Controller>> open(dma::PciDmaDevice& device,
+    [[nodiscard]] static Result<std::unique_ptr<Controller>> open(dma::PciFunction& device,
                                                                  ControllerOptions options = {});
     // Same over any ControllerBus (a software controller model in unit tests).
     [[nodiscard]] static Result<std::unique_ptr<Controller>> open(std::unique_ptr<ControllerBus> bus,

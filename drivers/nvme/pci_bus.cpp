@@ -9,7 +9,7 @@
 
 namespace dmakit::nvme {
 
-Result<std::unique_ptr<PciControllerBus>> PciControllerBus::open(dma::PciDmaDevice& device) {
+Result<std::unique_ptr<PciControllerBus>> PciControllerBus::open(dma::PciFunction& device) {
     DMAKIT_ASSIGN_OR_RETURN(vfio::Region bar0, device.vfio().map_bar(0));
     if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, register_block_size)) {
         return Error(ENODEV, device.address().to_string() + ": BAR0 of " + std::to_string(bar0.size()) +

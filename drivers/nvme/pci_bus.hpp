@@ -1,10 +1,10 @@
-// ControllerBus over a PCI function opened through VFIO (PciDmaDevice):
+// ControllerBus over a PCI function opened through VFIO (a dma::PciFunction):
 // BAR0 mmapped with map_bar, registers and doorbells as MMIO.
 #pragma once
 
 #include "controller_bus.hpp"
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/vfio/device.hpp>
 
 #include <memory>
@@ -15,7 +15,7 @@ class PciControllerBus final : public ControllerBus {
 public:
     // Maps BAR0; ENODEV when it is too small or its register page is not
     // mmapped. `device` must outlive the bus.
-    [[nodiscard]] static Result<std::unique_ptr<PciControllerBus>> open(dma::PciDmaDevice& device);
+    [[nodiscard]] static Result<std::unique_ptr<PciControllerBus>> open(dma::PciFunction& device);
 
     [[nodiscard]] std::string name() const override { return device_.address().to_string(); }
     [[nodiscard]] dma::DmaDevice& dma() noexcept override { return device_.dma(); }
@@ -37,9 +37,9 @@ public:
     }
 
 private:
-    PciControllerBus(dma::PciDmaDevice& device, vfio::Region bar0) : device_(device), bar0_(std::move(bar0)) {}
+    PciControllerBus(dma::PciFunction& device, vfio::Region bar0) : device_(device), bar0_(std::move(bar0)) {}
 
-    dma::PciDmaDevice& device_;
+    dma::PciFunction& device_;
     vfio::Region bar0_;
 };
 

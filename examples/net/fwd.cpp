@@ -7,7 +7,6 @@
 
 #include <net/dma_pool_backing.hpp>
 #include <net/packet_pool.hpp>
-#include <net/shared_domain.hpp>
 
 #include <array>
 
@@ -93,7 +92,7 @@ int main(int argc, char** argv) {
     options.context.logger = &logger;
     options.context.policy = iommu;
     const std::array addresses{*a, *b};
-    auto domain = net::SharedDmaDomain::open(addresses, options);
+    auto domain = dma::PciDomain::open(addresses, options);
     if (!domain.ok()) die("fwd", domain.error().message());
     net::NicDriverRegistry registry;
     if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("fwd", s.error().message());
@@ -113,8 +112,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < 2; ++i) {
         net::NicOpenContext ctx;
         ctx.address = addresses[i];
-        ctx.device = &(*domain)->device(i);
-        ctx.dma = &(*domain)->dma(i);
+        ctx.function = &(*domain)->function(i);
         ctx.pool = pools[i].get();
         ctx.logger = &logger;
         sides[i].nic = open_port_or_die("fwd", registry, ctx);

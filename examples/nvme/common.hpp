@@ -9,7 +9,7 @@
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/number_text.hpp>
 
@@ -95,9 +95,9 @@ inline pci::PciAddress device_or_default(const char* prog, const std::optional<p
     return *found;
 }
 
-// Device first, controller second: the controller is destroyed (shut down) first.
+// Domain first, controller second: the controller is destroyed (shut down) first.
 struct OpenController {
-    std::unique_ptr<dma::PciDmaDevice> device;
+    std::unique_ptr<dma::PciDomain> domain;
     std::unique_ptr<nvme::Controller> controller;
 };
 
@@ -106,8 +106,8 @@ inline Result<OpenController> open_controller(const pci::PciAddress& address, nv
     OpenController o;
     dma::PciDmaOptions dma_options;
     dma_options.context.policy = policy;
-    DMAKIT_ASSIGN_OR_RETURN(o.device, dma::PciDmaDevice::open(address, dma_options));
-    DMAKIT_ASSIGN_OR_RETURN(o.controller, nvme::Controller::open(*o.device, options));
+    DMAKIT_ASSIGN_OR_RETURN(o.domain, dma::PciDomain::open(address, dma_options));
+    DMAKIT_ASSIGN_OR_RETURN(o.controller, nvme::Controller::open(o.domain->function(0), options));
     return o;
 }
 

@@ -1,14 +1,14 @@
 // E1000eNic: the 82574 port over VFIO and the DMA API (public dmakit API only).
 //
-// open(): device (own PciDmaDevice or borrowed) -> check IDs -> function reset
+// open(): OpenPort (function, ID check, pool) -> function reset
 // (VFIO_DEVICE_RESET, so a port left running by a crashed process starts
-// clean) -> BAR0 -> rings in coherent memory -> packet pool -> bring_up
+// clean) -> BAR0 -> rings in coherent memory -> bring_up
 // (global reset, link, MAC, RX/TX set-up; §4.6) -> RX refill -> optional
 // MSI-X -> wait for link. Teardown reverses it and returns every buffer.
 #include "e1000e.hpp"
 
-#include "../dma_pool_backing.hpp"
 #include "../nic_open_context.hpp"
+#include "../open_port.hpp"
 #include "../packet_pool.hpp"
 #include "bar_registers.hpp"
 #include "bring_up.hpp"
@@ -37,7 +37,8 @@ constexpr std::uint32_t kMsixCauses = bits::INT_RXQ0 | bits::INT_TXQ0 | bits::IN
 
 class E1000eNic final : public Nic {
 public:
-    explicit E1000eNic(const NicOpenContext& ctx) : logger_(ctx.logger), name_(ctx.address.to_string()) {}
+    explicit E1000eNic(const NicOpenContext& ctx)
+        : logger_(ctx.logger), name_((ctx.function != nullptr ? ctx.function->address() : ctx.address).to_string()) {}
     ~E1000eNic() override { teardown(); }
 
     [[nodiscard]] Status start(NicOpenContext& ctx);
@@ -81,14 +82,13 @@ private:
     const Logger* logger_;
     std::string name_;  // PCI address, for messages
     std::uint32_t bursts_ = 0;
-    // Declaration order is destruction order reversed: the device (and its DMA
-    // context) outlives the pool, the rings' memory and the interrupts.
-    std::unique_ptr<dma::PciDmaDevice> owned_device_;
+    // Declaration order is destruction order reversed: the port (function,
+    // DMA context, pool) outlives the rings' memory and the interrupts.
+    std::optional<OpenPort> port_;
     vfio::Device* device_ = nullptr;
     dma::DmaDevice* dma_ = nullptr;
     vfio::Region bar0_;
     std::optional<BarRegisters> regs_;
-    std::unique_ptr<PacketPool> owned_pool_;
     PacketPool* pool_ = nullptr;
     std::optional<PacketPoolCache> cache_;  // the queue's private stash (one polling thread)
     dma::CoherentBuffer rx_memory_;
@@ -105,32 +105,20 @@ private:
 };
 
 Status E1000eNic::start(NicOpenContext& ctx) {
-    const std::string name = ctx.address.to_string();
     if (ctx.rx_queues != 1 || ctx.tx_queues != 1) {
-        return Error(EINVAL, "e1000e " + name + ": this driver runs one RX and one TX queue (asked for " +
+        return Error(EINVAL, "e1000e " + name_ + ": this driver runs one RX and one TX queue (asked for " +
                                  std::to_string(ctx.rx_queues) + "/" + std::to_string(ctx.tx_queues) + ")");
     }
-    if ((ctx.device == nullptr) != (ctx.dma == nullptr)) {
-        return Error(EINVAL, "e1000e " + name + ": pass both the vfio device and its DMA device, or neither");
-    }
-    if (ctx.device != nullptr) {
-        device_ = ctx.device;
-        dma_ = ctx.dma;
-    } else {
-        dma::PciDmaOptions options = ctx.dma_options;
-        if (options.context.logger == nullptr) options.context.logger = ctx.logger;
-        DMAKIT_ASSIGN_OR_RETURN(owned_device_, dma::PciDmaDevice::open(ctx.address, options));
-        device_ = &owned_device_->vfio();
-        dma_ = &owned_device_->dma();
-    }
-
-    // Never trust the address: the function must be an 82574 before we poke it.
-    DMAKIT_ASSIGN_OR_RETURN(const std::uint16_t vendor, device_->config_read16(0x00));
-    DMAKIT_ASSIGN_OR_RETURN(const std::uint16_t device_id, device_->config_read16(0x02));
-    const PciId id{vendor, device_id};
-    if (std::find(supported_ids.begin(), supported_ids.end(), id) == supported_ids.end()) {
-        return Error(ENODEV, "e1000e: " + name + " is " + id.to_string() + ", not an 82574");
-    }
+    PortPoolNeeds needs;
+    needs.default_buffers = std::size_t{ctx.rx_ring_size} + ctx.tx_ring_size + 1024;
+    needs.headroom = kHeadroom;
+    needs.data_room = kRxBufferSize;
+    DMAKIT_ASSIGN_OR_RETURN(OpenPort port, OpenPort::open(ctx, driver, needs));
+    port_.emplace(std::move(port));
+    device_ = &port_->function().vfio();
+    dma_ = &port_->function().dma();
+    pool_ = &port_->pool();
+    const std::string& name = name_;
 
     // Function-level reset first: whatever the last user left (rings enabled,
     // DMA in flight, interrupts armed) is gone before we allocate anything.
@@ -153,23 +141,6 @@ Status E1000eNic::start(NicOpenContext& ctx) {
     DMAKIT_ASSIGN_OR_RETURN(rx_memory_, dma_->alloc_coherent(std::max<std::size_t>(rx_size, 8) * 16));
     DMAKIT_ASSIGN_OR_RETURN(tx_memory_, dma_->alloc_coherent(std::max<std::size_t>(tx_size, 8) * 16));
 
-    if (ctx.pool != nullptr) {
-        pool_ = ctx.pool;
-    } else {
-        const std::size_t count =
-            ctx.pool_buffers != 0 ? ctx.pool_buffers : std::size_t{rx_size} + tx_size + 1024;
-        PacketPoolConfig config;
-        config.headroom = kHeadroom;
-        config.logger = ctx.logger;
-        DMAKIT_ASSIGN_OR_RETURN(owned_pool_,
-                                create_dma_packet_pool(dma_->context(), "e1000e-" + name, count,
-                                                       kHeadroom + kRxBufferSize, config));
-        pool_ = owned_pool_.get();
-    }
-    if (pool_->data_room() < kRxBufferSize) {
-        return Error(EINVAL, "e1000e " + name + ": pool buffers hold " +
-                                 std::to_string(pool_->data_room()) + " bytes after headroom; RX needs 2048");
-    }
     cache_.emplace(pool_->make_cache());
 
     BringUpConfig config;

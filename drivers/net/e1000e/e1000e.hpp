@@ -3,8 +3,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../driver_registry.hpp"
 #include "../nic.hpp"
+#include "../nic_driver.hpp"
 
 #include <array>
 #include <memory>
@@ -16,7 +16,10 @@ inline constexpr std::array<PciId, 2> supported_ids{{
     {0x8086, 0x10F6},  // 82574LA
 }};
 
-// Opens an 82574 port (see e1000e_nic.hpp for what open does and checks).
+// Opens an 82574 port (see e1000e.cpp for what open does and checks).
 [[nodiscard]] Result<std::unique_ptr<Nic>> open(NicOpenContext& context);
+
+// The driver, as drivers/net/meson.build's table lists it.
+inline constexpr NicDriver driver{"e1000e", supported_ids, &open};
 
 }  // namespace dmakit::net::e1000e

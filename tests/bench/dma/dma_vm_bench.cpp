@@ -6,7 +6,7 @@
 //                        IommuPolicy::strict: what every streaming map costs
 //                        in strict mode, end to end through the DMA API.
 // Needs the emulated NVMe controller on vfio-pci; skips otherwise.
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>
 
 #include <benchmark/benchmark.h>
@@ -20,8 +20,8 @@ namespace {
 
 using namespace dmakit;
 
-std::unique_ptr<dma::PciDmaDevice>& device() {
-    static std::unique_ptr<dma::PciDmaDevice> opened;  // benchmark-process scope
+std::unique_ptr<dma::PciDomain>& device() {
+    static std::unique_ptr<dma::PciDomain> opened;  // benchmark-process scope
     return opened;
 }
 
@@ -33,13 +33,13 @@ std::optional<pci::PciAddress>& nvme_address() {
 // The same controller reopened under IommuPolicy::strict. A VFIO device has
 // one user at a time, so the pool-mode handle is closed first; the strict
 // rows run after the miss rows (registration order).
-std::unique_ptr<dma::PciDmaDevice>& strict_device() {
-    static std::unique_ptr<dma::PciDmaDevice> opened;
+std::unique_ptr<dma::PciDomain>& strict_device() {
+    static std::unique_ptr<dma::PciDomain> opened;
     if (!opened && nvme_address()) {
         device().reset();
         dma::PciDmaOptions options;
         options.context.policy = dma::IommuPolicy::strict;
-        auto reopened = dma::PciDmaDevice::open(*nvme_address(), options);
+        auto reopened = dma::PciDomain::open(*nvme_address(), options);
         if (reopened.ok()) {
             opened = std::move(reopened).value();
         } else {
@@ -73,7 +73,7 @@ void BM_map_foreign_miss(benchmark::State& state, std::size_t size) {
 
 void BM_map_strict_vm_pair(benchmark::State& state, std::size_t size) {
     if (!strict_device()) return state.SkipWithError("no NVMe controller on vfio-pci (run inside scripts/vm)");
-    auto& dev = strict_device()->dma();
+    auto& dev = strict_device()->function(0).dma();
     auto buffer = dev.alloc_coherent(size);
     if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
     for (auto _ : state) {
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
         }
     }
     if (nvme) {
-        auto opened = dma::PciDmaDevice::open(*nvme);
+        auto opened = dma::PciDomain::open(*nvme);
         if (opened.ok()) {
             device() = std::move(opened).value();
         } else {

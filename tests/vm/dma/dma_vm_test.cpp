@@ -6,7 +6,7 @@
 // and nothing else.
 #include "bench_devices.hpp"
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/pci/sysfs.hpp>
 
@@ -34,12 +34,12 @@ protected:
         nic_ = nics[0];
     }
 
-    [[nodiscard]] Result<std::unique_ptr<PciDmaDevice>> open(const pci::PciAddress& address,
+    [[nodiscard]] Result<std::unique_ptr<PciDomain>> open(const pci::PciAddress& address,
                                                             PciDmaOptions options = {}) {
         options.context.logger = &log_.logger;
         options.context.debug = true;
         options.context.pages.region_size = std::size_t{8} << 20;
-        return PciDmaDevice::open(address, options);
+        return PciDomain::open(address, options);
     }
 
     [[nodiscard]] static bool inside_kernel_ranges(const iommu::IommuDomain& domain, DmaAddr addr,
@@ -58,7 +58,7 @@ protected:
 TEST_F(DmaVm, CoherentStreamingAndForeignMappingsLandInsideTheKernelsRanges) {
     auto dev = open(*nvme_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
-    DmaDevice& dma = (*dev)->dma();
+    DmaDevice& dma = (*dev)->function(0).dma();
     auto& domain = (*dev)->context().domain();
     ASSERT_FALSE(domain.usable_ranges().empty());
 
@@ -85,7 +85,7 @@ TEST_F(DmaVm, CoherentStreamingAndForeignMappingsLandInsideTheKernelsRanges) {
 TEST_F(DmaVm, ThirtyTwoBitMaskKeepsEveryAddressBelowFourGiB) {
     auto dev = open(*nvme_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
-    DmaDevice& dma = (*dev)->dma();
+    DmaDevice& dma = (*dev)->function(0).dma();
     ASSERT_TRUE(dma.set_mask_and_coherent(dma_bit_mask(32)).ok());
     std::vector<std::vector<unsigned char>> heaps;
     for (int i = 0; i < 8; ++i) {
@@ -108,7 +108,7 @@ TEST_F(DmaVm, MappingBudgetRunsOutCleanlyAndRecovers) {
     options.domain.max_mappings = 4;
     auto dev = open(*nvme_, options);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
-    DmaDevice& dma = (*dev)->dma();
+    DmaDevice& dma = (*dev)->function(0).dma();
     std::vector<std::vector<unsigned char>> heaps;
     std::vector<DmaAddr> mapped;
     std::optional<Error> failure;
@@ -133,22 +133,22 @@ TEST_F(DmaVm, TwoDevicesInTwoDomainsFromOneProcess) {
     auto network = open(*nic_);
     ASSERT_TRUE(storage.ok()) << storage.error().message();
     ASSERT_TRUE(network.ok()) << network.error().message();
-    auto a = (*storage)->dma().alloc_coherent(4096);
-    auto b = (*network)->dma().alloc_coherent(4096);
+    auto a = (*storage)->function(0).dma().alloc_coherent(4096);
+    auto b = (*network)->function(0).dma().alloc_coherent(4096);
     ASSERT_TRUE(a.ok() && b.ok());
     EXPECT_NE(&(*storage)->context().domain(), &(*network)->context().domain());
     std::vector<unsigned char> heap(1 << 20);
-    auto fa = (*storage)->dma().map_single(heap.data(), 4096, DmaDirection::to_device);
-    auto fb = (*network)->dma().map_single(heap.data(), 4096, DmaDirection::to_device);
+    auto fa = (*storage)->function(0).dma().map_single(heap.data(), 4096, DmaDirection::to_device);
+    auto fb = (*network)->function(0).dma().map_single(heap.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(fa.ok() && fb.ok()) << "the same memory mapped in two domains";
-    ASSERT_TRUE((*storage)->dma().unmap_single(*fa, 4096, DmaDirection::to_device).ok());
-    ASSERT_TRUE((*network)->dma().unmap_single(*fb, 4096, DmaDirection::to_device).ok());
+    ASSERT_TRUE((*storage)->function(0).dma().unmap_single(*fa, 4096, DmaDirection::to_device).ok());
+    ASSERT_TRUE((*network)->function(0).dma().unmap_single(*fb, 4096, DmaDirection::to_device).ok());
 }
 
 TEST_F(DmaVm, LargeBufferFromSmallPagesIsOneDeviceRange) {
     auto dev = open(*nvme_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
-    auto big = (*dev)->dma().alloc_large(std::size_t{8} << 20);
+    auto big = (*dev)->function(0).dma().alloc_large(std::size_t{8} << 20);
     ASSERT_TRUE(big.ok()) << big.error().message();
     EXPECT_TRUE(inside_kernel_ranges((*dev)->context().domain(), big->dma(), big->size()));
 }
@@ -157,7 +157,7 @@ TEST_F(DmaVm, LeakedMappingIsReportedWhenTheDeviceCloses) {
     auto dev = open(*nvme_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
     std::vector<unsigned char> heap(1 << 20);
-    auto addr = (*dev)->dma().map_single(heap.data(), 4096, DmaDirection::to_device);
+    auto addr = (*dev)->function(0).dma().map_single(heap.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(addr.ok());
     dev->reset();
     bool reported = false;

@@ -1,12 +1,12 @@
 // No DMA address aliases MMIO, on the real stack: the guest's NVMe controller
-// and an e1000e opened through PciDmaDevice, hundreds of mappings of every
+// and an e1000e opened through PciDomain, hundreds of mappings of every
 // kind, and none may fall inside a BAR of any device or a PCI window of the
 // host bridge. The windows are read here, independently of the library's
 // pci::read_memory_windows, straight from /proc/iomem and sysfs, so a bug in
 // that reader cannot hide itself.
 #include "bench_devices.hpp"
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/dma/scatterlist.hpp>
 
@@ -120,7 +120,7 @@ protected:
 
     // Hundreds of mappings of every kind through `dev`, all alive at once
     // (so they spread over the IOVA space), each checked, then released.
-    void map_everything(PciDmaDevice& dev) {
+    void map_everything(PciFunction& dev) {
         DmaDevice& dma = dev.dma();
         const std::size_t before = checked_;
 
@@ -242,11 +242,11 @@ protected:
         for (void* page : pages) std::free(page);
     }
 
-    [[nodiscard]] static Result<std::unique_ptr<PciDmaDevice>> open(const pci::PciAddress& address) {
+    [[nodiscard]] static Result<std::unique_ptr<PciDomain>> open(const pci::PciAddress& address) {
         PciDmaOptions options;
         // Small regions: many of them, so many pool placements are checked.
         options.context.pages.region_size = std::size_t{8} << 20;
-        return PciDmaDevice::open(address, options);
+        return PciDomain::open(address, options);
     }
 
     static std::vector<Window> windows_;
@@ -262,15 +262,15 @@ std::size_t IovaPlacementVm::host_windows_ = 0;
 TEST_F(IovaPlacementVm, NoNvmeMappingLiesInAPciWindow) {
     auto dev = open(*nvme_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
-    map_everything(**dev);
+    map_everything((*dev)->function(0));
 }
 
 TEST_F(IovaPlacementVm, NoE1000eMappingLiesInAPciWindowEvenWithA32BitMask) {
     auto dev = open(*nic_);
     ASSERT_TRUE(dev.ok()) << dev.error().message();
     // Below 4 GiB is where the BARs and the 32-bit window are.
-    ASSERT_TRUE((*dev)->dma().set_mask_and_coherent(dma_bit_mask(32)).ok());
-    map_everything(**dev);
+    ASSERT_TRUE((*dev)->function(0).dma().set_mask_and_coherent(dma_bit_mask(32)).ok());
+    map_everything((*dev)->function(0));
 }
 
 TEST_F(IovaPlacementVm, BothDevicesOpenAtOnceStayOffTheWindows) {
@@ -278,8 +278,8 @@ TEST_F(IovaPlacementVm, BothDevicesOpenAtOnceStayOffTheWindows) {
     ASSERT_TRUE(nvme.ok()) << nvme.error().message();
     auto nic = open(*nic_);
     ASSERT_TRUE(nic.ok()) << nic.error().message();
-    map_everything(**nvme);
-    map_everything(**nic);
+    map_everything((*nvme)->function(0));
+    map_everything((*nic)->function(0));
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/memory_mapping.hpp>
 
@@ -163,14 +163,14 @@ protected:
         o.context.debug = true;
         o.context.logger = &logger_;
         o.context.pages.region_size = std::size_t{16} << 20;
-        auto d = dma::PciDmaDevice::open(*address_, o);
+        auto d = dma::PciDomain::open(*address_, o);
         ASSERT_TRUE(d.ok()) << d.error().message();
         dev_ = std::move(d).value();
         ControllerOptions co;
         co.logger = &logger_;
         co.io_timeout = 5s;
         co.admin_timeout = 5s;
-        auto c = Controller::open(*dev_, co);
+        auto c = Controller::open(dev_->function(0), co);
         ASSERT_TRUE(c.ok()) << c.error().message();
         ctrl_ = std::move(c).value();
         ASSERT_FALSE(ctrl_->namespaces().empty());
@@ -198,7 +198,7 @@ protected:
         for (void* p : pool_pages_) dev_->context().pages().free_pages(p);
     }
 
-    dma::DmaDevice& dma() { return dev_->dma(); }
+    dma::DmaDevice& dma() { return dev_->function(0).dma(); }
 
     // `count` pages of the memory kind under test, each filled with kUntouched.
     std::byte* pages(std::size_t count) {
@@ -318,7 +318,7 @@ protected:
                    }};
     DmarFaults faults_;
     std::optional<pci::PciAddress> address_;
-    std::unique_ptr<dma::PciDmaDevice> dev_;
+    std::unique_ptr<dma::PciDomain> dev_;
     std::unique_ptr<Controller> ctrl_;
     IoQueue* q_ = nullptr;
     std::uint32_t nsid_ = 0;

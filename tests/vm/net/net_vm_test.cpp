@@ -13,7 +13,6 @@
 #include <net/nic_open_context.hpp>
 #include <net/open_nic.hpp>
 #include <net/packet_pool.hpp>
-#include <net/shared_domain.hpp>
 #include <net/frame.hpp>
 
 #include <dmakit/pci/sysfs.hpp>
@@ -124,7 +123,7 @@ protected:
 };
 
 TEST_F(NetVm, HundredThousandFramesArriveInOrderAndCountersAgree) {
-    auto domain = SharedDmaDomain::open(std::array{a_, b_});
+    auto domain = dma::PciDomain::open(std::array{a_, b_});
     ASSERT_TRUE(domain.ok()) << domain.error().message();
     // Our own pools, so the leak check can run after the ports are gone.
     auto pool_a = create_dma_packet_pool((*domain)->context(), "test-a", 2048);
@@ -134,12 +133,10 @@ TEST_F(NetVm, HundredThousandFramesArriveInOrderAndCountersAgree) {
     Received r;
     {
         auto ca = context(a_);
-        ca.device = &(*domain)->device(0);
-        ca.dma = &(*domain)->dma(0);
+        ca.function = &(*domain)->function(0);
         ca.pool = pool_a->get();
         auto cb = context(b_);
-        cb.device = &(*domain)->device(1);
-        cb.dma = &(*domain)->dma(1);
+        cb.function = &(*domain)->function(1);
         cb.pool = pool_b->get();
         auto b = open_nic(registry_, cb);
         ASSERT_TRUE(b.ok()) << b.error().message();

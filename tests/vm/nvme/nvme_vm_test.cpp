@@ -7,7 +7,7 @@
 #include <nvme/controller.hpp>
 #include <nvme/io_queue.hpp>
 
-#include <dmakit/dma/pci_device.hpp>
+#include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>
 
 #include <gtest/gtest.h>
@@ -66,7 +66,7 @@ protected:
         o.context.logger = &log_.logger;
         o.context.debug = true;  // every map/unmap checked; leaks reported at close
         o.context.pages.region_size = std::size_t{16} << 20;
-        auto d = dma::PciDmaDevice::open(*address_, o);
+        auto d = dma::PciDomain::open(*address_, o);
         if (!d.ok()) {
             ADD_FAILURE() << d.error().message();
             return d.error();
@@ -79,12 +79,12 @@ protected:
         o.logger = &log_.logger;
         o.io_timeout = 5s;
         o.admin_timeout = 5s;
-        return Controller::open(*dev_, o);
+        return Controller::open(dev_->function(0), o);
     }
 
     std::optional<pci::PciAddress> address_;
     CapturedLog log_;
-    std::unique_ptr<dma::PciDmaDevice> dev_;
+    std::unique_ptr<dma::PciDomain> dev_;
 };
 
 TEST_F(NvmeVm, IdentifyMatchesWhatQemuWasStartedWith) {
@@ -387,9 +387,9 @@ TEST_F(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     const pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-        auto d = dma::PciDmaDevice::open(*address_);
+        auto d = dma::PciDomain::open(*address_);
         if (!d.ok()) _exit(3);
-        auto c = Controller::open(**d, {});
+        auto c = Controller::open((*d)->function(0), {});
         if (!c.ok()) _exit(4);
         auto q = (*c)->create_io_queue(16);
         if (!q.ok()) _exit(5);

@@ -1,7 +1,10 @@
 #include <net/driver_registry.hpp>
+#include <net/e1000e/e1000e.hpp>
 #include <net/nic_open_context.hpp>
 
 #include <gtest/gtest.h>
+
+#include <array>
 
 namespace dmakit::net {
 namespace {
@@ -30,7 +33,8 @@ TEST(NicDriverRegistry, BuiltinsClaimThe82574) {
     ASSERT_TRUE(register_builtin_drivers(registry).ok());
     auto e = registry.find({0x8086, 0x10d3});
     ASSERT_TRUE(e.ok()) << e.error().message();
-    EXPECT_EQ((*e)->driver, "e1000e");
+    EXPECT_EQ((*e)->name, "e1000e");
+    EXPECT_EQ(*e, &e1000e::driver);
     // The factory is wired to the VFIO glue: with no VFIO to be found it
     // fails with the layer's error (the VM tests open real ports).
     NicOpenContext context;
@@ -57,19 +61,43 @@ TEST(NicDriverRegistry, UnknownIdListsWhatIsSupported) {
     EXPECT_NE(none.error().message().find("register_builtin_drivers"), std::string::npos);
 }
 
-TEST(NicDriverRegistry, DuplicatesAndNullFactoriesAreRefused) {
+constexpr std::array<PciId, 1> stub_ids{{{0x1af4, 0x1041}}};
+constexpr NicDriver stub_driver{"stub", stub_ids, &open_stub};
+
+TEST(NicDriverRegistry, DuplicatesAndIncompleteDriversAreRefused) {
     NicDriverRegistry registry;
-    ASSERT_TRUE(registry.add({0x1af4, 0x1041}, &open_stub, "stub").ok());
-    const Status dup = registry.add({0x1af4, 0x1041}, &open_stub, "other");
+    ASSERT_TRUE(registry.add(stub_driver).ok());
+    // Another driver claiming one ID already taken: nothing of it is added.
+    constexpr std::array<PciId, 2> overlapping{{{0x1af4, 0x1000}, {0x1af4, 0x1041}}};
+    const NicDriver other{"other", overlapping, &open_stub};
+    const Status dup = registry.add(other);
     ASSERT_FALSE(dup.ok());
     EXPECT_EQ(dup.error().code(), EEXIST);
-    EXPECT_EQ(registry.add({0x1af4, 0x1000}, nullptr).error().code(), EINVAL);
+    EXPECT_NE(dup.error().message().find("stub"), std::string::npos) << dup.error().message();
+    EXPECT_FALSE(registry.find({0x1af4, 0x1000}).ok());
+    EXPECT_EQ(registry.add(NicDriver{"null", stub_ids, nullptr}).error().code(), EINVAL);
+    EXPECT_EQ(registry.add(NicDriver{"no-ids", {}, &open_stub}).error().code(), EINVAL);
+    EXPECT_EQ(registry.add(NicDriver{"", stub_ids, &open_stub}).error().code(), EINVAL);
+}
+
+TEST(NicDriverRegistry, TheBuildTableListsEveryDriverOnce) {
+    // The table meson generates from net_drivers: each driver once, each ID
+    // claimed by one driver (register_builtin_drivers would refuse otherwise).
+    const auto drivers = builtin_nic_drivers();
+    ASSERT_FALSE(drivers.empty());
+    NicDriverRegistry registry;
+    EXPECT_TRUE(register_builtin_drivers(registry).ok());
+    EXPECT_EQ(registry.drivers().size(), drivers.size());
+    for (const DisabledNicDriver& d : disabled_nic_drivers()) {
+        EXPECT_FALSE(d.reason.empty()) << d.name << " is left out without a reason";
+        for (const NicDriver* built : drivers) EXPECT_NE(built->name, d.name);
+    }
 }
 
 TEST(NicDriverRegistry, OpenCallsTheFactoryAndRegistriesAreIndependent) {
     NicDriverRegistry a;
     NicDriverRegistry b;
-    ASSERT_TRUE(a.add({0x1af4, 0x1041}, &open_stub, "stub").ok());
+    ASSERT_TRUE(a.add(stub_driver).ok());
     NicOpenContext context;
     auto nic = a.open({0x1af4, 0x1041}, context);
     ASSERT_TRUE(nic.ok());
