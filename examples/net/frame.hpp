@@ -45,9 +45,10 @@ inline std::uint16_t get16be(const std::byte* p) {
 }
 }  // namespace detail
 
-// Writes a whole frame of `length` bytes (60..1514) into `out`.
-inline void build_frame(std::span<std::byte> out, std::size_t length, const net::MacAddress& dst,
-                        const net::MacAddress& src, std::uint32_t run, std::uint64_t seq) {
+// Writes the Ethernet, IPv4 and UDP headers (kPayloadOffset bytes) of a
+// frame of `length` bytes (60..1514) into `out`; the payload is the caller's.
+inline void write_headers(std::span<std::byte> out, std::size_t length, const net::MacAddress& dst,
+                          const net::MacAddress& src) {
     std::byte* f = out.data();
     std::memcpy(f, dst.bytes.data(), 6);
     std::memcpy(f + 6, src.bytes.data(), 6);
@@ -70,7 +71,13 @@ inline void build_frame(std::span<std::byte> out, std::size_t length, const net:
     detail::put16be(udp + 2, kUdpPort);
     detail::put16be(udp + 4, static_cast<std::uint16_t>(length - 34));
     detail::put16be(udp + 6, 0);  // no UDP checksum (allowed for IPv4)
-    std::byte* payload = f + kPayloadOffset;
+}
+
+// Writes a whole test frame of `length` bytes (60..1514) into `out`.
+inline void build_frame(std::span<std::byte> out, std::size_t length, const net::MacAddress& dst,
+                        const net::MacAddress& src, std::uint32_t run, std::uint64_t seq) {
+    write_headers(out, length, dst, src);
+    std::byte* payload = out.data() + kPayloadOffset;
     const std::size_t plen = length - kPayloadOffset;
     std::memcpy(payload, &seq, 8);
     std::memcpy(payload + 8, &run, 4);

@@ -7,6 +7,7 @@
 #include "../iommu_option.hpp"
 
 #include <nvme/controller.hpp>
+#include <nvme/pci_class.hpp>
 #include <nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
@@ -83,7 +84,7 @@ inline std::optional<pci::PciAddress> find_nvme_on_vfio() {
     if (!all.ok()) return std::nullopt;
     for (const auto& a : *all) {
         auto info = sysfs.device_info(a);
-        if (info.ok() && info->class_code == 0x010802 && info->driver == std::string("vfio-pci")) return a;
+        if (info.ok() && nvme::claims_class(info->class_code) && info->driver == std::string("vfio-pci")) return a;
     }
     return std::nullopt;
 }

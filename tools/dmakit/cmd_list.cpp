@@ -6,6 +6,8 @@
 
 #include <dmakit/pci/names.hpp>
 #include <dmakit/pci/sysfs.hpp>
+#include <net/driver_registry.hpp>
+#include <nvme/pci_class.hpp>
 
 #include <cstdio>
 #include <type_traits>
@@ -17,11 +19,13 @@ constexpr std::string_view list_help =
     "usage: dmakit list [--json]\n"
     "\n"
     "List every PCI device: address, vendor:device ids and names, class,\n"
-    "current driver, IOMMU group and NUMA node ('-' when there is none).\n"
+    "current (kernel) driver, the dmakit driver that can run it once it is bound\n"
+    "to vfio-pci, IOMMU group and NUMA node ('-' when there is none).\n"
     "\n"
     "  --json   print a JSON array of objects with the keys address, vendor_id,\n"
-    "           device_id, vendor, device, class, driver, iommu_group, numa_node\n"
-    "           (ids as hex strings, group and node as integers or null)\n";
+    "           device_id, vendor, device, class, driver, dmakit_driver,\n"
+    "           iommu_group, numa_node (ids as hex strings, group and node as\n"
+    "           integers or null)\n";
 
 std::string hex4(unsigned value) {
     char buffer[8];
@@ -39,6 +43,16 @@ std::string or_dash(const std::optional<T>& value) {
     }
 }
 
+// The dmakit driver for a function: NVMe by class code, NICs by the IDs in
+// the built-in driver table (drivers/net/meson.build's net_drivers).
+std::optional<std::string> dmakit_driver(const pci::DeviceInfo& d) {
+    if (nvme::claims_class(d.class_code)) return std::string("nvme");
+    for (const net::NicDriver* driver : net::builtin_nic_drivers()) {
+        if (driver->claims(net::PciId{d.vendor_id, d.device_id})) return std::string(driver->name);
+    }
+    return std::nullopt;
+}
+
 void print_json(const std::vector<pci::DeviceInfo>& devices, const pci::PciNames& names,
                 std::ostream& out) {
     JsonWriter json(out);
@@ -52,6 +66,7 @@ void print_json(const std::vector<pci::DeviceInfo>& devices, const pci::PciNames
         json.key("device").value(names.device(d.vendor_id, d.device_id));
         json.key("class").value(names.class_name(d.class_code));
         json.key("driver").value(d.driver);
+        json.key("dmakit_driver").value(dmakit_driver(d));
         json.key("iommu_group").value(d.iommu_group);
         json.key("numa_node").value(d.numa_node);
         json.end_object();
@@ -62,10 +77,11 @@ void print_json(const std::vector<pci::DeviceInfo>& devices, const pci::PciNames
 void print_table(const std::vector<pci::DeviceInfo>& devices, const pci::PciNames& names,
                  std::ostream& out) {
     // The free-form names go last so the columns before them stay aligned.
-    Table table({"ADDRESS", "ID", "CLASS", "DRIVER", "GROUP", "NODE", "DEVICE"});
+    Table table({"ADDRESS", "ID", "CLASS", "DRIVER", "DMAKIT", "GROUP", "NODE", "DEVICE"});
     for (const auto& d : devices) {
         table.add_row({d.address.to_string(), hex4(d.vendor_id) + ":" + hex4(d.device_id),
-                       names.class_name(d.class_code), or_dash(d.driver), or_dash(d.iommu_group),
+                       names.class_name(d.class_code), or_dash(d.driver), or_dash(dmakit_driver(d)),
+                       or_dash(d.iommu_group),
                        or_dash(d.numa_node),
                        names.vendor(d.vendor_id) + " " + names.device(d.vendor_id, d.device_id)});
     }

@@ -180,14 +180,15 @@ TEST_F(ToolTest, ListJson) {
     ASSERT_EQ(devices->size(), 4u);
     for (const auto& d : *devices) {
         for (const char* key : {"address", "vendor_id", "device_id", "vendor", "device", "class",
-                                "driver", "iommu_group", "numa_node"}) {
+                                "driver", "dmakit_driver", "iommu_group", "numa_node"}) {
             EXPECT_EQ(d.count(key), 1u) << key;
         }
-        EXPECT_EQ(d.size(), 9u);
+        EXPECT_EQ(d.size(), 10u);
     }
     auto& bridge = (*devices)[0];
     EXPECT_EQ(bridge["address"], "\"0000:00:01.0\"");
     EXPECT_EQ(bridge["driver"], "null");
+    EXPECT_EQ(bridge["dmakit_driver"], "null");
     EXPECT_EQ(bridge["iommu_group"], "null");
     EXPECT_EQ(bridge["class"], "\"0600\"");  // not in the test pci.ids: hex
 
@@ -198,6 +199,7 @@ TEST_F(ToolTest, ListJson) {
     EXPECT_EQ(nic["device"], "\"82574L Gigabit \"Network\" Connection\"");  // escaped and read back
     EXPECT_EQ(nic["class"], "\"Ethernet controller\"");
     EXPECT_EQ(nic["driver"], "\"e1000e\"");
+    EXPECT_EQ(nic["dmakit_driver"], "\"e1000e\"");
     EXPECT_EQ(nic["iommu_group"], "5");
     EXPECT_EQ(nic["numa_node"], "null");
 
@@ -209,6 +211,7 @@ TEST_F(ToolTest, ListJson) {
     EXPECT_EQ(nvme["device"], "\"QEMU NVM Express Controller\"");
     EXPECT_EQ(nvme["class"], "\"Non-Volatile memory controller\"");
     EXPECT_EQ(nvme["iommu_group"], "3");
+    EXPECT_EQ(nvme["dmakit_driver"], "\"nvme\"");
     EXPECT_EQ(nvme["numa_node"], "0");
 }
 
@@ -216,6 +219,7 @@ TEST_F(ToolTest, ListTable) {
     auto run = dmakit({"list"});
     ASSERT_EQ(run.exit_code, 0) << run.err;
     EXPECT_EQ(run.out.rfind("ADDRESS ", 0), 0u) << run.out;
+    EXPECT_NE(run.out.find(" DMAKIT "), std::string::npos) << run.out;
     EXPECT_NE(run.out.find("0000:00:04.0  1b36:0010"), std::string::npos) << run.out;
     EXPECT_NE(run.out.find("Red Hat, Inc. QEMU NVM Express Controller"), std::string::npos) << run.out;
     EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 5);
