@@ -259,6 +259,50 @@ RESOURCE = """0x00000000febd0000 0x00000000febd3fff 0x0000000000140204
 """
 
 
+# ---- pci_capabilities: the config space bytes ----
+class Config:
+    """A config space image: header ids, Status bit 4 and the capability lists."""
+
+    def __init__(self, size=4096, vendor=0x1B36, device=0x0010):
+        self.b = bytearray(size)
+        put(self.b, 0, "HH", vendor, device)
+
+    def first(self, pointer):
+        put(self.b, 0x06, "H", 0x0010)
+        self.b[0x34] = pointer
+        return self
+
+    def cap(self, offset, cap_id, nxt, body=b""):
+        self.b[offset:offset + 2 + len(body)] = bytes([cap_id, nxt]) + bytes(body)
+        return self
+
+    def ext(self, offset, cap_id, version, nxt):
+        put(self.b, offset, "I", cap_id | (version << 16) | (nxt << 20))
+        return self
+
+
+def capability_seeds():
+    nvme = Config().first(0x40)  # QEMU 7.2 hw/nvme: MSI-X, PCIe v2, PM
+    nvme.cap(0x40, 0x11, 0x80, b"\x40\x80").cap(0x80, 0x10, 0x60, b"\x02\x00").cap(0x60, 0x01, 0x00, b"\x03\x00")
+    e1000e = Config(4096, 0x8086, 0x10D3).first(0xC8)  # 82574: PM, MSI 64-bit, PCIe v1, MSI-X; AER v2, DSN
+    e1000e.cap(0xC8, 0x01, 0xD0, b"\x22\xc8").cap(0xD0, 0x05, 0xE0, b"\x80\x00")
+    e1000e.cap(0xE0, 0x10, 0xA0, b"\x01\x00").cap(0xA0, 0x11, 0x00, b"\x04\x00")
+    e1000e.ext(0x100, 0x0001, 2, 0x140).ext(0x140, 0x0003, 1, 0x200).ext(0x200, 0x000B, 1, 0)
+    put(e1000e.b, 0x204, "I", (0x18 << 20) | 1)  # VSEC of 24 bytes
+    virtio = Config(256, 0x1AF4, 0x1041).first(0x40)  # a real virtio-net-pci: 5 vendor caps, MSI-X
+    for offset, nxt, length, kind in [(0x40, 0x50, 16, 1), (0x50, 0x60, 16, 3), (0x60, 0x70, 16, 4),
+                                      (0x70, 0x84, 20, 2), (0x84, 0x98, 20, 5)]:
+        virtio.cap(offset, 0x09, nxt, bytes([length, kind]))
+    virtio.cap(0x98, 0x11, 0x00, b"\x02\x80")
+    header_only = Config(64, 0x8086, 0x29C0).first(0x40)  # what a non-root sysfs read gives
+    return {
+        "qemu_nvme": bytes(nvme.b),
+        "e1000e_extended": bytes(e1000e.b),
+        "virtio_vendor": bytes(virtio.b),
+        "header_only": bytes(header_only.b),
+    }
+
+
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "corpus"
     corpus = {
@@ -283,6 +327,7 @@ def main():
             "resource": pci_text("0000:00:02.0", RESOURCE),
             "address_domain": pci_text("10000:ff:1f.7", ""),
         },
+        "pci_capabilities": capability_seeds(),
         "cli": {
             "bind": b"bind\x000000:00:03.0\x00--sysfs-root\x00/tmp/sys",
             "hugepages": b"--pci-ids=/usr/share/misc/pci.ids\x00hugepages\x00--reserve\x00512M\x00--node=0",

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
-#include <cstdio>
 #include <string>
 
 namespace dmakit::iommu {
@@ -19,12 +18,6 @@ unsigned order_fitting(std::uint64_t span_minus_one) noexcept {
 }
 
 }  // namespace
-
-std::string to_hex(std::uint64_t value) {
-    char buffer[24];
-    std::snprintf(buffer, sizeof buffer, "0x%llx", static_cast<unsigned long long>(value));
-    return buffer;
-}
 
 Result<IovaAllocator> IovaAllocator::create(std::vector<IovaRange> usable, std::uint64_t granule) {
     if (granule == 0 || !std::has_single_bit(granule)) {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <dmakit/iommu/backend.hpp>
+#include <dmakit/support/number_text.hpp>
 #include <dmakit/support/result.hpp>
 
 #include <algorithm>
@@ -98,7 +99,7 @@ private:
     std::map<std::uint64_t, unsigned> allocated_;
 };
 
-// "0x0000ffffffff"-style hex for messages.
-[[nodiscard]] std::string to_hex(std::uint64_t value);
+// Hex for messages; lives in support so lower layers (pci) share it.
+using dmakit::to_hex;
 
 }  // namespace dmakit::iommu

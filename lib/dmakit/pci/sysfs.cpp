@@ -108,6 +108,12 @@ Result<std::optional<int>> Sysfs::numa_node(const PciAddress& address) const {
     return std::optional<int>(*node);
 }
 
+Result<std::vector<std::uint8_t>> Sysfs::read_config(const PciAddress& address) const {
+    const std::string path = device_path(address) + "/config";
+    DMAKIT_ASSIGN_OR_RETURN(std::string bytes, read_text_file(path));
+    return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
+}
+
 Result<DeviceInfo> Sysfs::device_info(const PciAddress& address) const {
     DMAKIT_TRY(require_device(address));
     DeviceInfo info;

@@ -8,6 +8,7 @@
 //   bus/pci/devices/ADDR/driver        -> symlink to bus/pci/drivers/NAME
 //   bus/pci/devices/ADDR/iommu_group   -> symlink to kernel/iommu_groups/N
 //   kernel/iommu_groups/N/devices/ADDR
+//   bus/pci/devices/ADDR/config        config space bytes (64 of them without root)
 #pragma once
 
 #include <dmakit/pci/address.hpp>
@@ -58,6 +59,10 @@ public:
     [[nodiscard]] Result<std::optional<std::string>> driver(const PciAddress& address) const;
     [[nodiscard]] Result<std::optional<unsigned>> iommu_group(const PciAddress& address) const;
     [[nodiscard]] Result<std::optional<int>> numa_node(const PciAddress& address) const;
+    // The function's config space as the kernel shows it: 256 or 4096 bytes
+    // for root, only the 64-byte header for anyone else (pci-sysfs.c
+    // pci_read_config). Parse it with parse_capabilities (capabilities.hpp).
+    [[nodiscard]] Result<std::vector<std::uint8_t>> read_config(const PciAddress& address) const;
 
     // True when the kernel has at least one IOMMU group.
     [[nodiscard]] bool has_iommu_groups() const;

@@ -56,6 +56,13 @@ template <std::integral T>
     return *value * multiplier;
 }
 
+// "0x1f"-style hex for messages (addresses, offsets, register values).
+[[nodiscard]] inline std::string to_hex(std::uint64_t value) {
+    char buffer[2 + 16] = {'0', 'x'};
+    const auto end = std::to_chars(buffer + 2, buffer + sizeof buffer, value, 16).ptr;
+    return std::string(buffer, end);
+}
+
 // "%g"-like text for a range bound: 0.1, 1000000, 512.
 template <typename T>
 [[nodiscard]] std::string number_to_text(T value) {

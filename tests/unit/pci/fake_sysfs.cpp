@@ -83,6 +83,10 @@ void FakeSysfs::add_ipv6_address(const std::string& iface, const std::string& ad
     append("proc/net/if_inet6", address_hex + " 02 40 " + scope + " 80 " + iface);
 }
 
+void FakeSysfs::set_config(const std::string& address, const std::vector<std::uint8_t>& bytes) const {
+    put(root_ + "/devices/pci0000:00/" + address + "/config", std::string(bytes.begin(), bytes.end()));
+}
+
 FakeSysfs::~FakeSysfs() {
     std::error_code ec;
     fs::remove_all(root_, ec);

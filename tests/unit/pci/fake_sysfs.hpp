@@ -71,6 +71,9 @@ public:
     void add_ipv6_address(const std::string& iface, const std::string& address_hex,
                           const std::string& scope) const;
 
+    // DEVICE/config holding `bytes` (the config space root would read).
+    void set_config(const std::string& address, const std::vector<std::uint8_t>& bytes) const;
+
     // Content of ROOT/relative ("" when missing).
     [[nodiscard]] std::string read(const std::string& relative) const;
     void write(const std::string& relative, const std::string& content) const;

@@ -84,6 +84,24 @@ TEST_F(SysfsTest, GroupMembers) {
     EXPECT_EQ(missing.error().code(), ENOENT);
 }
 
+TEST_F(SysfsTest, ReadsConfigSpaceBytes) {
+    std::vector<std::uint8_t> bytes(256, 0);
+    bytes[0] = 0x36;
+    bytes[1] = 0x1b;
+    bytes[0x80] = 0x00;  // a NUL inside must not end the read
+    bytes[0xff] = 0xa5;
+    fake.set_config("0000:00:04.0", bytes);
+    Sysfs sysfs(fake.root());
+    auto config = sysfs.read_config(addr("0000:00:04.0"));
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_EQ(*config, bytes);
+
+    auto missing = sysfs.read_config(addr("0000:00:02.0"));
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.error().code(), ENOENT);
+    EXPECT_NE(missing.error().message().find("0000:00:02.0/config"), std::string::npos) << missing.error().message();
+}
+
 TEST_F(SysfsTest, MalformedAttributeIsEio) {
     fake.write("devices/pci0000:00/0000:00:04.0/vendor", "garbage\n");
     Sysfs sysfs(fake.root());

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -223,6 +224,74 @@ TEST_F(ToolTest, ListTable) {
     EXPECT_NE(run.out.find("0000:00:04.0  1b36:0010"), std::string::npos) << run.out;
     EXPECT_NE(run.out.find("Red Hat, Inc. QEMU NVM Express Controller"), std::string::npos) << run.out;
     EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 5);
+}
+
+// Config space with Status.Capabilities List set and `caps` as (offset, id,
+// next, byte after next) from the pointer at 0x34.
+std::vector<std::uint8_t> config_with(std::size_t size, std::uint8_t first,
+                                      std::vector<std::array<std::uint8_t, 4>> caps) {
+    std::vector<std::uint8_t> bytes(size, 0);
+    bytes[0x06] = 0x10;
+    bytes[0x34] = first;
+    for (const auto& c : caps) {
+        for (std::size_t i = 1; i < 4; ++i) bytes[c[0] + i - 1] = c[i];
+    }
+    return bytes;
+}
+
+class ToolListVerboseTest : public ToolTest {
+protected:
+    void SetUp() override {
+        ToolTest::SetUp();
+        // QEMU's NVMe: MSI-X -> PCIe v2 -> PM, then AER; a NIC whose list
+        // (vendor-specific, MSI) loops back; the host bridge has none (the
+        // 64 bytes a non-root reader sees); 0000:00:03.0 has no config file.
+        auto nvme = config_with(4096, 0x40, {{0x40, 0x11, 0x80, 0}, {0x80, 0x10, 0x60, 2}, {0x60, 0x01, 0x00, 3}});
+        nvme[0x100] = 0x01;  // extended: AER version 1, last
+        nvme[0x102] = 0x01;
+        fake.set_config("0000:00:04.0", nvme);
+        fake.set_config("0000:00:02.0", config_with(256, 0x40, {{0x40, 0x09, 0x50, 16}, {0x50, 0x05, 0x40, 0}}));
+        fake.set_config("0000:00:01.0", std::vector<std::uint8_t>(64, 0));
+    }
+};
+
+TEST_F(ToolListVerboseTest, TableListsEachDevicesCapabilities) {
+    auto run = dmakit({"list", "-v"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;  // one bad device does not stop the listing
+    EXPECT_NE(run.out.find("\nADDRESS       CAPABILITIES\n"), std::string::npos) << run.out;
+    EXPECT_NE(run.out.find("0000:00:01.0  none\n"), std::string::npos) << run.out;
+    EXPECT_NE(run.out.find("0000:00:02.0  unreadable: malformed PCI capability list: the next pointer of "
+                           "capability 0x5 (MSI) at 0x50 points back to 0x40: the list loops\n"),
+              std::string::npos)
+        << run.out;
+    EXPECT_NE(run.out.find("0000:00:03.0  unreadable: "), std::string::npos) << run.out;
+    EXPECT_NE(run.out.find("0000:00:04.0  0x40 MSI-X, 0x80 PCI Express, 0x60 Power Management; "
+                           "extended: 0x100 Advanced Error Reporting v1\n"),
+              std::string::npos)
+        << run.out;
+
+    auto plain = dmakit({"list"});
+    EXPECT_EQ(plain.out.find("CAPABILITIES"), std::string::npos) << "only -v reads config space";
+}
+
+TEST_F(ToolListVerboseTest, JsonAddsCapabilityKeys) {
+    auto run = dmakit({"list", "--json", "--verbose"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    auto devices = parse_object_array(run.out);
+    ASSERT_TRUE(devices) << run.out;
+    ASSERT_EQ(devices->size(), 4u);
+    for (auto& d : *devices) EXPECT_EQ(d.size(), 12u) << d["address"];
+    EXPECT_EQ((*devices)[0]["capabilities"], "<nested>");  // the bridge: an empty array
+    EXPECT_EQ((*devices)[0]["capabilities_error"], "null");
+    EXPECT_EQ((*devices)[1]["capabilities"], "null");
+    EXPECT_NE((*devices)[1]["capabilities_error"].find("the list loops"), std::string::npos);
+    EXPECT_NE(run.out.find("\"offset\": 64,\n        \"id\": 17,\n        \"name\": \"MSI-X\",\n        \"length\": 12"),
+              std::string::npos)
+        << run.out;
+    EXPECT_NE(run.out.find("\"offset\": 256,\n        \"id\": 1,\n        \"version\": 1,\n        \"name\": "
+                           "\"Advanced Error Reporting\",\n        \"length\": 4"),
+              std::string::npos)
+        << run.out;
 }
 
 TEST(ToolMissingSysfs, ListFailsWithOneLine) {
