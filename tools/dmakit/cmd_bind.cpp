@@ -4,6 +4,7 @@
 #include <dmakit/pci/binding.hpp>
 
 #include <algorithm>
+#include <filesystem>
 
 namespace dmakit::tool {
 namespace {
@@ -18,11 +19,13 @@ constexpr std::string_view bind_help =
     "command. Needs root, the IOMMU on and the vfio-pci module loaded.\n"
     "\n"
     "Refuses, too, a device the host is using, saying what to do: a disk\n"
-    "controller with a mounted filesystem, swap or LVM/RAID on it (umount) or\n"
-    "holding the root filesystem, a NIC whose interface is up with an address\n"
-    "or route (ip link set dev IFACE down), a PCI bridge, or a device whose\n"
-    "IOMMU group holds such a member. Binding several devices is all or\n"
-    "nothing: if one fails, those already moved go back to their drivers.\n"
+    "controller with a filesystem mounted from it (umount; by any device name,\n"
+    "btrfs included), swap (swapoff), LVM/RAID/dm-crypt on it, a process\n"
+    "holding its /dev node open (stop the process named), or the root\n"
+    "filesystem; a NIC whose interface is up with an IPv4 or IPv6 address or a\n"
+    "route (ip link set dev IFACE down); a PCI bridge; or a device whose IOMMU\n"
+    "group holds such a member. Binding several devices is all or nothing: if\n"
+    "one fails, those already moved go back to their drivers.\n"
     "\n"
     "  --force   bind even a device the host is using (it loses the device)\n"
     "\n"
@@ -41,7 +44,15 @@ int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bi
     const std::string_view command = bind ? "bind" : "unbind";
     std::vector<pci::PciAddress> addresses;
     pci::BindOptions bind_options;
-    bind_options.proc_root = options.proc_root;
+    bind_options.host.proc_root = options.proc_root;
+    // The kernel's IPv4 addresses are this machine's; a fake --proc-root (a
+    // test tree) describes another one, which has none to offer.
+    std::error_code ec;
+    if (!std::filesystem::equivalent(options.proc_root, "/proc", ec)) {
+        bind_options.host.ipv4_addresses = [](const std::string&) -> Result<std::vector<std::string>> {
+            return std::vector<std::string>{};
+        };
+    }
     while (!args.done()) {
         if (args.help()) {
             io.out << (bind ? bind_help : unbind_help);

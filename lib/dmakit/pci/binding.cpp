@@ -70,9 +70,9 @@ Status Binder::check_group_viable(const PciAddress& address,
 }
 
 Status Binder::check_not_in_use(const PciAddress& address, std::span<const PciAddress> binding_together,
-                                const std::string& proc_root) const {
+                                const HostView& host) const {
     const std::string name = address.to_string();
-    DMAKIT_ASSIGN_OR_RETURN(auto uses, host_use(sysfs_, proc_root, address));
+    DMAKIT_ASSIGN_OR_RETURN(auto uses, host_use(sysfs_, host, address));
     if (!uses.empty()) {
         return Error(EBUSY, "will not bind " + name + ": " + describe(uses) +
                                 ", or bind anyway with: dmakit bind --force " + name);
@@ -83,7 +83,7 @@ Status Binder::check_not_in_use(const PciAddress& address, std::span<const PciAd
     for (const PciAddress& member : members) {
         if (member == address || contains(binding_together, member)) continue;
         // A bridge elsewhere in the group stays with its driver; only its own use counts.
-        DMAKIT_ASSIGN_OR_RETURN(auto member_uses, host_use(sysfs_, proc_root, member, false));
+        DMAKIT_ASSIGN_OR_RETURN(auto member_uses, host_use(sysfs_, host, member, false));
         if (member_uses.empty()) continue;
         return Error(EBUSY, "will not bind " + name + ": " + member.to_string() + " in its IOMMU group " +
                                 std::to_string(*group) + " is in use: " + describe(member_uses) +
@@ -174,7 +174,7 @@ Status Binder::restore(const PciAddress& address, const std::optional<std::strin
 Status Binder::bind_to_vfio(std::span<const PciAddress> devices, const BindOptions& options) const {
     for (const PciAddress& address : devices) {
         DMAKIT_TRY(check_bindable(address, devices));
-        if (!options.force) DMAKIT_TRY(check_not_in_use(address, devices, options.proc_root));
+        if (!options.force) DMAKIT_TRY(check_not_in_use(address, devices, options.host));
     }
     // What each device had, to put back if a later one fails.
     struct Before {

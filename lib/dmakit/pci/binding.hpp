@@ -20,6 +20,7 @@
 #pragma once
 
 #include <dmakit/pci/address.hpp>
+#include <dmakit/pci/host_use.hpp>
 #include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/result.hpp>
 
@@ -50,8 +51,8 @@ inline constexpr std::string_view vfio_pci_driver = "vfio-pci";
                                                 std::uint32_t class_code);
 
 struct BindOptions {
-    bool force = false;               // bind even what the host is using
-    std::string proc_root = "/proc";  // where mountinfo, swaps and net/ are read
+    bool force = false;  // bind even what the host is using
+    HostView host;       // where the host's use is read (a fake /proc in tests)
 };
 
 class Binder {
@@ -72,7 +73,7 @@ public:
     // Refuses (EBUSY) when the host uses `address` or another member of its
     // IOMMU group not in `binding_together`, saying what and how to free it.
     [[nodiscard]] Status check_not_in_use(const PciAddress& address, std::span<const PciAddress> binding_together,
-                                          const std::string& proc_root) const;
+                                          const HostView& host) const;
 
     // Checks every device first (exists, IOMMU on, vfio-pci loaded, groups
     // viable counting the others in the list as bound, not used by the host

@@ -208,7 +208,7 @@ protected:
     [[nodiscard]] Status bind(std::vector<PciAddress> list, bool force = false) {
         BindOptions options;
         options.force = force;
-        options.proc_root = fake.proc_root();
+        options.host = fake.host_view();
         return binder().bind_to_vfio(list, options);
     }
     // Refused with EBUSY, nothing written, and each piece in the message.
@@ -265,6 +265,105 @@ TEST_F(InUseTest, NvmeMultipathHeadDiskIsFound) {
     expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1 (259:0) is mounted on /srv"});
 }
 
+TEST_F(InUseTest, PartitionMountedThroughAByIdLinkIsRefused) {
+    // mount /dev/disk/by-id/...-part2 /srv: mountinfo shows the link as the
+    // source, and the partition's own major:minor.
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p1", "259:1");
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p2", "259:2");
+    fake.add_mount("259:2", "/srv", "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_deadbeef-part2");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1p2 (259:2) is mounted on /srv; unmount it: umount /srv"});
+}
+
+TEST_F(InUseTest, BtrfsIsFoundByItsMountSource) {
+    // btrfs reports an anonymous device (0:N) in mountinfo; only the source
+    // names the partition, directly or through a /dev/disk link.
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p2", "259:2");
+    fake.add_mount("0:45", "/home", "/dev/nvme0n1p2", "btrfs");
+    expect_refused(bind({addr("0000:00:04.0")}),
+                   {"nvme0n1p2 is mounted on /home (btrfs on device 0:45); unmount it: umount /home"});
+
+    fake.write("proc/self/mountinfo", "");
+    fake.add_dev_node("nvme0n1p2");
+    fake.add_dev_link("/dev/disk/by-uuid/6f1c-42", "../../nvme0n1p2");
+    fake.add_mount("0:46", "/", "/dev/disk/by-uuid/6f1c-42", "btrfs");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1p2 holds the root filesystem (btrfs on device 0:46)"});
+
+    // Another disk's link does not count.
+    fake.write("proc/self/mountinfo", "");
+    fake.add_dev_node("sda1");
+    fake.add_dev_link("/dev/disk/by-uuid/0000-01", "../../sda1");
+    fake.add_mount("0:47", "/var", "/dev/disk/by-uuid/0000-01", "btrfs");
+    auto status = bind({addr("0000:00:04.0")});
+    ASSERT_TRUE(status.ok()) << status.error().message();
+}
+
+TEST_F(InUseTest, BtrfsMemberDeviceIsRefused) {
+    // A two-device btrfs mounted from sda1: the NVMe partition shows only in
+    // SYSFS/fs/btrfs/UUID/devices.
+    const std::string part = fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p3", "259:3");
+    const std::string devices = fake.root() + "/fs/btrfs/2c1f0e7a-uuid/devices";
+    std::filesystem::create_directories(devices);
+    std::filesystem::create_directory_symlink(part, devices + "/nvme0n1p3");
+    fake.add_mount("0:50", "/data", "/dev/sda1", "btrfs");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1p3 belongs to the mounted btrfs filesystem 2c1f0e7a-uuid",
+                                                   "findmnt --source UUID=2c1f0e7a-uuid"});
+}
+
+TEST_F(InUseTest, SwapOnAPartitionIsRefusedByAnyName) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p3", "259:3");
+    fake.add_swap("nvme0n1p3");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1p3 is in use as swap; turn it off: swapoff /dev/nvme0n1p3"});
+
+    fake.write("proc/swaps", "Filename Type Size Used Priority\n");
+    fake.add_dev_node("nvme0n1p3");
+    fake.add_dev_link("/dev/disk/by-partlabel/swap", "../../nvme0n1p3");
+    fake.add_swap("/dev/disk/by-partlabel/swap");
+    expect_refused(bind({addr("0000:00:04.0")}), {"nvme0n1p3 is in use as swap"});
+
+    // A swap file is on a mounted filesystem; its name is no device's.
+    fake.write("proc/swaps", "Filename Type Size Used Priority\n/nvme0n1p3 file 1024 0 -2\n");
+    auto status = bind({addr("0000:00:04.0")});
+    ASSERT_TRUE(status.ok()) << status.error().message();
+}
+
+TEST_F(InUseTest, RaidAndDeviceMapperMembersAreRefused) {
+    const std::string p1 = fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p1", "259:1");
+    const std::string p2 = fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1/nvme0n1p2", "259:2");
+    std::filesystem::create_directories(p1 + "/holders/md127");
+    // holders/dm-3 links to the dm device, whose dm/name LVM gave it.
+    const std::string dm = fake.root() + "/devices/virtual/block/dm-3";
+    fake.write("devices/virtual/block/dm-3/dm/name", "vg0-data\n");
+    std::filesystem::create_directories(p2 + "/holders");
+    std::filesystem::create_directory_symlink(dm, p2 + "/holders/dm-3");
+    expect_refused(bind({addr("0000:00:04.0")}),
+                   {"nvme0n1p1 is a member of RAID array md127; stop the array: mdadm --stop /dev/md127",
+                    "nvme0n1p2 is held by dm-3 (vg0-data) (LVM, RAID or dm-crypt)", "dmsetup remove vg0-data"});
+}
+
+TEST_F(InUseTest, DeviceHeldOpenByAProcessIsRefused) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0", "241:0");  // the controller's character device
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/ng0n1", "240:0");  // generic namespace device
+    fake.add_process(4242, "smartctl", {"/dev/null", "/dev/nvme0"});
+    fake.add_process(977, "fio", {"/dev/pts/0", "/dev/nvme0n1", "/dev/nvme0n1", "socket:[1234]"});
+    fake.add_process(51, "nvme", {"/dev/ng0n1 (deleted)"});
+    fake.add_process(300, "other", {"/dev/nvme1n1", "/dev/nvme0n10", "/home/nvme0n1", "anon_inode:[eventfd]"});
+    expect_refused(bind({addr("0000:00:04.0")}),
+                   {"ng0n1 is open in process 51 (nvme); close it: stop process 51 (nvme), e.g. kill 51; "
+                    "nvme0n1 is open in process 977 (fio); close it: stop process 977 (fio), e.g. kill 977; "
+                    "nvme0 is open in process 4242 (smartctl); close it: stop process 4242 (smartctl), e.g. kill 4242, "
+                    "or bind anyway with: dmakit bind --force 0000:00:04.0"});
+}
+
+TEST_F(InUseTest, OtherDevicesOpenFilesDoNotCount) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_process(300, "other", {"/dev/nvme1n1", "/dev/nvme0n10", "/home/nvme0n1", "anon_inode:[eventfd]"});
+    fake.write("proc/net/notapid/fd/0", "");  // non-numeric /proc entries are not processes
+    auto status = bind({addr("0000:00:04.0")});
+    ASSERT_TRUE(status.ok()) << status.error().message();
+}
+
 TEST_F(InUseTest, UnmountedNvmeBinds) {
     fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
     fake.add_mount("8:1", "/");
@@ -286,6 +385,52 @@ TEST_F(InUseTest, NicUpWithIpv4RouteIsRefused) {
     expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
                    {"interface enp0s2 is up with IPv4 route 192.168.0.0", "ip link set dev enp0s2 down",
                     "--force 0000:00:02.0"});
+}
+
+TEST_F(InUseTest, NicUpWithIpv4AddressButNoRouteIsRefused) {
+    // A /32 (or noprefixroute) address adds no route to the main table.
+    fake.add_interface("0000:00:02.0", "enp0s2", true);
+    fake.add_ipv4_address("enp0s2", "10.0.0.5/32");
+    expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
+                   {"interface enp0s2 is up with IPv4 address 10.0.0.5/32; take it down: ip link set dev enp0s2 down",
+                    "--force 0000:00:02.0"});
+
+    fake.add_ipv4_route("enp0s2", "0000000A");
+    fake.add_ipv6_address("enp0s2", "20010db8000000000000000000000001", "00");
+    expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
+                   {"interface enp0s2 is up with IPv4 address 10.0.0.5/32, IPv4 route 10.0.0.0 and IPv6 address "
+                    "2001:0db8:0000:0000:0000:0000:0000:0001/64"});
+}
+
+TEST_F(InUseTest, VirtioNicInterfaceIsFoundBelowItsVirtioDevice) {
+    // virtio-net's interface lives at ADDR/virtioN/net/IFACE, not ADDR/net/IFACE.
+    fake.write("devices/pci0000:00/0000:00:02.0/virtio1/net/eth0/flags", "0x1003\n");
+    fake.add_ipv4_address("eth0", "192.0.2.2/24");
+    expect_refused(bind({addr("0000:00:02.0"), addr("0000:00:03.0")}),
+                   {"interface eth0 is up with IPv4 address 192.0.2.2/24", "ip link set dev eth0 down"});
+}
+
+TEST_F(InUseTest, NicWhoseAddressesCannotBeReadIsRefused) {
+    fake.add_interface("0000:00:02.0", "enp0s2", true);
+    BindOptions options;
+    options.host = fake.host_view();
+    options.host.ipv4_addresses = [](const std::string&) -> Result<std::vector<std::string>> {
+        return Error(EPERM, "getifaddrs: Operation not permitted");
+    };
+    expect_refused(binder().bind_to_vfio(std::vector<PciAddress>{addr("0000:00:02.0"), addr("0000:00:03.0")}, options),
+                   {"interface enp0s2 is up and its IPv4 addresses could not be read (getifaddrs: Operation not "
+                    "permitted); check with: ip -4 addr show dev enp0s2, then take it down"});
+}
+
+TEST(KernelIpv4Addresses, LoopbackHasItsAddress) {
+    // The real lookup, against this machine's own loopback interface.
+    auto addresses = kernel_ipv4_addresses("lo");
+    ASSERT_TRUE(addresses.ok()) << addresses.error().message();
+    if (addresses->empty()) GTEST_SKIP() << "lo has no IPv4 address here (a network namespace without one)";
+    EXPECT_EQ(addresses->front(), "127.0.0.1/8");
+    auto none = kernel_ipv4_addresses("no-such-if0");
+    ASSERT_TRUE(none.ok());
+    EXPECT_TRUE(none->empty());
 }
 
 TEST_F(InUseTest, NicUpWithGlobalIpv6AddressIsRefused) {
@@ -340,7 +485,7 @@ TEST_F(InUseTest, PartialFailureGivesTheOthersBack) {
     });
     const std::vector<PciAddress> list = {addr("0000:00:04.0"), addr("0000:00:02.0"), addr("0000:00:03.0")};
     BindOptions options;
-    options.proc_root = fake.proc_root();
+    options.host = fake.host_view();
     auto status = flaky.bind_to_vfio(list, options);
     ASSERT_FALSE(status.ok());
     EXPECT_EQ(status.error().code(), EINVAL);
@@ -366,7 +511,7 @@ TEST_F(InUseTest, FailedRollbackIsReported) {
         return kernel(path, value);
     });
     const std::vector<PciAddress> list = {addr("0000:00:04.0"), addr("0000:00:02.0"), addr("0000:00:03.0")};
-    auto status = flaky.bind_to_vfio(list, BindOptions{false, fake.proc_root()});
+    auto status = flaky.bind_to_vfio(list, BindOptions{false, fake.host_view()});
     ASSERT_FALSE(status.ok());
     const std::string& m = status.error().message();
     EXPECT_NE(m.find("could not put 0000:00:04.0 back on nvme"), std::string::npos) << m;

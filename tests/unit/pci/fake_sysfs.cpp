@@ -57,15 +57,51 @@ std::string FakeSysfs::add_block_device(const std::string& address, const std::s
     return folder;
 }
 
-void FakeSysfs::add_mount(const std::string& dev, const std::string& mount_point) const {
+void FakeSysfs::add_mount(const std::string& dev, const std::string& mount_point, const std::string& source,
+                          const std::string& fstype) const {
     static int id = 30;
     ++id;
     append("proc/self/mountinfo", std::to_string(id) + " 1 " + dev + " / " + mount_point +
-                                      " rw,relatime shared:1 - ext4 /dev/x rw");
+                                      " rw,relatime shared:1 - " + fstype + " " + source + " rw");
 }
 
 void FakeSysfs::add_swap(const std::string& device_name) const {
-    append("proc/swaps", "/dev/" + device_name + "  partition\t1048572\t\t0\t\t-2");
+    const std::string path = device_name.starts_with("/") ? device_name : "/dev/" + device_name;
+    append("proc/swaps", path + "  partition\t1048572\t\t0\t\t-2");
+}
+
+void FakeSysfs::add_dev_node(const std::string& name) const {
+    put(root_ + "/rootfs/dev/" + name, "");
+    std::error_code ec;
+    fs::create_directory_symlink(root_ + "/rootfs", proc_root() + "/self/root", ec);  // once
+}
+
+void FakeSysfs::add_dev_link(const std::string& path, const std::string& target) const {
+    const fs::path link = root_ + "/rootfs" + path;
+    fs::create_directories(link.parent_path());
+    fs::create_symlink(target, link);
+    std::error_code ec;
+    fs::create_directory_symlink(root_ + "/rootfs", proc_root() + "/self/root", ec);
+}
+
+void FakeSysfs::add_process(unsigned pid, const std::string& comm, const std::vector<std::string>& open_files) const {
+    const std::string dir = proc_root() + "/" + std::to_string(pid);
+    put(dir + "/comm", comm + "\n");
+    fs::create_directories(dir + "/fd");
+    for (std::size_t fd = 0; fd < open_files.size(); ++fd) {
+        fs::create_symlink(open_files[fd], dir + "/fd/" + std::to_string(fd));
+    }
+}
+
+void FakeSysfs::add_ipv4_address(const std::string& iface, const std::string& address) {
+    ipv4_addresses_[iface].push_back(address);
+}
+
+pci::HostView FakeSysfs::host_view() const {
+    return {proc_root(), [this](const std::string& iface) -> Result<std::vector<std::string>> {
+                auto it = ipv4_addresses_.find(iface);
+                return it == ipv4_addresses_.end() ? std::vector<std::string>{} : it->second;
+            }};
 }
 
 void FakeSysfs::add_interface(const std::string& address, const std::string& iface, bool up) const {

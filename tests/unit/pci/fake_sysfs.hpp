@@ -60,9 +60,18 @@ public:
     // "nvme/nvme0/nvme0n1/nvme0n1p1" with "259:1"; returns its folder.
     std::string add_block_device(const std::string& address, const std::string& relative,
                                  const std::string& dev) const;
-    // A line of PROC/self/mountinfo mounting `dev` on `mount_point`.
-    void add_mount(const std::string& dev, const std::string& mount_point) const;
+    // A line of PROC/self/mountinfo mounting `dev` (MAJOR:MINOR) from
+    // `source` on `mount_point`.
+    void add_mount(const std::string& dev, const std::string& mount_point, const std::string& source = "/dev/x",
+                   const std::string& fstype = "ext4") const;
+    // A PROC/swaps line for /dev/NAME (or for `path` when it starts with '/').
     void add_swap(const std::string& device_name) const;
+    // The reader's root as PROC/self/root sees it (ROOT/rootfs): a device
+    // node /dev/NAME, and a symlink such as /dev/disk/by-id/X -> ../../NAME.
+    void add_dev_node(const std::string& name) const;
+    void add_dev_link(const std::string& path, const std::string& target) const;
+    // PROC/PID with `comm` and fd/0, fd/1, ... linking to `open_files`.
+    void add_process(unsigned pid, const std::string& comm, const std::vector<std::string>& open_files) const;
     // DEVICE/net/IFACE with flags 0x1003 (up) or 0x1002 (down).
     void add_interface(const std::string& address, const std::string& iface, bool up) const;
     // PROC/net/route line; destination as the kernel prints it (little-endian hex).
@@ -70,6 +79,11 @@ public:
     // PROC/net/if_inet6 line; scope "00" global, "20" link-local.
     void add_ipv6_address(const std::string& iface, const std::string& address_hex,
                           const std::string& scope) const;
+    // An IPv4 address ("10.0.0.5/32") that host_view()'s lookup reports.
+    void add_ipv4_address(const std::string& iface, const std::string& address);
+    // What bind checks read: the fake /proc, and IPv4 addresses from
+    // add_ipv4_address (the fake must outlive it).
+    [[nodiscard]] pci::HostView host_view() const;
 
     // DEVICE/config holding `bytes` (the config space root would read).
     void set_config(const std::string& address, const std::vector<std::uint8_t>& bytes) const;
@@ -90,6 +104,7 @@ private:
     void append(const std::string& relative, const std::string& line) const;
     std::string root_;
     std::map<std::string, std::optional<std::string>> native_driver_;
+    std::map<std::string, std::vector<std::string>> ipv4_addresses_;
 };
 
 }  // namespace dmakit::testing

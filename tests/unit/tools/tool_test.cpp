@@ -368,6 +368,26 @@ TEST_F(ToolTest, BindRefusesANicInUse) {
                             "interface eth1 is up with IPv4 route default; take it down: ip link set dev eth1 down"));
 }
 
+TEST_F(ToolTest, BindRefusesAControllerHeldOpen) {
+    fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
+    fake.add_process(977, "fio", {"/dev/nvme0n1"});
+    EXPECT_TRUE(FailsSaying(dmakit({"bind", "0000:00:04.0"}),
+                            "nvme0n1 is open in process 977 (fio); close it: stop process 977 (fio), e.g. kill 977, "
+                            "or bind anyway with: dmakit bind --force 0000:00:04.0"));
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "") << "nothing may be written";
+}
+
+TEST_F(ToolTest, FakeProcRootDoesNotAskTheKernelForAddresses) {
+    // This machine's "lo" has 127.0.0.1, but the fake tree's "lo" has no
+    // address: with --proc-root the kernel's answer would describe the wrong
+    // machine, so bind goes on to the writes (and fails to verify: the fake
+    // cannot move the driver).
+    fake.add_interface("0000:00:02.0", "lo", true);
+    auto run = dmakit({"bind", "0000:00:02.0", "0000:00:03.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_NE(run.err.find("did not bind to vfio-pci"), std::string::npos) << run.err;
+}
+
 TEST_F(ToolTest, HugepagesUnsupportedSize) {
     fake.add_hugepages(2048, 0, 0, 0, 0);
     auto run = dmakit({"hugepages", "--reserve", "1", "--size", "1G"});
