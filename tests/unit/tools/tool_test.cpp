@@ -280,7 +280,7 @@ TEST_F(ToolListVerboseTest, JsonAddsCapabilityKeys) {
     auto devices = parse_object_array(run.out);
     ASSERT_TRUE(devices) << run.out;
     ASSERT_EQ(devices->size(), 4u);
-    for (auto& d : *devices) EXPECT_EQ(d.size(), 12u) << d["address"];
+    for (auto& d : *devices) EXPECT_EQ(d.size(), 13u) << d["address"];  // the 10 keys of list --json and 3 capability keys
     EXPECT_EQ((*devices)[0]["capabilities"], "<nested>");  // the bridge: an empty array
     EXPECT_EQ((*devices)[0]["capabilities_error"], "null");
     EXPECT_EQ((*devices)[1]["capabilities"], "null");
