@@ -31,17 +31,41 @@ Result<QueuePair> QueuePair::create(const QueueConfig& config) {
 
 QueuePair::QueuePair(const QueueConfig& config)
     : qid_(config.qid),
-      depth_(config.depth),
+      ring_entries_(config.depth),
       sq_(config.sq),
       cq_(config.cq),
       doorbells_(config.doorbells),
       logger_(config.logger) {
+    set_depth(config.depth);
+    reset_rings();
+}
+
+void QueuePair::set_depth(std::uint32_t depth) {
+    depth_ = depth;
     const std::uint32_t cap = capacity();
     tag_bits_ = static_cast<std::uint32_t>(std::bit_width(cap - 1));  // tags 0..cap-1
     generation_mask_ = (std::uint32_t{1} << (16 - tag_bits_)) - 1;
     static_assert(std::bit_width(max_queue_depth - 2) + min_generation_bits <= 16);
-    slots_.resize(cap);
+    // Generations start again: after a controller reset no completion from
+    // before it can arrive (the controller deleted every queue, §7.3.2).
+    slots_.assign(cap, Slot{});
+}
+
+Status QueuePair::rebuild(std::uint32_t depth, Doorbells* doorbells) {
+    if (outstanding() != 0) {
+        return Error(EBUSY, "queue " + std::to_string(qid_) + " still has " + std::to_string(outstanding()) +
+                                " commands outstanding; cancel them first (cancel_all_and_reset)");
+    }
+    if (depth < 2 || depth > ring_entries_) {
+        return Error(EINVAL, "queue " + std::to_string(qid_) + ": depth " + std::to_string(depth) +
+                                 " is outside 2.." + std::to_string(ring_entries_) +
+                                 ", the entries its rings were created with");
+    }
+    if (doorbells == nullptr) return Error(EINVAL, "queue " + std::to_string(qid_) + " needs doorbells");
+    doorbells_ = doorbells;
+    set_depth(depth);
     reset_rings();
+    return {};
 }
 
 void QueuePair::reset_rings() noexcept {
@@ -161,9 +185,19 @@ std::uint32_t QueuePair::poll(std::uint32_t max_entries) {
             report(stats_.bad_sq_id, "completion names another submission queue", e);
             continue;
         }
-        // A bad SQHD leaves the head where it was; the CID may still be good.
+        // §4.6: SQHD is an index into the SQ. One at or past the ring's end
+        // cannot be a head at all: the entry is malformed (a stray or torn
+        // write), so its CID is not trusted either; the command stays
+        // outstanding until a well-formed completion, an abort or a reset.
+        if (e.sq_head >= depth_) {
+            report(stats_.bad_sq_head, "SQ head outside the queue; entry not trusted", e);
+            continue;
+        }
+        // A head behind the one known (§4.6: SQHD is the head when the entry
+        // was created, so it may lag) or past the tail rung leaves the head
+        // where it was; the CID may still be good.
         if (!update_sq_head(e.sq_head)) {
-            report(stats_.bad_sq_head, "SQ head outside the queue or past the tail", e);
+            report(stats_.bad_sq_head, "SQ head behind the known head or past the tail", e);
         }
 
         const std::uint32_t tag = e.cid & ((std::uint32_t{1} << tag_bits_) - 1);

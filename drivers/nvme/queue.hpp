@@ -8,8 +8,9 @@
 //
 // Never trust the device: every CQE field used as an index (CID, SQHD, SQID)
 // is checked first; a bad one is counted in QueueStats, reported to the
-// Logger and the entry is skipped. All per-command state lives in host
-// memory the device cannot write.
+// Logger and the entry is skipped (an SQHD that merely lags or runs ahead of
+// the tail only leaves the head where it was). All per-command state lives
+// in host memory the device cannot write.
 //
 // Not thread-safe: one queue pair per thread.
 #pragma once
@@ -73,7 +74,9 @@ struct QueueStats {
     std::uint64_t unknown_cid = 0;      // CID names no outstanding command (spurious or duplicate)
     std::uint64_t stale_cid = 0;        // CID of an earlier use of a slot that is in use again
     std::uint64_t unrung_cid = 0;       // CID of a command whose SQ doorbell was not written yet
-    std::uint64_t bad_sq_head = 0;      // SQHD >= depth or beyond the last tail rung (head not moved)
+    // SQHD >= depth: no head can be there, the entry is malformed and skipped whole.
+    // SQHD beyond the last tail rung: head not moved, the entry's CID still used.
+    std::uint64_t bad_sq_head = 0;
     std::uint64_t bad_sq_id = 0;        // SQID is not this queue's
     // Timeouts:
     std::uint64_t timeouts = 0;         // commands past their deadline (reported once each)
@@ -137,8 +140,17 @@ public:
     // set, then resets the rings to empty (heads/tails 0, phase 1, CQ zeroed).
     std::uint32_t cancel_all_and_reset();
 
+    // For after a controller reset (§7.3.2), with nothing outstanding (call
+    // cancel_all_and_reset first): the same ring memory used for `depth`
+    // entries (2..ring_entries(); CAP.MQES may shrink across a reset, §3.1.1)
+    // and new doorbells (CAP.DSTRD may move them). Counters are kept; the
+    // rings are reset as by cancel_all_and_reset.
+    [[nodiscard]] Status rebuild(std::uint32_t depth, Doorbells* doorbells);
+
     [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
     [[nodiscard]] std::uint32_t depth() const noexcept { return depth_; }
+    // Entries the ring memory holds: the depth the queue was created with.
+    [[nodiscard]] std::uint32_t ring_entries() const noexcept { return ring_entries_; }
     // Commands that can be outstanding at once: depth - 1 (a full SQ keeps a slot empty, §4.1.2).
     [[nodiscard]] std::uint32_t capacity() const noexcept { return depth_ - 1; }
     [[nodiscard]] std::uint32_t outstanding() const noexcept {
@@ -162,6 +174,7 @@ private:
     };
 
     explicit QueuePair(const QueueConfig& config);
+    void set_depth(std::uint32_t depth);
     [[nodiscard]] std::uint16_t make_cid(std::uint32_t tag, std::uint16_t generation) const noexcept {
         return static_cast<std::uint16_t>((std::uint32_t{generation} << tag_bits_) | tag);
     }
@@ -171,6 +184,7 @@ private:
 
     std::uint16_t qid_ = 0;
     std::uint32_t depth_ = 0;
+    std::uint32_t ring_entries_ = 0;
     SubmissionEntry* sq_ = nullptr;
     CompletionEntry* cq_ = nullptr;
     Doorbells* doorbells_ = nullptr;

@@ -360,20 +360,27 @@ TEST(QueueFaults, StaleCidAfterReuse) {
     EXPECT_EQ(rec.done.back().cid, new_cid);
 }
 
+// An SQHD at or past the ring's end cannot be a head: the entry is
+// malformed, so its CID is not trusted either. The command stays outstanding
+// and completes, once, with its next well-formed completion.
 TEST(QueueFaults, SqHeadOutsideQueue) {
     Fixture f(8);
     Recorder rec;
     f.fake.fault_next(Fault(FaultKind::sq_head_outside));
-    f.submit(rec);
+    const std::uint16_t cid = f.submit(rec);
     f.queue.ring_sq();
-    EXPECT_EQ(f.queue.poll(), 1u);  // CID was fine: it completes
+    EXPECT_EQ(f.queue.poll(), 0u);
     EXPECT_EQ(f.queue.stats().bad_sq_head, 1u);
     EXPECT_EQ(f.queue.sq_head(), 0u);  // not moved
-    // The next good SQHD catches up.
-    f.submit(rec);
-    f.queue.ring_sq();
+    EXPECT_EQ(f.queue.outstanding(), 1u);
+    EXPECT_TRUE(rec.done.empty());
+    post_for(f, cid, 1);
     EXPECT_EQ(f.queue.poll(), 1u);
-    EXPECT_EQ(f.queue.sq_head(), 2u);
+    EXPECT_EQ(f.queue.sq_head(), 1u);
+    ASSERT_EQ(rec.done.size(), 1u);
+    EXPECT_EQ(rec.done[0].cid, cid);
+    EXPECT_EQ(f.queue.poll(), 0u);
+    EXPECT_EQ(f.queue.stats().device_errors(), 1u);
 }
 
 TEST(QueueFaults, SqHeadPastTail) {
@@ -554,6 +561,58 @@ TEST(Queue, ResetQueueWorksWithFreshController) {
         ASSERT_EQ(q.poll(), 1u);
     }
     EXPECT_EQ(q.stats().device_errors(), 0u);
+}
+
+// ---- rebuild: the same rings after a controller reset that changed CAP ---------
+
+TEST(Queue, RebuildTakesASmallerDepthAndNewDoorbells) {
+    Fixture f(16);
+    Recorder rec;
+    for (int i = 0; i < 5; ++i) f.submit(rec);
+    f.queue.ring_sq();
+    ASSERT_EQ(f.queue.poll(), 5u);
+    // The controller was reset; its new CAP.MQES allows 4 entries and the
+    // doorbells moved (a new controller model answers there).
+    FakeController moved(f.rings.sq.data(), f.rings.cq.data(), 4, 1);
+    ASSERT_TRUE(f.queue.rebuild(4, &moved).ok());
+    EXPECT_EQ(f.queue.depth(), 4u);
+    EXPECT_EQ(f.queue.ring_entries(), 16u);
+    EXPECT_EQ(f.queue.capacity(), 3u);
+    for (int round = 0; round < 10; ++round) {
+        for (int i = 0; i < 3; ++i) f.submit(rec);
+        EXPECT_FALSE(f.queue.can_submit());
+        f.queue.ring_sq();
+        ASSERT_EQ(f.queue.poll(), 3u);
+    }
+    EXPECT_EQ(f.fake.sq_doorbells, 1u);  // the old doorbells were never written again
+    EXPECT_EQ(moved.fetched, 30u);
+    EXPECT_EQ(moved.bad_doorbells, 0u);
+    EXPECT_EQ(moved.cid_conflicts, 0u);
+    EXPECT_EQ(f.queue.stats().completed, 35u);  // counters survive
+    EXPECT_EQ(f.queue.stats().device_errors(), 0u);
+    // And back up to what the rings hold.
+    ASSERT_TRUE(f.queue.rebuild(16, &f.fake).ok());
+    EXPECT_EQ(f.queue.capacity(), 15u);
+}
+
+TEST(Queue, RebuildIsRefusedWithCommandsOutstandingOrBeyondTheRings) {
+    Fixture f(8);
+    Recorder rec;
+    f.fake.fault_next(Fault(FaultKind::hold));
+    f.submit(rec);
+    f.queue.ring_sq();
+    auto busy = f.queue.rebuild(8, &f.fake);
+    ASSERT_FALSE(busy.ok());
+    EXPECT_EQ(busy.error().code(), EBUSY);
+    EXPECT_EQ(f.queue.outstanding(), 1u);
+    EXPECT_EQ(f.queue.cancel_all_and_reset(), 1u);
+    for (std::uint32_t depth : {0u, 1u, 9u, 4096u}) {
+        auto r = f.queue.rebuild(depth, &f.fake);
+        ASSERT_FALSE(r.ok()) << depth;
+        EXPECT_EQ(r.error().code(), EINVAL);
+    }
+    EXPECT_EQ(f.queue.rebuild(8, nullptr).error().code(), EINVAL);
+    EXPECT_EQ(f.queue.depth(), 8u);  // refusals change nothing
 }
 
 TEST(QueueFaults, LogIsRateLimited) {
