@@ -344,6 +344,8 @@ Error status_error(CompletionStatus s, std::string_view what) {
     message += ": ";
     message += status_name(s);
     message += " (sct " + hex(s.sct) + " sc " + hex(s.sc) + (s.do_not_retry ? ", do not retry" : "") + ")";
+    // §4.6.1 M: the controller logged more about this command.
+    if (s.more) message += "; more in the Error Information log (Get Log Page 01h, Controller::error_log())";
     return Error(code, std::move(message));
 }
 

@@ -318,7 +318,8 @@ struct CompletionStatus {
 [[nodiscard]] inline std::string_view status_name(CompletionStatus s) noexcept { return status_name(s.sct, s.sc); }
 
 // An Error for a failed completion: "what: LBA Out of Range (sct 0x0 sc 0x80)"
-// with an errno that fits (EINVAL, ERANGE, EIO, ECANCELED, ...).
+// with an errno that fits (EINVAL, ERANGE, EIO, ECANCELED, ...); DNR adds
+// "do not retry", M where to read more.
 [[nodiscard]] Error status_error(CompletionStatus s, std::string_view what);
 
 }  // namespace dmakit::nvme

@@ -30,6 +30,18 @@ Status validate_cap(Cap cap) {
     return {};
 }
 
+std::string csts_text(Csts c) {
+    if (c.device_gone()) return "CSTS reads all ones (device gone: removed, or its PCIe link is down)";
+    std::string text = "CSTS " + hex(c.raw) + " (RDY " + std::to_string(c.ready()) + ", CFS " +
+                       std::to_string(c.fatal()) + ", SHST " + std::to_string(static_cast<unsigned>(c.shutdown())) +
+                       ")";
+    if (c.fatal()) {
+        text += ": controller fatal status (CSTS.CFS, NVMe 1.4 §10.5); reset the controller (Controller::reset(), "
+                "or open it again), and if it comes back, check the device (firmware, power, PCIe link)";
+    }
+    return text;
+}
+
 Result<std::uint32_t> choose_page_size(Cap cap, std::uint32_t host_page_size) {
     const std::uint64_t lo = cap.min_page_size();
     const std::uint64_t hi = cap.max_page_size();

@@ -9,6 +9,7 @@
 #include <dmakit/support/result.hpp>
 
 #include <cstdint>
+#include <string>
 
 namespace dmakit::nvme {
 
@@ -150,6 +151,11 @@ struct Csts {
     // failed reset), not a controller that is ready and fatal at once.
     [[nodiscard]] constexpr bool device_gone() const noexcept { return raw == 0xffffffffu; }
 };
+
+// CSTS for a message: "CSTS 0x1 (RDY 1, CFS 0, SHST 0)". With CFS set it
+// adds what to do (§3.1.6, §10.5: the host resets the controller); all ones
+// is named as a device that is gone.
+[[nodiscard]] std::string csts_text(Csts c);
 
 // NVMe 1.4 §3.1.8 AQA: ASQS bits 11:0 and ACQS bits 27:16, both 0-based.
 // The admin queues hold 2..4096 entries.

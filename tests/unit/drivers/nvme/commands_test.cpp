@@ -213,6 +213,11 @@ TEST(Commands, StatusError) {
     EXPECT_EQ(e.message(), "read 1000: LBA Out of Range (sct 0x0 sc 0x80, do not retry)");
     EXPECT_EQ(status_error(status(sct::generic, sc::invalid_field), "x").code(), EINVAL);
     EXPECT_EQ(status_error(status(sct::generic, sc::internal_error), "x").code(), EIO);
+    CompletionStatus more = status(sct::media_error, sc::unrecovered_read_error, true);
+    more.more = true;
+    EXPECT_EQ(status_error(more, "read 7").message(),
+              "read 7: Unrecovered Read Error (sct 0x2 sc 0x81, do not retry); more in the Error Information log "
+              "(Get Log Page 01h, Controller::error_log())");
 }
 
 }  // namespace
