@@ -20,12 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string csts_text(Csts c) {
-    if (c.device_gone()) return "CSTS reads all ones (device gone)";
-    return "CSTS " + hex(c.raw) + " (RDY " + std::to_string(c.ready()) + ", CFS " + std::to_string(c.fatal()) +
-           ", SHST " + std::to_string(static_cast<unsigned>(c.shutdown())) + ")";
-}
-
 // Queue rings and the admin scratch buffer must start on a controller page:
 // ASQ/ACQ bits 11:0 are reserved (§3.1.9, §3.1.10) and PC=1 queues are page
 // aligned (§5.3, §5.4); alloc_coherent aligns to the power-of-two size.
@@ -107,26 +101,30 @@ Result<std::unique_ptr<Controller>> Controller::open(std::unique_ptr<ControllerB
     if (auto s = c->negotiate_queues(); !s.ok()) return fail(s.error());
     if (options.interrupts) {
         auto irq = vfio::Interrupts::enable(*c->bus_->vfio(), vfio::IrqKind::msix, c->io_queues_granted_ + 1);
-        if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X: "));
+        if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X"));
         c->interrupts_.emplace(std::move(irq).value());
     }
     return c;
 }
 
 Status Controller::read_capabilities() {
-    // NVMe 1.4 §7.6.1 step 1: CAP and VS before touching anything.
-    cap_ = Cap{read64(reg::cap)};
-    if (cap_.raw == ~std::uint64_t{0}) return Error(ENODEV, "CAP reads all ones: the device does not answer");
-    DMAKIT_TRY(validate_cap(cap_));
-    version_ = Version{read32(reg::vs)};
-    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t mps, choose_page_size(cap_, 4096));
-    page_size_ = std::uint64_t{4096} << mps;
-    DMAKIT_TRY(check_doorbells_in_bar(static_cast<std::uint32_t>(options_.max_io_queues), cap_.doorbell_stride_shift(),
+    // NVMe 1.4 §7.6.1 step 1: CAP and VS before touching anything. Checked
+    // whole before it replaces the value in use, so cap_ is always a CAP the
+    // driver accepted (reset() calls this again: CAP may change across a reset).
+    const Cap cap{read64(reg::cap)};
+    DMAKIT_TRY(validate_cap(cap));
+    // Always 4 KiB: rings, PRP list pools and MDTS are sized by it, so a
+    // reset can never change it under existing queues.
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t mps, choose_page_size(cap, 4096));
+    DMAKIT_TRY(check_doorbells_in_bar(static_cast<std::uint32_t>(options_.max_io_queues), cap.doorbell_stride_shift(),
                                       bus_->bar_size()));
     // The admin doorbells are written as soon as the controller is enabled:
     // refuse now, before anything is enabled, when they are not mmapped.
-    DMAKIT_TRY(mapped_doorbells(0, cap_.doorbell_stride_shift(),
+    DMAKIT_TRY(mapped_doorbells(0, cap.doorbell_stride_shift(),
                                 [this](std::uint64_t o, std::uint64_t l) { return bus_->is_mapped(o, l); }));
+    cap_ = cap;
+    version_ = Version{read32(reg::vs)};
+    page_size_ = std::uint64_t{4096} << mps;
     return {};
 }
 
@@ -146,8 +144,9 @@ Status Controller::wait_ready(bool ready, std::string_view why) {
         const Csts c = status();
         if (c.device_gone()) return Error(ENODEV, std::string(why) + ": " + csts_text(c));
         if (c.ready() == ready) return {};
-        // CFS while enabling means the enable failed; while disabling RDY may still drop.
-        if (c.fatal() && ready) return Error(EIO, std::string(why) + ": controller fatal status, " + csts_text(c));
+        // CFS while enabling means the enable failed (§3.1.6); while
+        // disabling RDY may still drop.
+        if (c.fatal() && ready) return Error(EIO, std::string(why) + ": " + csts_text(c));
         if (Clock::now() > deadline) {
             return Error(ETIMEDOUT, std::string(why) + ": CSTS.RDY did not become " + std::to_string(ready) +
                                         " within CAP.TO " + std::to_string(cap_.timeout_ms()) + " ms; " +
@@ -211,6 +210,10 @@ Status Controller::setup_admin_queue() {
         admin_.emplace(std::move(qp));
     } else {
         admin_->cancel_all_and_reset();
+        // After a reset CAP.DSTRD may place the doorbells elsewhere (§3.1.1).
+        DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<Doorbells> doorbells, queue_doorbells(0));
+        DMAKIT_TRY(admin_->rebuild(depth, doorbells.get()));
+        admin_doorbells_ = std::move(doorbells);
     }
     std::memset(admin_sq_mem_.cpu(), 0, admin_sq_mem_.size());
     DMAKIT_ASSIGN_OR_RETURN(std::uint32_t aqa, encode_aqa(depth, depth));
@@ -240,7 +243,8 @@ Status Controller::identify_all() {
     {
         std::lock_guard lock(admin_mutex_);
         std::memset(scratch_.cpu(), 0, identify_data_size);
-        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_controller(dp), options_.admin_timeout));
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r,
+                                admin_locked(identify_controller(dp), options_.admin_timeout, "Identify Controller"));
         if (!r.status.ok()) return status_error(r.status, "Identify Controller");
         DMAKIT_ASSIGN_OR_RETURN(info_, parse_identify_controller(view, cap_.min_page_size()));
     }
@@ -254,7 +258,8 @@ Status Controller::identify_all() {
     for (int round = 0; round < 64; ++round) {  // 64 * 1024 NSIDs is more than any controller has
         std::lock_guard lock(admin_mutex_);
         std::memset(scratch_.cpu(), 0, identify_data_size);
-        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_active_namespaces(after, dp), options_.admin_timeout));
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_active_namespaces(after, dp), options_.admin_timeout,
+                                                            "Identify Active Namespace ID list"));
         if (!r.status.ok()) return status_error(r.status, "Identify Active Namespace ID list");
         DMAKIT_ASSIGN_OR_RETURN(std::vector<std::uint32_t> part, parse_active_namespace_list(view, after, info_.nn));
         nsids.insert(nsids.end(), part.begin(), part.end());
@@ -265,8 +270,15 @@ Status Controller::identify_all() {
     for (std::uint32_t nsid : nsids) {
         std::lock_guard lock(admin_mutex_);
         std::memset(scratch_.cpu(), 0, identify_data_size);
-        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_namespace(nsid, dp), options_.admin_timeout));
-        if (!r.status.ok()) return status_error(r.status, "Identify Namespace " + std::to_string(nsid));
+        const std::string what = "Identify Namespace " + std::to_string(nsid);
+        DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_namespace(nsid, dp), options_.admin_timeout, what));
+        if (!r.status.ok()) {
+            // Refused for one namespace (e.g. Namespace Not Ready): skip it
+            // like one whose data does not validate. A timeout still fails.
+            logger_->warning("nvme: namespace " + std::to_string(nsid) +
+                             " skipped: " + status_error(r.status, what).message());
+            continue;
+        }
         auto ns = parse_identify_namespace(view, nsid);
         if (!ns.ok()) {
             // One bad namespace should not hide the others.
@@ -293,22 +305,36 @@ Status Controller::negotiate_queues() {
 
 Result<AdminResult> Controller::admin(const SubmissionEntry& sqe, std::chrono::milliseconds timeout) {
     std::lock_guard lock(admin_mutex_);
-    return admin_locked(sqe, timeout.count() > 0 ? timeout : options_.admin_timeout);
+    return admin_locked(sqe, timeout.count() > 0 ? timeout : options_.admin_timeout, {});
+}
+
+Result<AdminResult> Controller::admin_named(const SubmissionEntry& sqe, std::string_view what) {
+    std::lock_guard lock(admin_mutex_);
+    return admin_locked(sqe, options_.admin_timeout, what);
 }
 
 Result<std::uint32_t> Controller::admin_ok(const SubmissionEntry& sqe, std::string_view what) {
-    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin(sqe));
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_named(sqe, what));
     if (!r.status.ok()) return status_error(r.status, what);
     return r.dw0;
 }
 
-Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout) {
+Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout,
+                                             std::string_view what) {
     struct Wait {
         bool done = false;
         Completion c;
     } wait;
-    if (removed()) return removed_error("admin command " + hex(sqe.opcode()));
-    if (admin_broken_) return Error(EIO, "an earlier admin command timed out; the controller needs reset()");
+    auto name = [&](std::uint16_t cid) {
+        return (what.empty() ? std::string("admin command") : std::string(what)) + " (opcode " + hex(sqe.opcode()) +
+               ", cid " + hex(cid) + ")";
+    };
+    if (removed()) return removed_error(what.empty() ? "admin command " + hex(sqe.opcode()) : std::string(what));
+    if (admin_broken_) {
+        return Error(EIO, std::string(what.empty() ? "admin command" : what) +
+                              ": the admin queue is unusable (an earlier admin command timed out, the controller "
+                              "reported fatal status or was stopped); call reset()");
+    }
     const auto deadline = Clock::now() + timeout;
     DMAKIT_ASSIGN_OR_RETURN(std::uint16_t cid,
                             admin_->submit(sqe, [](void* u, const Completion& c) noexcept {
@@ -318,25 +344,35 @@ Result<AdminResult> Controller::admin_locked(const SubmissionEntry& sqe, std::ch
                             }, &wait, deadline));
     admin_->ring_sq();
     std::uint32_t spins = 0;
+    auto next_csts = Clock::now() + 1ms;
     while (!wait.done) {
         admin_->poll();
         if (wait.done) break;
-        if ((++spins & 63) == 0) {
-            if (Clock::now() > deadline) {
-                const Csts c = status();
-                // The slot keeps pointing at our stack frame; park it on a
-                // no-op callback first (a late completion must not write here).
-                admin_->scan_timeouts(Clock::now(), nullptr);
+        if ((++spins & 63) != 0) continue;
+        const auto now = Clock::now();
+        if (now > deadline || now >= next_csts) {
+            // §10.5: with CSTS.CFS set (or the device gone) nothing will
+            // complete; say so at once instead of waiting out the timeout.
+            const Csts c = status();
+            next_csts = now + 1ms;
+            const bool stopped = c.fatal() || c.device_gone();
+            if (stopped || now > deadline) {
+                // Abandoned in whatever state the controller has it: its
+                // data buffer (scratch_, a new queue's rings) is not reused
+                // or freed until the controller is disabled (admin_broken_
+                // refuses every admin command until reset() has done that).
+                // The slot points at this stack frame: cancel it first.
+                admin_->scan_timeouts(now, nullptr);
                 admin_->cancel_all_and_reset();
                 admin_broken_ = true;
-                return Error(ETIMEDOUT, "admin command " + hex(sqe.opcode()) + " (cid " + hex(cid) +
-                                            ") timed out after " + std::to_string(timeout.count()) + " ms; " +
+                if (stopped) return Error(EIO, name(cid) + " did not complete: " + csts_text(c));
+                return Error(ETIMEDOUT, name(cid) + " timed out after " + std::to_string(timeout.count()) + " ms; " +
                                             csts_text(c) + "; the controller needs reset()");
             }
-            std::this_thread::yield();
         }
+        std::this_thread::yield();
     }
-    if (wait.c.cancelled) return Error(ECANCELED, "admin command " + hex(sqe.opcode()) + " was cancelled");
+    if (wait.c.cancelled) return Error(ECANCELED, name(cid) + " was cancelled");
     return AdminResult{wait.c.status, wait.c.dw0};
 }
 
@@ -379,7 +415,8 @@ Result<SmartLog> Controller::smart_log(std::uint32_t nsid) {
     std::lock_guard lock(admin_mutex_);
     std::memset(scratch_.cpu(), 0, log_page::smart_size);
     DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, get_smart_log(DataPointer{scratch_.dma().value(), 0}, nsid));
-    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(sqe, options_.admin_timeout));
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r,
+                            admin_locked(sqe, options_.admin_timeout, "Get Log Page SMART / Health Information"));
     if (!r.status.ok()) return status_error(r.status, "Get Log Page SMART / Health Information");
     return parse_smart_log(scratch_.bytes().first(log_page::smart_size));
 }
@@ -393,7 +430,7 @@ Result<std::vector<ErrorLogEntry>> Controller::error_log(std::uint32_t entries) 
     const std::size_t bytes = std::size_t{entries} * log_page::error_entry_size;
     std::memset(scratch_.cpu(), 0, bytes);
     DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, get_error_log(entries, DataPointer{scratch_.dma().value(), 0}));
-    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(sqe, options_.admin_timeout));
+    DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(sqe, options_.admin_timeout, "Get Log Page Error Information"));
     if (!r.status.ok()) return status_error(r.status, "Get Log Page Error Information");
     return parse_error_log(scratch_.bytes().first(bytes));
 }
@@ -403,7 +440,13 @@ Result<bool> Controller::abort(std::uint16_t sqid, std::uint16_t cid) {
     return (dw0 & 1u) == 0;  // §5.1.1: bit 0 cleared = the command was aborted
 }
 
-Status Controller::create_queue_on_device(IoQueue& q) {
+Status Controller::create_queue_on_device(IoQueue& q, bool& maybe_held) {
+    // An error status is a refusal: that queue was not created (§5.3, §5.4).
+    // A command that timed out or was cut short by CSTS.CFS leaves it
+    // unknown, and so does a CQ whose SQ was refused and that will not go
+    // again: then the controller may hold the rings (`maybe_held`).
+    maybe_held = false;
+    const std::string qid = std::to_string(q.qid_);
     CreateCqParams cq;
     cq.qid = q.qid_;
     cq.entries = q.depth_;
@@ -414,16 +457,33 @@ Status Controller::create_queue_on_device(IoQueue& q) {
         cq.vector = static_cast<std::uint16_t>(*q.vector_);
     }
     DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry cqe, create_io_cq(cq));
-    DMAKIT_TRY(admin_ok(cqe, "Create I/O Completion Queue " + std::to_string(q.qid_)));
+    const std::string cq_what = "Create I/O Completion Queue " + qid;
+    auto made_cq = admin_named(cqe, cq_what);
+    if (!made_cq.ok()) {
+        maybe_held = true;
+        return std::move(made_cq).error();
+    }
+    if (!made_cq->status.ok()) return status_error(made_cq->status, cq_what);
     CreateSqParams sq;
     sq.qid = q.qid_;
     sq.entries = q.depth_;
     sq.base = q.sq_mem_.dma().value();
     sq.cqid = q.qid_;
     DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, create_io_sq(sq));
-    if (auto r = admin_ok(sqe, "Create I/O Submission Queue " + std::to_string(q.qid_)); !r.ok()) {
-        (void)admin(delete_io_cq(q.qid_));
-        return std::move(r).error();
+    const std::string sq_what = "Create I/O Submission Queue " + qid;
+    auto made_sq = admin_named(sqe, sq_what);
+    if (!made_sq.ok()) {
+        maybe_held = true;
+        return std::move(made_sq).error();
+    }
+    if (!made_sq->status.ok()) {
+        const Error refused = status_error(made_sq->status, sq_what);
+        // The CQ goes again (§5.5), or the controller keeps our ring.
+        if (auto gone = admin_ok(delete_io_cq(q.qid_), "Delete I/O Completion Queue " + qid); !gone.ok()) {
+            maybe_held = true;
+            return Error(refused.code(), refused.message() + "; then " + gone.error().message());
+        }
+        return refused;
     }
     return {};
 }
@@ -440,11 +500,12 @@ Status Controller::stop_controller_dma(std::string_view why) {
     // §3.1.5/§7.6.2: CC.EN=0 and CSTS.RDY=0 within CAP.TO; after that the
     // controller owns no queue, PRP list or data buffer any more (§7.3.2).
     // A function reset is the fallback when it does not go quiet.
+    for (auto& q : io_queues_) q->active_ = false;  // no doorbell for queues the controller drops
     auto s = disable_or_function_reset();
     admin_broken_ = true;  // the admin queue is gone with the rest: only reset() helps
     if (!s.ok()) {
         dma_unsafe_ = true;
-        return s.error().with_context(std::string(why) + ": ");
+        return s.error().with_context(why);
     }
     // Nothing will complete any more: every command finishes as cancelled,
     // which unmaps buffers and returns PRP pages now that it is safe.
@@ -476,12 +537,18 @@ Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
     if (admin_broken_) return Error(EIO, "the controller needs reset() (admin queue unusable)");
     depth = std::min(depth, cap_.max_queue_entries());
     if (depth < 2) return Error(EINVAL, "I/O queue depth must be at least 2");
-    // Lowest free QID in 1..granted.
+    // Lowest free QID in 1..granted; a kept queue (see below) holds on to its QID.
+    auto used = [&](std::uint32_t id) {
+        for (const auto* list : {&io_queues_, &leaked_queues_}) {
+            for (const auto& q : *list) {
+                if (q->qid_ == id) return true;
+            }
+        }
+        return false;
+    };
     std::uint16_t qid = 0;
     for (std::uint32_t id = 1; id <= io_queues_granted_ && qid == 0; ++id) {
-        bool used = false;
-        for (const auto& q : io_queues_) used = used || q->qid_ == id;
-        if (!used) qid = static_cast<std::uint16_t>(id);
+        if (!used(id)) qid = static_cast<std::uint16_t>(id);
     }
     if (qid == 0) {
         return Error(EBUSY, "all " + std::to_string(io_queues_granted_) +
@@ -490,7 +557,17 @@ Result<IoQueue*> Controller::create_io_queue(std::uint32_t depth) {
     std::unique_ptr<IoQueue> q(new IoQueue(*this, qid, depth));
     if (interrupts_) q->vector_ = qid;  // vector 0 is left to the admin queue
     DMAKIT_TRY(q->init());
-    DMAKIT_TRY(create_queue_on_device(*q));
+    bool maybe_held = false;
+    if (auto s = create_queue_on_device(*q, maybe_held); !s.ok()) {
+        if (!maybe_held) return std::move(s).error();  // refused: nothing of it on the controller, freed now
+        // The controller may hold its rings: kept mapped and unused (and its
+        // QID reserved) until the controller is disabled by reset() or at
+        // destruction, like the buffer of a timed-out sync command.
+        leaked_queues_.push_back(std::move(q));
+        return Error(s.error().code(), s.error().message() + "; the queue's rings are kept (the controller may hold "
+                                                             "them) until reset()");
+    }
+    q->active_ = true;
     io_queues_.push_back(std::move(q));
     return io_queues_.back().get();
 }
@@ -505,10 +582,18 @@ Status Controller::delete_io_queue(IoQueue* queue) {
         return {};
     }
     const std::string qname = "I/O queue " + std::to_string((*it)->qid_);
+    if (!(*it)->active_ && !dma_unsafe_) {
+        // Not on the controller: it was disabled since (and owns nothing),
+        // or reset() did not create the queue again. No command to send.
+        (*it)->cancel_all();
+        io_queues_.erase(it);
+        return {};
+    }
     // With the admin queue unusable (a timed-out admin command, an earlier
     // failed delete) the commands cannot even be sent: stopping the
     // controller is the only way to take the queue back.
-    Status deleted = admin_broken_ ? Status(Error(EIO, "admin queue unusable")) : delete_queue_on_device(**it);
+    Status deleted = admin_broken_ || !(*it)->active_ ? Status(Error(EIO, "admin queue unusable"))
+                                                      : delete_queue_on_device(**it);
     if (deleted.ok()) {
         // Deleting the SQ aborted whatever was in it (§5.6); what is left never completes.
         (*it)->cancel_all();
@@ -539,22 +624,53 @@ Status Controller::reset() {
     if (removed()) return removed_error("reset");
     // §7.3.2 Controller Level Reset, host side: disable, complete what the
     // controller will never complete, bring it up again, rebuild the queues.
+    // Until that has worked, admin commands and I/O are refused.
+    admin_broken_ = true;
+    for (auto& q : io_queues_) q->active_ = false;
     if (auto s = disable_or_function_reset(); !s.ok()) {
         // Still running: its memory stays untouched (and is leaked at
         // destruction unless a later disable works).
-        admin_broken_ = true;
         dma_unsafe_ = true;
         return s;
     }
     for (auto& q : io_queues_) q->cancel_all();
     forget_leaked();
+    // §3.1.1: CAP may differ after a reset (a firmware image activated at
+    // reset, §5.12, brings its own MQES, DSTRD, TO ...): read and check it
+    // again; a value the driver cannot use leaves the controller disabled.
+    if (auto s = read_capabilities(); !s.ok()) return s.error().with_context("after the reset");
     DMAKIT_TRY(setup_admin_queue());
-    admin_broken_ = false;
     DMAKIT_TRY(enable());
+    admin_broken_ = false;
     DMAKIT_TRY(negotiate_queues());
+    // Every queue again with its old rings, sized by the new CAP. One the
+    // controller refuses stays inactive (its memory is not the controller's);
+    // one whose create is left unknown stops the controller again.
+    std::string not_created;
     for (auto& q : io_queues_) {
-        if (q->qid_ > io_queues_granted_) return Error(EIO, "after reset the controller grants fewer queues");
-        DMAKIT_TRY(create_queue_on_device(*q));
+        std::string why;
+        bool maybe_held = false;
+        if (q->qid_ > io_queues_granted_) {
+            why = "the controller now grants " + std::to_string(io_queues_granted_) + " I/O queue(s)";
+        } else if (auto fit = q->fit_to_controller(); !fit.ok()) {
+            why = fit.error().message();
+        } else if (auto made = create_queue_on_device(*q, maybe_held); !made.ok()) {
+            if (maybe_held) {
+                const std::string what = "after the reset, I/O queue " + std::to_string(q->qid_) + ": " +
+                                         made.error().message();
+                DMAKIT_TRY(stop_controller_dma(what));
+                return Error(made.error().code(), what + "; the controller was disabled again; call reset()");
+            }
+            why = made.error().message();
+        } else {
+            q->active_ = true;
+            continue;
+        }
+        not_created += (not_created.empty() ? "" : "; ") + ("I/O queue " + std::to_string(q->qid_) + ": " + why);
+    }
+    if (!not_created.empty()) {
+        return Error(EIO, "after the reset some I/O queues were not created again (" + not_created +
+                              "); delete them (delete_io_queue), the others work");
     }
     return {};
 }
@@ -630,6 +746,17 @@ Controller::~Controller() {
     }
     auto s = shutdown();
     if (!s.ok()) logger_->warning("nvme " + bus_->name() + ": shutdown: " + s.error().message());
+    if (!dma_unsafe_ && admin_sq_mem_ && !removed()) {
+        // §3.1.5, §7.6.2: EN=0 and CSTS.RDY=0 before the admin rings, the
+        // scratch page and kept queues are freed: a controller that timed
+        // out an admin command, reported CFS or did not shut down may still
+        // write them. (A removed one was released: the kernel reset it, and
+        // BAR0 is retired.)
+        if (auto d = disable_or_function_reset(); !d.ok()) {
+            dma_unsafe_ = true;
+            logger_->warning("nvme " + bus_->name() + ": " + d.error().message());
+        }
+    }
     if (dma_unsafe_) {
         // The controller never went quiet: leak its queues' and admin memory.
         auto memory = std::make_unique<AbandonedDmaMemory>();
@@ -640,13 +767,15 @@ Controller::~Controller() {
         keep_forever(std::move(memory));
         return;
     }
-    // Cancel before the rings and pools go away; then EN=0 so nothing is fetched any more.
+    // Cancel before the rings and pools go away.
     if (admin_) admin_->cancel_all_and_reset();
-    if (removed()) return;  // released: BAR0 is retired, the device is not ours
-    ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
-    cc.enable = false;
-    cc.shutdown = ShutdownNotification::none;
-    write32(reg::cc, cc.encode());
+    if (!admin_sq_mem_ && !removed()) {
+        // Nothing of ours was given to it (open failed early): just EN=0.
+        ControllerConfig cc = ControllerConfig::decode(read32(reg::cc));
+        cc.enable = false;
+        cc.shutdown = ShutdownNotification::none;
+        write32(reg::cc, cc.encode());
+    }
 }
 
 }  // namespace dmakit::nvme

@@ -19,6 +19,13 @@
 // purpose (kept mapped, never reused, logged) rather than freed under a
 // device that may still write it.
 //
+// An admin command that times out, or finds CSTS.CFS set (§10.5), leaves
+// the admin queue refused until reset(); its data page and, for a queue
+// create, the new queue's rings stay allocated until the controller has
+// been disabled (reset(), or the destructor, which leaks them if it will
+// not stop). reset() reads CAP again (§3.1.1) and sizes queues and
+// doorbells by the new value.
+//
 // Threads: admin commands (create_io_queue, smart_log, abort, ...) may come
 // from any thread; they are serialised by a mutex. Each IoQueue belongs to
 // one thread. reset() and shutdown() need every IoQueue quiet.
@@ -105,16 +112,22 @@ public:
     // `depth` 0 means ControllerOptions::io_queue_depth; above max_queue_depth
     // (4096) is EINVAL, above CAP.MQES is capped. The controller owns the
     // queue; the pointer is valid until delete_io_queue or destruction.
+    // A create the controller refuses frees everything; one that times out
+    // keeps the rings (leaked_io_queues()) until the controller is disabled.
     [[nodiscard]] Result<IoQueue*> create_io_queue(std::uint32_t depth = 0);
     // Deletes SQ then CQ (§5.6, §5.5); outstanding commands complete as
-    // cancelled. The pointer is invalid afterwards, whatever the result. If
-    // either delete fails or times out, the controller is disabled first
-    // (every queue's commands complete as cancelled, reset() needed); if it
-    // will not disable, the queue's memory is leaked (leaked_io_queues()).
+    // cancelled. An inactive queue (IoQueue::active()) is not on the
+    // controller and is just freed. The pointer is invalid afterwards,
+    // whatever the result. If either delete fails or times out, the
+    // controller is disabled first (every queue's commands complete as
+    // cancelled, reset() needed); if it will not disable, the queue's memory
+    // is leaked (leaked_io_queues()).
     [[nodiscard]] Status delete_io_queue(IoQueue* queue);
     [[nodiscard]] std::size_t io_queue_count() const noexcept { return io_queues_.size(); }
     // Queues whose memory is kept mapped and unused because the controller
-    // would not stop after a failed delete; a successful reset() frees them.
+    // may still hold it: it would not stop after a failed delete, or a
+    // create_io_queue timed out (or its CQ would not go again). The next
+    // successful disable (reset(), destruction) frees them.
     [[nodiscard]] std::size_t leaked_io_queues() const noexcept { return leaked_queues_.size(); }
 
     // Runs one admin command and waits for it (options.admin_timeout unless given).
@@ -152,8 +165,13 @@ public:
 
     // Controller reset path (§7.3.2): disable (VFIO function reset if that
     // hangs), complete every outstanding command as cancelled (this releases
-    // quarantined buffers of timed-out sync I/O), re-enable, re-create the
-    // existing I/O queues with the same rings. IoQueue pointers stay valid.
+    // quarantined buffers of timed-out sync I/O), read CAP again (§3.1.1: it
+    // may change across a reset; one the driver cannot use is an error and
+    // leaves the controller disabled), re-enable, re-create the existing I/O
+    // queues with the same rings at the new CAP.MQES and CAP.DSTRD. IoQueue
+    // pointers stay valid. A queue the controller no longer grants or
+    // refuses stays inactive and is named in the error; delete it.
+    // Until reset() succeeds, admin commands and I/O are refused.
     [[nodiscard]] Status reset();
     // Deletes I/O queues, CC.SHN = normal, waits for CSTS.SHST = complete. Idempotent.
     [[nodiscard]] Status shutdown();
@@ -193,9 +211,14 @@ private:
     [[nodiscard]] Status setup_admin_queue();
     [[nodiscard]] Status identify_all();
     [[nodiscard]] Status negotiate_queues();
-    [[nodiscard]] Status create_queue_on_device(IoQueue& q);
+    // On failure `maybe_held` says whether the controller may now hold the
+    // queue's rings (a command timed out, or a CQ would not go again).
+    [[nodiscard]] Status create_queue_on_device(IoQueue& q, bool& maybe_held);
     [[nodiscard]] Status delete_queue_on_device(IoQueue& q);
-    [[nodiscard]] Result<AdminResult> admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout);
+    // `what` names the command in errors ("Identify Controller").
+    [[nodiscard]] Result<AdminResult> admin_locked(const SubmissionEntry& sqe, std::chrono::milliseconds timeout,
+                                                   std::string_view what);
+    [[nodiscard]] Result<AdminResult> admin_named(const SubmissionEntry& sqe, std::string_view what);
     [[nodiscard]] Result<dma::CoherentBuffer> alloc_queue_memory(std::size_t bytes);
     [[nodiscard]] Error removed_error(std::string_view what) const;
 

@@ -83,7 +83,26 @@ Status IoQueue::init() {
     return {};
 }
 
+Status IoQueue::fit_to_controller() {
+    // The rings hold ring_entries(); a smaller CAP.MQES uses fewer of them
+    // (Create I/O CQ/SQ with a larger QSIZE fails with Invalid Queue Size,
+    // §5.3/§5.4). requests_ keeps one per ring entry; QueuePair bounds how
+    // many are in use.
+    const std::uint32_t depth = std::min(qp_->ring_entries(), ctrl_.cap().max_queue_entries());
+    DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<Doorbells> doorbells, ctrl_.queue_doorbells(qid_));
+    DMAKIT_TRY(qp_->rebuild(depth, doorbells.get()));
+    doorbells_ = std::move(doorbells);
+    depth_ = depth;
+    return {};
+}
+
 Result<IoQueue::Request*> IoQueue::take_request(IoCallback done, void* user) {
+    if (!active_) {
+        return Error(EIO, "I/O queue " + std::to_string(qid_) +
+                              " is not on the controller (it was stopped after a failure, or reset() did not "
+                              "create the queue again); call Controller::reset() and check its result, or "
+                              "delete the queue");
+    }
     if (!can_submit()) {
         return Error(EAGAIN, "I/O queue " + std::to_string(qid_) + " is full (" + std::to_string(outstanding()) +
                                  " outstanding); poll and retry");
@@ -308,16 +327,22 @@ Result<std::uint32_t> IoQueue::wait(std::chrono::milliseconds timeout) {
 
 std::uint32_t IoQueue::check_timeouts() {
     return qp_->scan_timeouts(Clock::now(), [this](const TimedOutCommand& t) {
+        std::string what = "nvme queue " + std::to_string(qid_) + ": command " + hex(t.cid) + " timed out";
+        // §10.5: a controller with CSTS.CFS set (or gone: all ones) processes
+        // no more commands; an Abort would only wait out the admin timeout.
+        const Csts csts = ctrl_.status();
+        if (csts.fatal() || csts.device_gone()) {
+            ctrl_.logger().warning(what + "; no Abort sent: " + csts_text(csts));
+            return;
+        }
         ++io_stats_.aborts_sent;
         auto r = ctrl_.abort(qid_, t.cid);
-        std::string what = "nvme queue " + std::to_string(qid_) + ": command " + hex(t.cid) + " timed out";
         if (!r.ok()) {
             ++io_stats_.abort_failures;
             what += "; Abort failed: " + r.error().message();
         } else {
             what += *r ? "; aborted" : "; Abort did not find it";
         }
-        if (ctrl_.failed()) what += "; controller fatal status (CSTS.CFS): call Controller::reset()";
         ctrl_.logger().warning(what);
     });
 }
@@ -337,33 +362,43 @@ Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
     ring();
     // Past the command's deadline the poll loop sends Abort; give that the
     // admin timeout to work before giving up on the command.
-    const auto give_up = Clock::now() + timeout_ + ctrl_.options().admin_timeout;
+    const auto deadline = Clock::now() + timeout_;
+    const auto give_up = deadline + ctrl_.options().admin_timeout;
     while (!w.done) {
         if (vector_) {
             DMAKIT_TRY(wait(std::chrono::milliseconds(10)));
         } else {
             poll();
         }
-        if (!w.done && Clock::now() > give_up) {
-            for (auto& r : requests_) {
-                // Orphan it (a late completion must not write into this stack
-                // frame) and quarantine it: its mapping and PRP pages stay
-                // until the late completion or a controller reset.
-                if (r->in_use && r->cid == cid) {
-                    r->done = nullptr;
-                    r->quarantined = true;
-                    ++quarantined_;
-                }
-            }
-            ++io_stats_.orphaned;
-            return Error(ETIMEDOUT, "I/O command " + hex(cid) + " on queue " + std::to_string(qid_) +
-                                        " did not complete or abort; its buffer is quarantined (still mapped, "
-                                        "the device may write it): do not free or reuse it until "
-                                        "IoQueue::quarantined() drops or Controller::reset() returns");
+        if (w.done) break;
+        const auto now = Clock::now();
+        if (now <= deadline) continue;
+        // Late: one CSTS read per round from here on, off the fast path.
+        const Csts csts = ctrl_.status();
+        if (csts.fatal() || csts.device_gone()) {
+            return give_up_on(cid, EIO, "the controller stopped: " + csts_text(csts));
         }
+        if (now > give_up) return give_up_on(cid, ETIMEDOUT, "it did not complete or abort");
     }
     if (w.c.cancelled && ctrl_.removed()) return ctrl_.removed_error("I/O command " + hex(cid));
     return w.c;
+}
+
+Error IoQueue::give_up_on(std::uint16_t cid, int code, const std::string& why) {
+    for (auto& r : requests_) {
+        // Orphan it (a late completion must not write into the waiter's
+        // stack frame) and quarantine it: its mapping and PRP pages stay
+        // until the late completion or a controller reset.
+        if (r->in_use && r->cid == cid) {
+            r->done = nullptr;
+            r->quarantined = true;
+            ++quarantined_;
+        }
+    }
+    ++io_stats_.orphaned;
+    return Error(code, "I/O command " + hex(cid) + " on queue " + std::to_string(qid_) + ": " + why +
+                           "; its buffer is quarantined (still mapped, the device may write it): do not free or "
+                           "reuse it until IoQueue::quarantined() drops or Controller::reset() returns");
 }
 
 namespace {

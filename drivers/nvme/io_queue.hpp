@@ -52,7 +52,7 @@ struct IoQueueStats {
     std::uint64_t aborts_sent = 0;
     std::uint64_t abort_failures = 0;
     std::uint64_t unmap_failures = 0;
-    std::uint64_t orphaned = 0;  // sync waits given up (ETIMEDOUT); their buffers were quarantined
+    std::uint64_t orphaned = 0;  // sync waits given up (ETIMEDOUT, or EIO on CSTS.CFS); buffers quarantined
 };
 
 class IoQueue {
@@ -62,7 +62,14 @@ public:
     IoQueue& operator=(const IoQueue&) = delete;
 
     [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
+    // Entries per ring. Controller::reset() may lower it to a smaller CAP.MQES
+    // (and raise it again, up to the depth the queue was created with).
     [[nodiscard]] std::uint32_t depth() const noexcept { return depth_; }
+    // Whether the queue exists on the controller, so commands may be queued.
+    // False after the controller was stopped (a failed delete, or reset()
+    // under way or failed) until reset() creates it again; submits are then
+    // refused (EIO) instead of ringing a doorbell no queue listens to.
+    [[nodiscard]] bool active() const noexcept { return active_; }
     // Commands that can be outstanding at once (depth - 1).
     [[nodiscard]] std::uint32_t capacity() const noexcept { return depth_ - 1; }
     [[nodiscard]] std::uint32_t outstanding() const noexcept { return qp_->outstanding(); }
@@ -120,7 +127,10 @@ public:
     // drops back (the late completion was polled) or Controller::reset()
     // returned (it disables the controller first, then releases them). The
     // kernel and SPDK make the same choice: memory of a command the device
-    // still owns is never handed back.
+    // still owns is never handed back. A controller that reports fatal
+    // status (CSTS.CFS, §10.5) once the command is past its deadline ends
+    // the wait at once (EIO, same quarantine): it will process nothing more,
+    // so no Abort is sent and the admin timeout is not waited out.
     [[nodiscard]] Status read_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                    std::span<const DmaSegment> data);
     [[nodiscard]] Status write_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -142,6 +152,11 @@ private:
 
     IoQueue(Controller& controller, std::uint16_t qid, std::uint32_t depth);
     [[nodiscard]] Status init();  // rings, pool, QueuePair
+    // After a controller reset, nothing outstanding: depth and doorbells
+    // from the controller's CAP as read again (§3.1.1 MQES, DSTRD).
+    [[nodiscard]] Status fit_to_controller();
+    // The sync wait gives up on `cid`: orphan and quarantine it (see *_sync).
+    [[nodiscard]] Error give_up_on(std::uint16_t cid, int code, const std::string& why);
 
     [[nodiscard]] Result<Request*> take_request(IoCallback done, void* user);
     void give_back(Request* r) noexcept;
@@ -176,6 +191,7 @@ private:
     std::vector<Request*> free_requests_;
     std::uint32_t polls_ = 0;
     std::uint32_t quarantined_ = 0;
+    bool active_ = false;
     std::chrono::steady_clock::duration timeout_;
     IoQueueStats io_stats_;
 };
