@@ -1,16 +1,8 @@
 // Controller and IoQueue against a software controller (FakeNvmeBus) on the
 // DMA layer with the recording test IOMMU: bring-up, doorbell placement,
 // failed queue deletes, timed-out synchronous I/O.
-#include "fake_bus.hpp"
+#include "controller_fixture.hpp"
 
-#include "dma_test_fixture.hpp"
-
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
-
-#include <gtest/gtest.h>
-
-#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <type_traits>
@@ -20,56 +12,12 @@ namespace dmakit::nvme {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::FakeNvmeBus;
+using testing::Callbacks;
+using testing::ControllerTest;
 using testing::Response;
 
 // I/O callbacks are noexcept in their type, as completion callbacks are.
 static_assert(!std::is_convertible_v<void (*)(void*, const IoCompletion&), IoCallback>);
-
-struct Callbacks {
-    std::vector<IoCompletion> done;
-    static void on_done(void* self, const IoCompletion& c) noexcept { static_cast<Callbacks*>(self)->done.push_back(c); }
-};
-
-class ControllerTest : public dma::testing::DmaTest {
-protected:
-    void SetUp() override {
-        DmaTest::SetUp();
-        owned_bus_ = std::make_unique<FakeNvmeBus>(*device_, *backend_, log_.logger);
-        bus_ = owned_bus_.get();
-        options_.admin_timeout = 200ms;
-        options_.io_timeout = 20ms;
-        options_.io_queue_depth = 16;
-    }
-
-    Result<std::unique_ptr<Controller>> open() {
-        return Controller::open(std::make_unique<testing::BorrowedBus>(*bus_), options_);
-    }
-    std::unique_ptr<Controller> open_ok() {
-        auto c = open();
-        EXPECT_TRUE(c.ok()) << c.error().message();
-        return c.ok() ? std::move(c).value() : nullptr;
-    }
-    [[nodiscard]] bool logged(const std::string& text) const {
-        return std::any_of(log_.lines.begin(), log_.lines.end(),
-                           [&](const std::string& l) { return l.find(text) != std::string::npos; });
-    }
-
-    // An I/O queue whose commands the device holds until release_held().
-    void create_queue_that_holds_io(Controller& c) {
-        auto q = c.create_io_queue();
-        ASSERT_TRUE(q.ok()) << q.error().message();
-        queue_ = *q;
-        bus_->on_io = [](const SubmissionEntry&) { return Response{{}, 0, false, true}; };
-    }
-
-    // Outlives every controller of a test (they are locals of the test body).
-    std::unique_ptr<FakeNvmeBus> owned_bus_;
-    FakeNvmeBus* bus_ = nullptr;
-    ControllerOptions options_;
-    std::vector<std::byte> buffer_ = std::vector<std::byte>(4096);
-    IoQueue* queue_ = nullptr;
-};
 
 TEST_F(ControllerTest, BringsUpAndMovesData) {
     auto c = open_ok();

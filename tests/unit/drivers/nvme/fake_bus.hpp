@@ -1,16 +1,24 @@
 // A software NVMe controller behind a ControllerBus, for unit tests of
 // Controller and IoQueue without hardware.
 //
-// Registers: CAP, VS, CC/CSTS (RDY follows EN, SHST follows SHN), AQA/ASQ/ACQ.
+// Registers: CAP, VS, CC/CSTS (RDY follows EN, SHST follows SHN, CFS when
+// the test says), AQA/ASQ/ACQ. A doorbell write is decoded at the moment it
+// happens with the CAP.DSTRD then in force, as a device decodes its BAR, so a
+// driver that keeps an old stride writes to no queue.
 // Queues: the admin queue and each I/O queue are FakeControllers working on
 // the rings the host allocated, reached through the TestIommuBackend as a
 // device reaches memory through the IOMMU. Admin commands: Identify
-// (controller, active namespace list, namespace 1 of 512-byte blocks), Set
-// Features Number of Queues, Create/Delete I/O CQ/SQ, Abort (never finds the
-// command). I/O commands complete with success unless a handler says else.
+// (controller, active namespace list, namespaces 1..namespace_count of
+// 512-byte blocks), Get Log Page (SMART at 300 K, others zero), Set
+// Features Number of Queues, Create I/O CQ/SQ (checked
+// against CAP.MQES and the granted count, §5.3/§5.4), Delete I/O CQ/SQ,
+// Abort (never finds the command). I/O commands complete with success unless
+// a handler says else.
 //
-// Knobs let a test refuse or hang a queue delete, make the disable hang,
-// fail the function reset, map only part of BAR0, drop or hold I/O.
+// Knobs let a test refuse or hang a queue delete or any admin command, make
+// the enable or the disable hang, raise CSTS.CFS (NVMe 1.4 §3.1.6) at enable
+// or at any time, change CAP between resets, fail the function reset, map
+// only part of BAR0, drop or hold I/O.
 #pragma once
 
 #include "fake_controller.hpp"
@@ -23,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 
 namespace dmakit::nvme::testing {
 
@@ -40,8 +49,17 @@ public:
     std::uint64_t bar_bytes = 0x2000;
     std::uint64_t mapped_bytes = 0x2000;  // BAR0 is mmapped from 0 up to here
     bool hang_on_disable = false;         // CSTS.RDY stays 1 after CC.EN=0
+    bool hang_on_enable = false;          // CSTS.RDY stays 0 after CC.EN=1
     bool function_reset_fails = false;
+    // CSTS.CFS. While set the controller processes nothing (doorbells are
+    // ignored). CC.EN=0 and the function reset clear it unless fatal_persists.
+    bool fatal = false;
+    bool fatal_on_enable = false;  // CC.EN=1 raises CFS instead of RDY
+    bool fatal_persists = false;
     std::uint32_t queues_granted = 4;
+    std::uint32_t namespace_count = 1;
+    // Answers an admin command instead of the model when it returns a value.
+    std::function<std::optional<Response>(const SubmissionEntry&)> on_admin;
     // Response to Delete I/O SQ / CQ (default: success, queue deleted).
     std::function<Response(const SubmissionEntry&)> on_delete;
     // Response to each I/O command (default: success).
@@ -58,8 +76,11 @@ public:
     unsigned function_resets = 0;
     std::uint64_t doorbells_outside_mapping = 0;  // Doorbells objects handed out for unmapped offsets
     std::uint64_t doorbells_to_no_queue = 0;
+    std::uint64_t doorbells_misplaced = 0;    // writes at no doorbell of the current CAP.DSTRD
+    std::uint64_t doorbells_while_fatal = 0;
     std::uint64_t dma_faults = 0;
     std::vector<std::uint8_t> admin_opcodes;
+    std::vector<SubmissionEntry> admin_commands;
     std::vector<SubmissionEntry> io_commands;
     unsigned removal_checks = 0;
     bool released = false;                // release() was called: the device is gone
@@ -70,6 +91,7 @@ public:
         auto it = io_.find(qid);
         return it == io_.end() ? nullptr : it->second.get();
     }
+    [[nodiscard]] FakeController* admin_queue() { return admin_.get(); }
     // The CPU address the device reaches at `iova`, or null (an IOMMU fault).
     [[nodiscard]] void* device_view(std::uint64_t iova, std::uint64_t length, iommu::Access access) {
         auto cpu = iommu_.translate(iova, length, access);
@@ -93,7 +115,7 @@ public:
         case reg::cap + 4: return static_cast<std::uint32_t>(cap >> 32);
         case reg::vs: return 0x00010400;
         case reg::cc: return cc_;
-        case reg::csts: return (ready_ ? 1u : 0u) | (shutdown_complete_ ? 2u << 2 : 0u);
+        case reg::csts: return (ready_ ? 1u : 0u) | (fatal ? 2u : 0u) | (shutdown_complete_ ? 2u << 2 : 0u);
         default: {
             auto it = regs_.find(offset);
             return it == regs_.end() ? 0 : it->second;
@@ -115,14 +137,14 @@ public:
             ++disables;
             if (on_disable) on_disable();
             if (!hang_on_disable) stop();
+            if (!fatal_persists) fatal = false;  // a controller reset clears a passing fault
         }
         if (next.shutdown == ShutdownNotification::normal) shutdown_complete_ = true;
     }
 
     [[nodiscard]] std::unique_ptr<Doorbells> doorbells(DoorbellOffsets offsets) override {
         if (!is_mapped(offsets.sq_tail, 4) || !is_mapped(offsets.cq_head, 4)) ++doorbells_outside_mapping;
-        const std::uint64_t stride = 4ull << ((cap >> 32) & 0xfu);
-        return std::make_unique<QueueDoorbells>(*this, static_cast<std::uint16_t>((offsets.sq_tail - 0x1000) / (2 * stride)));
+        return std::make_unique<QueueDoorbells>(*this, offsets);
     }
 
     [[nodiscard]] Status function_reset() override {
@@ -130,6 +152,7 @@ public:
         if (function_reset_fails) return Error(EIO, "fake: function reset failed");
         // FLR: everything back to power-on state, the hang included.
         hang_on_disable = false;
+        if (!fatal_persists) fatal = false;
         cc_ = 0;
         stop();
         return {};
@@ -150,20 +173,35 @@ public:
 private:
     class QueueDoorbells final : public Doorbells {
     public:
-        QueueDoorbells(FakeNvmeBus& bus, std::uint16_t qid) : bus_(bus), qid_(qid) {}
+        QueueDoorbells(FakeNvmeBus& bus, DoorbellOffsets offsets) : bus_(bus), offsets_(offsets) {}
         void ring_sq_tail(std::uint16_t tail) noexcept override {
-            if (bus_.released) return;
-            if (FakeController* q = bus_.queue(qid_)) q->ring_sq_tail(tail);
+            if (FakeController* q = bus_.doorbell_target(offsets_.sq_tail, false)) q->ring_sq_tail(tail);
         }
         void ring_cq_head(std::uint16_t head) noexcept override {
-            if (bus_.released) return;
-            if (FakeController* q = bus_.queue(qid_)) q->ring_cq_head(head);
+            if (FakeController* q = bus_.doorbell_target(offsets_.cq_head, true)) q->ring_cq_head(head);
         }
 
     private:
         FakeNvmeBus& bus_;
-        std::uint16_t qid_;
+        DoorbellOffsets offsets_;
     };
+
+    // The queue whose SQ tail (or CQ head) doorbell sits at `offset` under
+    // the CAP.DSTRD in force now (§3.1.24, §3.1.25).
+    FakeController* doorbell_target(std::uint64_t offset, bool cq_head) noexcept {
+        if (released) return nullptr;  // writes go nowhere
+        if (fatal) {
+            ++doorbells_while_fatal;
+            return nullptr;
+        }
+        const std::uint64_t stride = 4ull << ((cap >> 32) & 0xfu);
+        if (offset < reg::doorbell_base || (offset - reg::doorbell_base) % stride != 0 ||
+            ((offset - reg::doorbell_base) / stride) % 2 != (cq_head ? 1u : 0u)) {
+            ++doorbells_misplaced;
+            return nullptr;
+        }
+        return queue(static_cast<std::uint16_t>((offset - reg::doorbell_base) / stride / 2));
+    }
 
     struct PendingCq {
         CompletionEntry* ring = nullptr;
@@ -183,6 +221,8 @@ private:
     void start() {
         ++enables;
         shutdown_complete_ = false;
+        if (fatal_on_enable) fatal = true;
+        if (fatal || hang_on_enable) return;  // never ready
         const std::uint32_t aqa = read32(reg::aqa);
         const std::uint32_t sq_entries = (aqa & 0xfffu) + 1;
         const std::uint32_t cq_entries = ((aqa >> 16) & 0xfffu) + 1;
@@ -203,7 +243,20 @@ private:
 
     Response admin(const SubmissionEntry& e) {
         admin_opcodes.push_back(e.opcode());
+        admin_commands.push_back(e);
+        if (on_admin) {
+            if (std::optional<Response> r = on_admin(e)) return *r;
+        }
         const auto qid = static_cast<std::uint16_t>(e.cdw10 & 0xffffu);
+        // §5.3/§5.4: QSIZE above CAP.MQES, or a QID outside what Set Features granted.
+        const std::uint32_t entries = (e.cdw10 >> 16) + 1;
+        const bool is_create = e.opcode() == admin_opcode::create_io_cq || e.opcode() == admin_opcode::create_io_sq;
+        if (is_create && (qid == 0 || qid > queues_granted)) {
+            return Response{{sc::invalid_queue_id, sct::command_specific}};
+        }
+        if (is_create && entries > (cap & 0xffffu) + 1) {
+            return Response{{sc::invalid_queue_size, sct::command_specific}};
+        }
         switch (e.opcode()) {
         case admin_opcode::identify: return identify(e);
         case admin_opcode::set_features:
@@ -212,15 +265,14 @@ private:
             }
             return {};
         case admin_opcode::abort: return Response{{}, 1};  // bit 0 set: not aborted
+        case admin_opcode::get_log_page: return answer_log_page(e);
         case admin_opcode::create_io_cq: {
-            const std::uint32_t entries = (e.cdw10 >> 16) + 1;
             auto* ring = static_cast<CompletionEntry*>(device_view(e.prp1, entries * 16ull, iommu::Access::write));
             if (ring == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
             pending_cq_[qid] = {ring, entries};
             return {};
         }
         case admin_opcode::create_io_sq: {
-            const std::uint32_t entries = (e.cdw10 >> 16) + 1;
             const auto cqid = static_cast<std::uint16_t>(e.cdw11 >> 16);
             auto* ring = static_cast<SubmissionEntry*>(device_view(e.prp1, entries * 64ull, iommu::Access::read));
             auto cq = pending_cq_.find(cqid);
@@ -251,6 +303,20 @@ private:
         }
     }
 
+    // SMART / Health with a composite temperature of 300 K; every other log
+    // page all zeros (an Error Information log with no entries).
+    Response answer_log_page(const SubmissionEntry& e) {
+        const std::uint64_t bytes = ((e.cdw10 >> 16) + 1ull) * 4;
+        auto* out = static_cast<std::byte*>(device_view(e.prp1, bytes, iommu::Access::write));
+        if (out == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
+        std::memset(out, 0, bytes);
+        if ((e.cdw10 & 0xffu) == log_page::smart_health && bytes >= 3) {
+            const std::uint16_t kelvin = 300;
+            std::memcpy(out + 1, &kelvin, sizeof kelvin);
+        }
+        return {};
+    }
+
     Response identify(const SubmissionEntry& e) {
         auto* out = static_cast<std::byte*>(device_view(e.prp1, identify_data_size, iommu::Access::write));
         if (out == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
@@ -266,14 +332,16 @@ private:
             put(80, std::uint32_t{0x00010400});  // VER
             put(512, std::uint8_t{0x66});        // SQES
             put(513, std::uint8_t{0x44});        // CQES
-            put(516, std::uint32_t{1});          // NN
+            put(516, namespace_count);           // NN
             put(520, std::uint16_t{0x000c});     // ONCS: DSM, Write Zeroes
             break;
         case IdentifyCns::active_namespace_list:
-            if (e.nsid < 1) put(0, std::uint32_t{1});
+            for (std::uint32_t nsid = e.nsid + 1, i = 0; nsid <= namespace_count && i < 1024; ++nsid, ++i) {
+                put(4 * i, nsid);
+            }
             break;
         case IdentifyCns::namespace_data:
-            if (e.nsid != 1) break;
+            if (e.nsid < 1 || e.nsid > namespace_count) break;
             put(0, std::uint64_t{1} << 20);   // NSZE
             put(8, std::uint64_t{1} << 20);   // NCAP
             put(16, std::uint64_t{1} << 20);  // NUSE

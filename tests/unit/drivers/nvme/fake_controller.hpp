@@ -105,6 +105,23 @@ public:
 
     // Writes a raw CQE at the next CQ slot with the current phase.
     void post_raw(CompletionEntry e) { write_cqe(e, false); }
+    // A well-formed completion of `cid` as this controller would post it now
+    // (its SQID, the current SQ head): for tests that spoil one field.
+    [[nodiscard]] CompletionEntry completion_for(std::uint16_t cid, CompletionStatus status = {}) const {
+        CompletionEntry e;
+        e.cid = cid;
+        e.sq_id = sqid_;
+        e.sq_head = static_cast<std::uint16_t>(sq_head_);
+        e.status = status.encode();
+        return e;
+    }
+    // Writes `e` into the next CQ slot with the phase of the previous pass
+    // and does not advance: the slot still reads as not yet posted (§4.6 P),
+    // and the next completion goes to the same slot.
+    void post_stale_phase(CompletionEntry e) {
+        e.status = static_cast<std::uint16_t>((e.status & ~1u) | (phase_ ^ 1u));
+        std::memcpy(&cq_[cq_tail_], &e, sizeof e);
+    }
 
     // Counters for the tests to assert on.
     std::uint64_t sq_doorbells = 0;
