@@ -17,6 +17,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Callbacks;
 using testing::ControllerTest;
+using testing::error_code;
 using testing::never_completes;
 using testing::refused;
 using testing::Response;
@@ -42,7 +43,7 @@ TEST_F(ControllerTest, FatalStatusAtEnableFailsOpenAtOnceSayingWhatToDo) {
     auto c = open();
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(c.ok());
-    EXPECT_EQ(c.error().code(), EIO);
+    EXPECT_EQ(error_code(c), EIO);
     EXPECT_TRUE(has(c.error(), "enabling the controller")) << c.error().message();
     EXPECT_TRUE(has(c.error(), "CSTS.CFS")) << c.error().message();
     EXPECT_TRUE(has(c.error(), "reset the controller")) << c.error().message();
@@ -71,7 +72,7 @@ TEST_F(ControllerTest, FatalStatusWithSyncIoInFlightEndsTheWaitAndResetRecovers)
     auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), EIO);
+    EXPECT_EQ(error_code(s), EIO);
     EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error().message();
     EXPECT_TRUE(has(s.error(), "quarantined")) << s.error().message();
     EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error().message();
@@ -86,7 +87,7 @@ TEST_F(ControllerTest, FatalStatusWithSyncIoInFlightEndsTheWaitAndResetRecovers)
     const auto t1 = Stopwatch::now();
     auto smart = controller_->smart_log();
     ASSERT_FALSE(smart.ok());
-    EXPECT_EQ(smart.error().code(), EIO);
+    EXPECT_EQ(error_code(smart), EIO);
     EXPECT_TRUE(has(smart.error(), "CSTS.CFS")) << smart.error().message();
     EXPECT_LT(Stopwatch::now() - t1, 1000ms);
 
@@ -107,14 +108,14 @@ TEST_F(ControllerTest, FatalStatusThatPersistsFailsResetClearlyUntilItClears) {
     bus_->fatal_persists = true;
     auto s = controller_->reset();
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), EIO);
+    EXPECT_EQ(error_code(s), EIO);
     EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error().message();
     EXPECT_TRUE(has(s.error(), "check the device")) << s.error().message();
     // Nothing is sent to it meanwhile: I/O and admin commands are refused.
     const std::size_t sent = bus_->admin_commands.size();
     auto io = queue_->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(io.ok());
-    EXPECT_EQ(io.error().code(), EIO);
+    EXPECT_EQ(error_code(io), EIO);
     EXPECT_TRUE(has(io.error(), "not on the controller")) << io.error().message();
     EXPECT_FALSE(queue_->active());
     EXPECT_FALSE(controller_->smart_log().ok());
@@ -170,7 +171,7 @@ TEST_F(ControllerTest, SmallerMqesAfterResetShrinksTheQueueAndBackAgain) {
         ASSERT_TRUE(queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks).ok()) << i;
     }
     EXPECT_FALSE(queue_->can_submit());
-    EXPECT_EQ(queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks).error().code(), EAGAIN);
+    EXPECT_EQ(error_code(queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks)), EAGAIN);
     queue_->ring();
     bus_->io_queue(queue_->qid())->release_held();
     EXPECT_EQ(queue_->poll(), 7u);
@@ -206,7 +207,7 @@ TEST_F(ControllerTest, NewReadyTimeoutAfterResetIsUsed) {
     auto s = c->reset();
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), ETIMEDOUT);
+    EXPECT_EQ(error_code(s), ETIMEDOUT);
     EXPECT_TRUE(has(s.error(), "CAP.TO 500 ms")) << s.error().message();
     EXPECT_GE(took, 500ms);
     EXPECT_LT(took, 1500ms);  // the old TO would take more than 2 s
@@ -246,16 +247,16 @@ TEST_P(CapAfterReset, UnusableCapIsRefusedAndTheControllerStaysDown) {
     bus_->cap = bad.change(good);
     auto s = controller_->reset();
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), bad.code) << s.error().message();
+    EXPECT_EQ(error_code(s), bad.code) << s.error().message();
     EXPECT_TRUE(has(s.error(), "after the reset")) << s.error().message();
     EXPECT_TRUE(has(s.error(), bad.says)) << s.error().message();
     EXPECT_EQ(bus_->enables, enables);
     EXPECT_FALSE(bus_->ready());
     EXPECT_EQ(controller_->cap().raw, good);  // only an accepted CAP is kept
     const std::size_t sent = bus_->admin_commands.size();
-    EXPECT_EQ(controller_->smart_log().error().code(), EIO);
-    EXPECT_EQ(controller_->create_io_queue().error().code(), EIO);
-    EXPECT_EQ(queue_->read_host_sync(1, 0, 8, buffer_.data()).error().code(), EIO);
+    EXPECT_EQ(error_code(controller_->smart_log()), EIO);
+    EXPECT_EQ(error_code(controller_->create_io_queue()), EIO);
+    EXPECT_EQ(error_code(queue_->read_host_sync(1, 0, 8, buffer_.data())), EIO);
     EXPECT_EQ(bus_->admin_commands.size(), sent);
     EXPECT_EQ(bus_->io_commands.size(), 0u);
 
@@ -276,13 +277,13 @@ TEST_F(ControllerTest, ResetGrantingFewerQueuesLeavesTheOthersInactive) {
     bus_->queues_granted = 1;
     auto s = c->reset();
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), EIO);
+    EXPECT_EQ(error_code(s), EIO);
     EXPECT_TRUE(has(s.error(), "I/O queue 2: the controller now grants 1")) << s.error().message();
     EXPECT_TRUE(has(s.error(), "delete_io_queue")) << s.error().message();
     EXPECT_TRUE((*first)->active());
     EXPECT_TRUE((*first)->read_host_sync(1, 0, 8, buffer_.data()).ok());
     EXPECT_FALSE((*second)->active());
-    EXPECT_EQ((*second)->read_host_sync(1, 0, 8, buffer_.data()).error().code(), EIO);
+    EXPECT_EQ(error_code((*second)->read_host_sync(1, 0, 8, buffer_.data())), EIO);
     // Not on the controller: deleting it sends nothing.
     const std::size_t sent = bus_->admin_commands.size();
     EXPECT_TRUE(c->delete_io_queue(*second).ok());
@@ -304,7 +305,7 @@ TEST_F(ControllerTest, OtherQueuesRefuseIoOnceTheControllerWasStopped) {
     const auto t0 = Stopwatch::now();
     auto s = (*other)->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), EIO);
+    EXPECT_EQ(error_code(s), EIO);
     EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error().message();
     EXPECT_LT(Stopwatch::now() - t0, options_.io_timeout);
     EXPECT_EQ((*other)->quarantined(), 0u);
@@ -342,7 +343,7 @@ TEST_P(RefusedAtOpen, OpenFailsNamingTheCommandAndStatus) {
     answer_admin(r.opcode, refused(r.sct, r.sc));
     auto c = open();
     ASSERT_FALSE(c.ok());
-    EXPECT_EQ(c.error().code(), r.code);
+    EXPECT_EQ(error_code(c), r.code);
     EXPECT_TRUE(has(c.error(), r.says)) << c.error().message();
     EXPECT_FALSE(bus_->ready());  // left disabled
 }
@@ -361,7 +362,7 @@ TEST_F(StrictControllerTest, IdentifyThatNeverCompletesFailsOpenInTimeAndItsPage
     auto c = open();
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(c.ok());
-    EXPECT_EQ(c.error().code(), ETIMEDOUT);
+    EXPECT_EQ(error_code(c), ETIMEDOUT);
     EXPECT_TRUE(has(c.error(), "Identify Controller (opcode 0x6")) << c.error().message();
     EXPECT_TRUE(has(c.error(), "timed out after 200 ms")) << c.error().message();
     EXPECT_GE(took, options_.admin_timeout);
@@ -380,7 +381,7 @@ TEST_F(StrictControllerTest, IdentifyTimeoutOnAControllerThatWillNotStopLeaksIts
     bus_->function_reset_fails = true;
     auto c = open();
     ASSERT_FALSE(c.ok());
-    EXPECT_EQ(c.error().code(), ETIMEDOUT);
+    EXPECT_EQ(error_code(c), ETIMEDOUT);
     EXPECT_TRUE(device_can_write_at(last_admin(*bus_, admin_opcode::identify)->prp1));
     EXPECT_TRUE(logged("leaked deliberately"));
 }
@@ -411,7 +412,7 @@ TEST_F(ControllerTest, FewerQueuesGrantedThanAskedBoundCreation) {
     ASSERT_TRUE(c->create_io_queue().ok());
     auto third = c->create_io_queue();
     ASSERT_FALSE(third.ok());
-    EXPECT_EQ(third.error().code(), EBUSY);
+    EXPECT_EQ(error_code(third), EBUSY);
     EXPECT_TRUE(has(third.error(), "all 2 I/O queues the controller granted are in use")) << third.error().message();
 }
 
@@ -429,7 +430,7 @@ TEST_F(StrictControllerTest, CreateCqRefusedFreesTheQueueAndSaysWhy) {
     answer_admin(admin_opcode::create_io_cq, refused(sct::command_specific, sc::invalid_queue_size));
     auto q = c->create_io_queue();
     ASSERT_FALSE(q.ok());
-    EXPECT_EQ(q.error().code(), EINVAL);
+    EXPECT_EQ(error_code(q), EINVAL);
     EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1: Invalid Queue Size")) << q.error().message();
     EXPECT_EQ(last_admin(*bus_, admin_opcode::create_io_sq), nullptr);
     EXPECT_EQ(c->io_queue_count(), 0u);
@@ -494,7 +495,7 @@ TEST_F(StrictControllerTest, CreateCqThatNeverCompletesKeepsTheRingsUntilReset) 
     const auto t0 = Stopwatch::now();
     auto q = c->create_io_queue();
     ASSERT_FALSE(q.ok());
-    EXPECT_EQ(q.error().code(), ETIMEDOUT);
+    EXPECT_EQ(error_code(q), ETIMEDOUT);
     EXPECT_LT(Stopwatch::now() - t0, options_.admin_timeout + 800ms);
     EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1 (opcode 0x5")) << q.error().message();
     EXPECT_TRUE(has(q.error(), "reset()")) << q.error().message();
@@ -502,7 +503,7 @@ TEST_F(StrictControllerTest, CreateCqThatNeverCompletesKeepsTheRingsUntilReset) 
     EXPECT_EQ(bus_->disables, 0u);
     const std::uint64_t cq_ring = last_admin(*bus_, admin_opcode::create_io_cq)->prp1;
     EXPECT_TRUE(device_can_write_at(cq_ring));
-    EXPECT_EQ(c->create_io_queue().error().code(), EIO);  // admin queue unusable until reset()
+    EXPECT_EQ(error_code(c->create_io_queue()), EIO);  // admin queue unusable until reset()
 
     watch_at_disable(cq_ring);
     bus_->on_admin = nullptr;
@@ -523,7 +524,7 @@ TEST_F(StrictControllerTest, AdminCommandThatNeverCompletesKeepsItsPageUntilRese
     auto smart = controller_->smart_log();
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(smart.ok());
-    EXPECT_EQ(smart.error().code(), ETIMEDOUT);
+    EXPECT_EQ(error_code(smart), ETIMEDOUT);
     EXPECT_TRUE(has(smart.error(), "Get Log Page SMART / Health Information (opcode 0x2")) << smart.error().message();
     EXPECT_TRUE(has(smart.error(), "needs reset()")) << smart.error().message();
     EXPECT_GE(took, options_.admin_timeout);
@@ -534,7 +535,7 @@ TEST_F(StrictControllerTest, AdminCommandThatNeverCompletesKeepsItsPageUntilRese
     const std::size_t sent = bus_->admin_commands.size();
     auto refused = controller_->error_log();
     ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(refused.error().code(), EIO);
+    EXPECT_EQ(error_code(refused), EIO);
     EXPECT_TRUE(has(refused.error(), "call reset()")) << refused.error().message();
     EXPECT_EQ(bus_->admin_commands.size(), sent);
     EXPECT_TRUE(queue_->read_host_sync(1, 0, 8, buffer_.data()).ok());
@@ -552,7 +553,7 @@ TEST_F(StrictControllerTest, ControllerThatWillNotStopAfterAnAdminTimeoutLeaksTh
     auto c = open_ok();
     ASSERT_TRUE(c);
     answer_admin(admin_opcode::get_log_page, never_completes());
-    ASSERT_EQ(c->smart_log().error().code(), ETIMEDOUT);
+    ASSERT_EQ(error_code(c->smart_log()), ETIMEDOUT);
     const std::uint64_t page = last_admin(*bus_, admin_opcode::get_log_page)->prp1;
     bus_->hang_on_disable = true;
     bus_->function_reset_fails = true;
@@ -565,7 +566,7 @@ TEST_F(StrictControllerTest, ControllerDestroyedAfterAnAdminTimeoutFreesThePageO
     auto c = open_ok();
     ASSERT_TRUE(c);
     answer_admin(admin_opcode::get_log_page, never_completes());
-    ASSERT_EQ(c->smart_log().error().code(), ETIMEDOUT);
+    ASSERT_EQ(error_code(c->smart_log()), ETIMEDOUT);
     const std::uint64_t page = last_admin(*bus_, admin_opcode::get_log_page)->prp1;
     watch_at_disable(page, 512);
     c.reset();

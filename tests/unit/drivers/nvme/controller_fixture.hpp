@@ -30,6 +30,13 @@ inline Response refused(std::uint8_t type, std::uint8_t code) {
 }
 inline Response never_completes() { return Response{{}, 0, true, false}; }
 
+// The errno of a result, 0 if it succeeded: an unexpected success then
+// fails the assertion instead of aborting the test program.
+template <typename R>
+[[nodiscard]] int error_code(const R& result) {
+    return result.ok() ? 0 : result.error().code();
+}
+
 // Records every I/O callback.
 struct Callbacks {
     std::vector<IoCompletion> done;
