@@ -9,6 +9,7 @@
 //   - a harvested frame's length fits its buffer;
 //   - tail register writes stay inside the ring;
 // and at the end release_buffers returns every buffer still held (no leak).
+#include "fuzz_buffers.hpp"
 #include "fuzz_check.hpp"
 
 #include <net/e1000e/descriptors.hpp>
@@ -24,6 +25,7 @@
 
 using namespace dmakit::net;
 using namespace dmakit::net::e1000e;
+using fuzz::Owner;
 
 namespace {
 
@@ -35,46 +37,6 @@ struct TailRegisters final : RegisterAccess {
     std::uint32_t ring_size = 0;
     std::uint32_t read32(std::uint32_t /*offset*/) override { return 0; }
     void write32(std::uint32_t /*offset*/, std::uint32_t value) override { FUZZ_CHECK(value < ring_size); }
-};
-
-enum class Owner : std::uint8_t { harness, rx, tx };
-
-struct Buffers {
-    std::vector<std::byte> memory = std::vector<std::byte>(kBufferCount * kBufferSize);
-    std::vector<PacketBuffer> buffers = std::vector<PacketBuffer>(kBufferCount);
-    std::vector<Owner> owner = std::vector<Owner>(kBufferCount, Owner::harness);
-
-    Buffers() {
-        for (std::uint32_t i = 0; i < kBufferCount; ++i) {
-            buffers[i] = {.base = memory.data() + i * kBufferSize, .dma_base = 0x100000 + std::uint64_t{i} * kBufferSize,
-                          .capacity = kBufferSize, .headroom = 0, .length = 0, .index = i, .pool = nullptr};
-        }
-    }
-    std::vector<PacketBuffer*> take(std::size_t n) {
-        std::vector<PacketBuffer*> out;
-        for (std::uint32_t i = 0; i < kBufferCount && out.size() < n; ++i) {
-            if (owner[i] == Owner::harness) out.push_back(&buffers[i]);
-        }
-        return out;
-    }
-    void hand_over(std::span<PacketBuffer* const> given, Owner to) {
-        for (PacketBuffer* p : given) owner[p->index] = to;
-    }
-    // A buffer coming back from `from`: must be one of ours, held by `from`.
-    void give_back(PacketBuffer* p, Owner from) {
-        FUZZ_CHECK(p >= buffers.data() && p < buffers.data() + kBufferCount);
-        const auto i = static_cast<std::size_t>(p - buffers.data());
-        FUZZ_CHECK(owner[i] == from);
-        owner[i] = Owner::harness;
-    }
-    void give_back(std::span<PacketBuffer* const> returned, Owner from) {
-        for (PacketBuffer* p : returned) give_back(p, from);
-    }
-    [[nodiscard]] std::uint32_t held_by(Owner o) const {
-        std::uint32_t n = 0;
-        for (Owner x : owner) n += (x == o);
-        return n;
-    }
 };
 
 // The device writes one descriptor of a ring: the write-back word, and
@@ -106,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(rx_made.ok() && tx_made.ok());
     RxRing rx = std::move(rx_made).value();
     TxRing tx = std::move(tx_made).value();
-    Buffers b;
+    fuzz::FuzzBuffers b(kBufferCount, kBufferSize, 0, 0x100000);
 
     while (in.remaining_bytes() > 0) {
         switch (static_cast<Step>(in.ConsumeIntegralInRange<int>(0, static_cast<int>(Step::count) - 1))) {
@@ -178,6 +140,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     held.clear();
     tx.release_buffers(held);
     b.give_back(held, Owner::tx);
-    FUZZ_CHECK(b.held_by(Owner::harness) == kBufferCount);
+    FUZZ_CHECK(b.held_by(Owner::harness) == b.count());
     return 0;
 }

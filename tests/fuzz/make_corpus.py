@@ -213,6 +213,65 @@ def ring_seeds():
     return seeds
 
 
+# ---- virtio_queues: ring size (2^0..2^5), RX interrupts, then steps ----
+V_RX_REFILL, V_RX_DEVICE, V_RX_HARVEST, V_TX_ENQUEUE, V_TX_DEVICE, V_TX_RECLAIM, V_RELEASE = range(7)
+V_COMPLETE, V_ENTRY, V_USED_IDX, V_BUMP, V_FLAGS, V_SCRIBBLE = range(6)
+V_RX_WRITABLE = 12 + 2048  # header + room of the harness's buffers
+
+
+class VirtioScript(Script):
+    def __init__(self, size_shift, interrupts=False):
+        super().__init__()
+        self.size = 1 << size_shift
+        self.int(size_shift, 0, 5).bool(interrupts)
+
+    def step(self, s): return self.int(s, 0, 6)
+    def rx_refill(self, n, wanted): return self.step(V_RX_REFILL).int(n, 0, wanted)
+
+    def rx_complete(self, length, header_byte=0):
+        self.step(V_RX_DEVICE).int(V_COMPLETE, 0, 5).int(length, 0, V_RX_WRITABLE + 16)
+        return self.u8(header_byte)
+
+    def rx_harvest(self, n): return self.step(V_RX_HARVEST).int(n, 0, self.size + 2)
+
+    def tx_enqueue(self, lengths):
+        self.step(V_TX_ENQUEUE).int(len(lengths), 0, self.size + 2)
+        for n in lengths:
+            self.int(n, 0, 1600)
+        return self
+
+    def tx_complete(self): return self.step(V_TX_DEVICE).int(V_COMPLETE, 0, 5)
+    def tx_used_idx(self, idx): return self.step(V_TX_DEVICE).int(V_USED_IDX, 0, 5).u16(idx)
+
+    def rx_entry(self, slot, ident, length):
+        return self.step(V_RX_DEVICE).int(V_ENTRY, 0, 5).int(slot, 0, self.size - 1).int(ident, 0, self.size + 2).u32(length)
+
+    def rx_bump(self, n): return self.step(V_RX_DEVICE).int(V_BUMP, 0, 5).int(n, 1, 3)
+    def tx_reclaim(self, n): return self.step(V_TX_RECLAIM).int(n, 0, self.size + 2)
+    def release(self, rx): return self.step(V_RELEASE).bool(rx)
+
+
+def virtio_seeds():
+    seeds = {}
+    v = VirtioScript(3)
+    v.rx_refill(4, 8).rx_complete(12 + 60).rx_complete(12 + 1514).rx_harvest(4)
+    seeds["rx_two_frames"] = v.bytes()
+    v = VirtioScript(3, interrupts=True)
+    v.rx_refill(4, 8).rx_complete(5).rx_complete(12).rx_complete(V_RX_WRITABLE + 16).rx_complete(72, 1)
+    v.rx_harvest(8).release(True)
+    seeds["rx_bad_lengths_and_header"] = v.bytes()
+    v = VirtioScript(3)
+    v.tx_enqueue([60, 1514, 0]).tx_complete().tx_complete().tx_reclaim(8)
+    seeds["tx_reclaim_and_invalid"] = v.bytes()
+    v = VirtioScript(3)
+    v.tx_enqueue([60] * 10).tx_used_idx(1000).tx_reclaim(8).release(False)
+    seeds["tx_full_then_bad_used_index"] = v.bytes()
+    v = VirtioScript(2)
+    v.rx_refill(2, 4).rx_entry(0, 6, 72).rx_bump(1).rx_complete(72).rx_harvest(4)
+    seeds["rx_unknown_id"] = v.bytes()
+    return seeds
+
+
 # ---- vfio_info: selector byte, then the reply ----
 def region_info(flags, size, sparse=None):
     caps = b""
@@ -316,6 +375,7 @@ def main():
         },
         "nvme_queue": queue_seeds(),
         "e1000e_rings": ring_seeds(),
+        "virtio_queues": virtio_seeds(),
         "vfio_info": {
             "bar0_mmap": region_info(7, 0x4000),
             "bar0_sparse": region_info(7, 0x4000, [(0, 0x2000), (0x3000, 0x1000)]),

@@ -78,6 +78,21 @@ inline const volatile T* at(const volatile void* base, std::size_t offset) noexc
 
 // Relaxed: a single volatile access of the full width (the compiler emits one
 // mov for an aligned volatile access), no ordering against normal memory.
+// 8- and 16-bit widths exist for register files that require them (virtio's
+// common configuration: "8-bit wide accesses for 8-bit wide fields", virtio
+// 1.2 §4.1.3.1).
+inline std::uint8_t read8_relaxed(const volatile void* base, std::size_t offset) noexcept {
+    return *detail::at<std::uint8_t>(base, offset);
+}
+inline std::uint16_t read16_relaxed(const volatile void* base, std::size_t offset) noexcept {
+    return *detail::at<std::uint16_t>(base, offset);
+}
+inline void write8_relaxed(volatile void* base, std::size_t offset, std::uint8_t value) noexcept {
+    *detail::at<std::uint8_t>(base, offset) = value;
+}
+inline void write16_relaxed(volatile void* base, std::size_t offset, std::uint16_t value) noexcept {
+    *detail::at<std::uint16_t>(base, offset) = value;
+}
 inline std::uint32_t read32_relaxed(const volatile void* base, std::size_t offset) noexcept {
     return *detail::at<std::uint32_t>(base, offset);
 }
@@ -91,7 +106,29 @@ inline void write64_relaxed(volatile void* base, std::size_t offset, std::uint64
     *detail::at<std::uint64_t>(base, offset) = value;
 }
 
-// Ordered, like readl/writel: see the table above.
+// Ordered, like readb/readw/readl/writel: see the table above.
+inline std::uint8_t read8(const volatile void* base, std::size_t offset) noexcept {
+    compiler_barrier();
+    std::uint8_t value = read8_relaxed(base, offset);
+    compiler_barrier();
+    return value;
+}
+inline std::uint16_t read16(const volatile void* base, std::size_t offset) noexcept {
+    compiler_barrier();
+    std::uint16_t value = read16_relaxed(base, offset);
+    compiler_barrier();
+    return value;
+}
+inline void write8(volatile void* base, std::size_t offset, std::uint8_t value) noexcept {
+    compiler_barrier();
+    write8_relaxed(base, offset, value);
+    compiler_barrier();
+}
+inline void write16(volatile void* base, std::size_t offset, std::uint16_t value) noexcept {
+    compiler_barrier();
+    write16_relaxed(base, offset, value);
+    compiler_barrier();
+}
 inline std::uint32_t read32(const volatile void* base, std::size_t offset) noexcept {
     compiler_barrier();
     std::uint32_t value = read32_relaxed(base, offset);
