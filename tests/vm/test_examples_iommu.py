@@ -3,8 +3,9 @@
 
 Runs inside the QEMU guest (see scripts/vm). `nvme_verify` writes, reads back
 and compares every memory kind (coherent, map_single, map_sg) at depths 1, 8
-and 64; `pktcheck` sends numbered frames from one e1000e to the other and
-checks each arrives intact, once, in order; `disk2net` opens the NVMe
+and 64; `pktcheck` sends numbered frames from one port to the other of each
+NIC pair (the two e1000e, the two virtio-net) and checks each arrives intact,
+once, in order; `disk2net` opens the NVMe
 controller and both NICs in ONE IOMMU domain, reads blocks straight into
 packet buffers, sends them and checks every payload. All run with
 `--iommu pool` and `--iommu strict` (every buffer its own IOMMU mapping with its direction's
@@ -16,6 +17,7 @@ import subprocess
 import sys
 
 BENCH_NICS = ("0x8086", "0x10d3")
+BENCH_VIRTIO_NICS = ("0x1af4", "0x1041")
 BENCH_NVME = ("0x1b36", "0x0010")
 
 
@@ -68,13 +70,18 @@ def main():
     if len(nics) < 2:
         fail(f"needs two e1000e (8086:10d3) on vfio-pci, found {nics}; "
              "tests/vm/guest-init binds them unless scripts/vm ran with --no-bind")
+    virtio_nics = on_vfio(BENCH_VIRTIO_NICS)
+    if len(virtio_nics) < 2:
+        fail(f"needs two virtio-net (1af4:1041) on vfio-pci, found {virtio_nics}; "
+             "tests/vm/guest-init binds them unless scripts/vm ran with --no-bind")
     if len(nvmes) != 1:
         fail(f"needs the NVMe controller (1b36:0010) on vfio-pci, found {nvmes}")
     for policy in ("pool", "strict"):
         run([verify, "--iommu", policy, "--lbas", "2048"], f"nvme_verify --iommu {policy}",
             "9 passes, 0 failed")
-        run([pktcheck, "--iommu", policy, "-a", nics[0], "-b", nics[1], "-n", "5000"],
-            f"pktcheck --iommu {policy}", "PASS")
+        for name, pair in (("e1000e", nics), ("virtio-net", virtio_nics)):
+            run([pktcheck, "--iommu", policy, "-a", pair[0], "-b", pair[1], "-n", "5000"],
+                f"pktcheck {name} --iommu {policy}", "PASS")
         # 1000 frames of 1 KiB: LBAs 0-1999, which nvme_verify just filled
         # with its patterns (a blank disk would compare zeros with zeros).
         run([disk2net, "--iommu", policy, "-d", nvmes[0], "-a", nics[0], "-b", nics[1], "-n", "1000"],

@@ -37,8 +37,9 @@ namespace dmakit::net::virtio {
 
 // Where a queue's rings go: byte offsets inside its memory block, and the
 // block's size, for `size` descriptors (§2.7: descriptor table 16-byte
-// aligned, available ring 2-byte, used ring 4-byte; the used ring starts on
-// its own 64-byte line so the device's writes do not share the driver's).
+// aligned, available ring 2-byte, used ring 4-byte). The used ring's
+// elements start on their own 64-byte line, so the device's writes do not
+// share the driver's, and on 8-byte boundaries, so none crosses a page.
 struct RingLayout {
     std::uint32_t size = 0;
     std::size_t desc = 0;

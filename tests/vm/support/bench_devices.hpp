@@ -1,6 +1,6 @@
 // The VM bench's devices for the vm suite's fixtures, and the one rule for a
-// missing one. scripts/vm's guest binds the NVMe controller and both e1000e
-// NICs to vfio-pci (tests/vm/guest-init), so inside it (DMAKIT_IN_VM=1) a
+// missing one. scripts/vm's guest binds the NVMe controller, both e1000e
+// NICs and both virtio-net NICs to vfio-pci (tests/vm/guest-init), so inside it (DMAKIT_IN_VM=1) a
 // device that is not there means the bind broke: that is a test FAILURE,
 // never a skip, or a broken bench would turn the suite green with nothing
 // run. Outside the guest (a VM binary started by hand on a host) the tests
@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,10 @@ struct BenchDevice {
 
 inline constexpr BenchDevice kBenchNvme{0x1b36, 0x0010, 1, "QEMU NVMe controller"};
 inline constexpr BenchDevice kBenchNic{0x8086, 0x10d3, 2, "e1000e NIC"};
+inline constexpr BenchDevice kBenchVirtioNic{0x1af4, 0x1041, 2, "modern virtio-net NIC"};
+
+// gtest prints a parameter with this (instead of its bytes).
+inline void PrintTo(const BenchDevice& model, std::ostream* out) { *out << model.label; }
 
 // Functions of that model bound to `driver`, sorted by address.
 [[nodiscard]] std::vector<pci::PciAddress> devices_bound_to(const BenchDevice& model,
