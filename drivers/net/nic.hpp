@@ -51,7 +51,7 @@ enum class Duplex { half, full };
 
 struct LinkStatus {
     bool up = false;
-    std::uint32_t speed_mbps = 0;  // 10, 100, 1000; 0 when down
+    std::uint32_t speed_mbps = 0;  // 10, 100, 1000; 0 when down or not reported (virtio-net)
     Duplex duplex = Duplex::half;
 };
 

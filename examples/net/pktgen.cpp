@@ -1,12 +1,17 @@
 // pktgen: sends UDP frames as fast as the port accepts them (or at --rate),
-// on one or more ports, and prints Mpps and Gbit/s per port every second.
+// on one or more ports and one or more queues per port (one thread per
+// queue), and prints Mpps and Gbit/s per port every second.
 #include "common.hpp"
 #include "frame.hpp"
 
 #include <net/packet_pool.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 using namespace dmakit;
@@ -25,6 +30,10 @@ The ports must be bound to vfio-pci (dmakit bind BDF).
   -s, --size BYTES   frame size without FCS, 60..1514 (default 60)
   -b, --burst N      frames per tx_burst call, 1..512 (default 32)
   -r, --rate PPS     per-port rate limit in frames/s (default: none)
+      --queues N     TX queues per port, 1..64 (default 1), each driven by
+                     its own thread (queue q of every port on thread q);
+                     the port's driver must offer N queues (virtio-net with
+                     MQ: N queue pairs; e1000e: 1)
   -q, --quiet        no per-second lines
       --iommu MODE   IOMMU policy: pool (default; pool memory mapped once) or
                      strict (every buffer mapped on its own, with its
@@ -39,11 +48,83 @@ Gbit/s counts frame bytes plus the 4-byte FCS, without preamble and gap.
 struct Port {
     std::unique_ptr<net::Nic> nic;
     std::string bdf;
-    std::uint64_t sent = 0;
+    // Frames taken by tx_burst, per queue: each queue's thread adds, the
+    // reporting thread reads.
+    std::unique_ptr<std::atomic<std::uint64_t>[]> sent;
     std::uint64_t last_sent = 0;
     std::vector<double> per_second;
     unsigned link_down_seconds = 0;  // per-second checks that found the link down
+
+    [[nodiscard]] std::uint64_t total(std::size_t queues) const {
+        std::uint64_t n = 0;
+        for (std::size_t q = 0; q < queues; ++q) n += sent[q].load(std::memory_order_relaxed);
+        return n;
+    }
 };
+
+// What every queue's thread shares: the ports, the frame templates, the
+// settings, and how a thread says it stopped on an error.
+struct Job {
+    std::vector<Port>* ports;
+    const std::vector<std::vector<std::byte>>* templates;
+    std::size_t size, burst;
+    double rate_per_queue;  // 0: unlimited
+    Clock::time_point start, end;
+    std::atomic<bool> stop{false};
+    std::mutex failure_lock;
+    std::optional<std::pair<std::size_t, Error>> failure;  // port index, error
+};
+
+// One queue's loop: queue q of every port, with one private pool cache per
+// port (rte_mempool's per-lcore cache). `on_round` runs every 16 rounds with
+// the time; it returns false to stop. Returns when told to stop, at the end
+// time, or on an error (recorded in the job).
+template <typename OnRound>
+void send_loop(Job& job, std::size_t q, OnRound on_round) {
+    std::vector<Port>& ports = *job.ports;
+    std::vector<net::PacketPoolCache> caches;
+    for (auto& p : ports) caches.push_back(p.nic->packet_pool()->make_cache());
+    std::vector<net::PacketBuffer*> bufs(job.burst);
+    // The guest's clock may be a system call plus an emulated timer read
+    // (no stable TSC under TCG): read it once per 16 rounds, not per burst,
+    // unless a rate limit needs it.
+    Clock::time_point now = job.start;
+    for (std::uint64_t round = 0;; ++round) {
+        if (job.rate_per_queue > 0 || (round & 15) == 0) now = Clock::now();
+        if ((round & 15) == 0 && (job.stop.load(std::memory_order_relaxed) || !on_round(now))) break;
+        for (std::size_t i = 0; i < ports.size(); ++i) {
+            Port& p = ports[i];
+            std::atomic<std::uint64_t>& sent_here = p.sent[q];
+            const std::uint64_t sent_before = sent_here.load(std::memory_order_relaxed);
+            std::size_t want = job.burst;
+            if (job.rate_per_queue > 0) {
+                const double allowed = job.rate_per_queue * std::chrono::duration<double>(now - job.start).count();
+                if (allowed <= static_cast<double>(sent_before)) continue;
+                want = std::min<std::size_t>(want, static_cast<std::size_t>(allowed - static_cast<double>(sent_before)) + 1);
+            }
+            net::PacketPoolCache& pool = caches[i];
+            const std::size_t n = pool.alloc_burst(std::span(bufs).first(want));
+            for (std::size_t k = 0; k < n; ++k) {
+                std::memcpy(bufs[k]->data(), (*job.templates)[i].data(), job.size);
+                bufs[k]->length = static_cast<std::uint32_t>(job.size);
+            }
+            auto taken = p.nic->tx_burst(q, std::span(bufs).first(n));
+            if (!taken.ok()) {
+                // Typically the port was removed: give back what we hold and
+                // let the main thread report how many buffers are still out.
+                (void)pool.free_burst(std::span(bufs).first(n));
+                std::lock_guard lock(job.failure_lock);
+                if (!job.failure) job.failure.emplace(i, std::move(taken).error());
+                job.stop.store(true, std::memory_order_relaxed);
+                return;
+            }
+            if (*taken < n) (void)pool.free_burst(std::span(bufs).subspan(*taken, n - *taken));
+            sent_here.store(sent_before + *taken, std::memory_order_relaxed);
+        }
+        if (job.rate_per_queue > 0) std::this_thread::yield();
+    }
+    // The caches go back to the pools here, before the ports close.
+}
 
 }  // namespace
 
@@ -51,7 +132,7 @@ int main(int argc, char** argv) {
     Args args(argc, argv, "pktgen", kUsage);
     std::vector<pci::PciAddress> addresses;
     double duration = 10;
-    std::size_t size = 60, burst = 32;
+    std::size_t size = 60, burst = 32, queues = 1;
     double rate = 0;
     bool json = false, quiet = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
@@ -62,6 +143,7 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, 60, 1514);
         else if (auto v = args.option({"-b", "--burst"})) burst = args.number<std::size_t>(*v, 1, 512);
         else if (auto v = args.option({"-r", "--rate"})) rate = args.number<double>(*v, 1, 1e9);
+        else if (auto v = args.option({"--queues"})) queues = args.number<std::size_t>(*v, 1, 64);
         else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
         else if (args.flag({"-q", "--quiet"})) quiet = true;
@@ -69,8 +151,8 @@ int main(int argc, char** argv) {
     }
     if (addresses.empty()) args.bad("name at least one port with -d BDF");
     FILE* progress = json ? stderr : stdout;
-    std::fprintf(progress, "pktgen: %zu port(s), %zu-byte frames, burst %zu, %.1f s, IOMMU %s\n",
-                 addresses.size(), size, burst, duration, to_string(iommu).data());
+    std::fprintf(progress, "pktgen: %zu port(s), %zu queue(s) each, %zu-byte frames, burst %zu, %.1f s, IOMMU %s\n",
+                 addresses.size(), queues, size, burst, duration, to_string(iommu).data());
 
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
@@ -82,9 +164,11 @@ int main(int argc, char** argv) {
         ctx.logger = &logger;
         ctx.dma_options.context.logger = &logger;
         ctx.dma_options.context.policy = iommu;
+        ctx.rx_queues = ctx.tx_queues = static_cast<std::uint32_t>(queues);
         Port port;
         port.nic = open_port_or_die("pktgen", registry, ctx);
         port.bdf = a.to_string();
+        port.sent = std::make_unique<std::atomic<std::uint64_t>[]>(queues);
         ports.push_back(std::move(port));
     }
 
@@ -97,97 +181,82 @@ int main(int argc, char** argv) {
         build_frame(templates.back(), size, broadcast, p.nic->mac_address(), 0, 0);
     }
 
-    // One private cache per port (rte_mempool's per-lcore cache): allocation
-    // takes the pool's lock once per cache refill, not once per burst.
-    std::vector<net::PacketPoolCache> caches;
-    for (auto& p : ports) caches.push_back(p.nic->packet_pool()->make_cache());
+    Job job;
+    job.ports = &ports;
+    job.templates = &templates;
+    job.size = size;
+    job.burst = burst;
+    job.rate_per_queue = rate / static_cast<double>(queues);
+    job.start = Clock::now();
+    job.end = job.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
+    const auto start = job.start;
+    const auto end = job.end;
 
-    std::vector<net::PacketBuffer*> bufs(burst);
-    const auto start = Clock::now();
+    // Queues 1..N-1 on threads of their own; queue 0 on this thread, which
+    // also prints the per-second lines.
+    std::vector<std::thread> threads;
+    for (std::size_t q = 1; q < queues; ++q) {
+        threads.emplace_back([&job, q] { send_loop(job, q, [&](Clock::time_point now) { return now < job.end; }); });
+    }
     auto next_tick = start + std::chrono::seconds(1);
-    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
-    // The guest's clock may be a system call plus an emulated timer read
-    // (no stable TSC under TCG): read it once per 16 rounds, not per burst,
-    // unless a rate limit needs it.
-    Clock::time_point now = start;
-    for (std::uint64_t round = 0;; ++round) {
-        if (rate > 0 || (round & 15) == 0) now = Clock::now();
-        if ((round & 15) == 0 && (now >= next_tick || now >= end)) {
-            const double interval = std::chrono::duration<double>(now - (next_tick - std::chrono::seconds(1))).count();
-            for (auto& p : ports) {
-                const double pps = (p.sent - p.last_sent) / interval;
-                p.per_second.push_back(pps);
-                p.last_sent = p.sent;
-                // One register read a second: a link that drops shows here
-                // (frames queued meanwhile wait in the ring, or are lost).
-                auto link = p.nic->link();
-                const bool up = link.ok() && link->up;
-                if (!up) ++p.link_down_seconds;
-                if (!quiet) {
-                    std::fprintf(progress, "[%5.1fs] %s: %8.4f Mpps %7.4f Gbit/s%s\n",
-                                 std::chrono::duration<double>(now - start).count(), p.bdf.c_str(),
-                                 pps / 1e6, gbits(pps, size), up ? "" : "  (link down)");
-                }
+    send_loop(job, 0, [&](Clock::time_point now) {
+        if (now < next_tick && now < end) return true;
+        const double interval = std::chrono::duration<double>(now - (next_tick - std::chrono::seconds(1))).count();
+        for (auto& p : ports) {
+            const std::uint64_t total = p.total(queues);
+            const double pps = (total - p.last_sent) / interval;
+            p.per_second.push_back(pps);
+            p.last_sent = total;
+            // One register read a second: a link that drops shows here
+            // (frames queued meanwhile wait in the ring, or are lost).
+            auto link = p.nic->link();
+            const bool up = link.ok() && link->up;
+            if (!up) ++p.link_down_seconds;
+            if (!quiet) {
+                std::fprintf(progress, "[%5.1fs] %s: %8.4f Mpps %7.4f Gbit/s%s\n",
+                             std::chrono::duration<double>(now - start).count(), p.bdf.c_str(), pps / 1e6,
+                             gbits(pps, size), up ? "" : "  (link down)");
             }
-            std::fflush(progress);
-            next_tick += std::chrono::seconds(1);
-            if (now >= end) break;
         }
-        for (std::size_t i = 0; i < ports.size(); ++i) {
-            Port& p = ports[i];
-            std::size_t want = burst;
-            if (rate > 0) {
-                const double allowed = rate * std::chrono::duration<double>(now - start).count();
-                if (allowed <= static_cast<double>(p.sent)) continue;
-                want = std::min<std::size_t>(want, static_cast<std::size_t>(allowed - static_cast<double>(p.sent)) + 1);
-            }
-            net::PacketPoolCache& pool = caches[i];
-            const std::size_t n = pool.alloc_burst(std::span(bufs).first(want));
-            for (std::size_t k = 0; k < n; ++k) {
-                std::memcpy(bufs[k]->data(), templates[i].data(), size);
-                bufs[k]->length = static_cast<std::uint32_t>(size);
-            }
-            auto sent = p.nic->tx_burst(0, std::span(bufs).first(n));
-            if (!sent.ok()) {
-                // Typically the port was removed: say so, give back what we
-                // hold and show that the pool got every buffer back.
-                (void)pool.free_burst(std::span(bufs).first(n));
-                caches.clear();
-                report_port_failure("pktgen", p.bdf, *p.nic, sent.error());
-                return 1;
-            }
-            const std::size_t taken = *sent;
-            if (taken < n) (void)pool.free_burst(std::span(bufs).subspan(taken, n - taken));
-            p.sent += taken;
-        }
-        if (rate > 0) std::this_thread::yield();
+        std::fflush(progress);
+        next_tick += std::chrono::seconds(1);
+        return now < end;
+    });
+    job.stop.store(true, std::memory_order_relaxed);
+    for (auto& t : threads) t.join();
+    if (job.failure) {
+        Port& p = ports[job.failure->first];
+        report_port_failure("pktgen", p.bdf, *p.nic, job.failure->second);
+        return 1;
     }
     const double elapsed = seconds_since(start);
 
-    caches.clear();  // back to the pools before the ports close
     std::string out = "{\"tool\": \"pktgen\", \"iommu\": \"" + std::string(to_string(iommu)) +
-                      "\", \"size\": " + std::to_string(size) +
+                      "\", \"queues\": " + std::to_string(queues) + ", \"size\": " + std::to_string(size) +
                       ", \"burst\": " + std::to_string(burst) + ", \"seconds\": " +
                       std::to_string(elapsed) + ", \"ports\": [";
     double total = 0;
     for (std::size_t i = 0; i < ports.size(); ++i) {
         Port& p = ports[i];
-        (void)p.nic->tx_burst(0, {});  // reclaim what completed
+        for (std::size_t q = 0; q < queues; ++q) (void)p.nic->tx_burst(q, {});  // reclaim what completed
         auto stats = p.nic->stats();
         if (!stats.ok()) die("pktgen", stats.error().message());
-        const double pps = p.sent / elapsed;
+        const std::uint64_t sent = p.total(queues);
+        std::uint64_t ring_full = 0;
+        for (const auto& qs : stats->queues) ring_full += qs.tx_ring_full;
+        const double pps = sent / elapsed;
         total += pps;
         std::fprintf(progress, "%s: sent %llu frames of %zu bytes in %.2f s: %.4f Mpps, %.4f Gbit/s "
                                "(device GPTC %llu, ring-full calls %llu)\n",
-                     p.bdf.c_str(), static_cast<unsigned long long>(p.sent), size, elapsed, pps / 1e6,
+                     p.bdf.c_str(), static_cast<unsigned long long>(sent), size, elapsed, pps / 1e6,
                      gbits(pps, size), static_cast<unsigned long long>(stats->device.tx_good_packets),
-                     static_cast<unsigned long long>(stats->queues[0].tx_ring_full));
+                     static_cast<unsigned long long>(ring_full));
         // The per-second array grows with -t: appended, not formatted into a fixed buffer.
         char buf[384];
         std::snprintf(buf, sizeof buf,
                       "%s{\"device\": \"%s\", \"packets\": %llu, \"pps\": %.1f, \"gbps\": %.4f, "
                       "\"device_tx_packets\": %llu, \"link_down_seconds\": %u, \"per_second_pps\": ",
-                      i ? ", " : "", p.bdf.c_str(), static_cast<unsigned long long>(p.sent), pps,
+                      i ? ", " : "", p.bdf.c_str(), static_cast<unsigned long long>(sent), pps,
                       gbits(pps, size), static_cast<unsigned long long>(stats->device.tx_good_packets),
                       p.link_down_seconds);
         out += buf;

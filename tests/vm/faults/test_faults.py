@@ -2,7 +2,8 @@
 """VM test: faults driven from the host through QEMU's QMP monitor.
 
 Runs inside the guest of `scripts/vm --qmp` (the `vm-faults` meson test), where
-the NVMe controller and the two e1000e sit behind pcie-root-ports and the
+the NVMe controller, the two e1000e and the two virtio-net sit behind
+pcie-root-ports and the
 host's scripts/lib/qmp-agent runs QMP commands for us (support/host_qmp.py).
 Each case injects one fault while dmakit's examples run, and checks that the
 program ends with a clear error or recovers: no hang, no crash, for the NIC no
@@ -15,6 +16,8 @@ leaked buffers, and afterwards the device works again.
   remove_nic    device_del of a NIC under pktgen: pktgen stops with "was
                 removed" and every pool buffer back, the kernel finishes the
                 removal; device_add, dmakit bind, pktcheck passes
+  kill_virtio   kill_nic on a virtio-net port (the second hub)
+  remove_virtio remove_nic on a virtio-net port (vnic1, behind rp4)
   remove_nvme   device_del of the NVMe controller under nvme_perf: it stops
                 with "was removed", the removal finishes; the controller is
                 added back, bound, and nvme_verify passes
@@ -37,6 +40,10 @@ import host_qmp  # noqa: E402
 
 NVME_ID = ("0x1b36", "0x0010")
 NIC_ID = ("0x8086", "0x10d3")
+VIRTIO_ID = ("0x1af4", "0x1041")
+# How scripts/vm --qmp adds a virtio-net port (device_add takes the same).
+VIRTIO_PROPS = {"disable-legacy": "on", "iommu_platform": True, "mq": True, "vectors": 10,
+                "rx_queue_size": 1024, "romfile": ""}
 PCI = "/sys/bus/pci/devices"
 # How long a program may take to stop after its device is pulled: the
 # driver asks every few thousand polls, far below a second even under TCG.
@@ -144,6 +151,15 @@ class Bench:
         found = devices(NIC_ID)
         check(len(found) == 2, f"needs two e1000e (8086:10d3) on vfio-pci, found {found}")
         return found
+
+    def virtio_nics(self):
+        found = devices(VIRTIO_ID)
+        check(len(found) == 2, f"needs two virtio-net (1af4:1041) on vfio-pci, found {found}")
+        return found
+
+    def check_virtio_nics(self, what):
+        a, b = self.virtio_nics()
+        run([self.pktcheck, "-a", a, "-b", b, "-n", "20000"], what, "PASS")
 
     def verify_nvme(self, what):
         run([self.nvme_verify, "--lbas", "2048"], what, "passes, 0 failed")
@@ -259,6 +275,25 @@ def remove_nic(bench):
     bench.check_nics("pktcheck with the NIC added back")
 
 
+def kill_virtio(bench):
+    kill_mid_run([bench.pktgen, "-d", bench.virtio_nics()[0], "-t", "120"], "Mpps")
+    bench.check_virtio_nics("pktcheck after the kill")
+
+
+def remove_virtio(bench):
+    # pktgen alone on a virtio port stalls once the hub's other port stops
+    # taking frames (QEMU holds the sender's TX queue); it keeps calling
+    # tx_burst, which is where the driver notices the removal.
+    victim = bench.virtio_nics()[1]  # vnic1 (behind rp4)
+    err = pull_under_load([bench.pktgen, "-d", victim, "-t", "300"], "Mpps", "vnic1")
+    check(" 0 of " in err and "pool buffers still in use" in err,
+          f"pktgen's pool did not get every buffer back: {err[-800:]}")
+    check(wait_gone(victim, 30), f"{victim} is still in sysfs after the removal")
+    host_qmp.execute("device_add", driver="virtio-net-pci", id="vnic1", netdev="v2", bus="rp4", **VIRTIO_PROPS)
+    bind_back(bench, VIRTIO_ID, 2, "remove_virtio")
+    bench.check_virtio_nics("pktcheck with the virtio-net port added back")
+
+
 def nvme_drive_file():
     for block in host_qmp.execute("query-block"):
         if block.get("device") == "nvme0" and "inserted" in block:
@@ -283,7 +318,7 @@ def remove_nvme(bench):
     bench.verify_nvme("nvme_verify with the controller added back")
 
 
-CASES = [kill_nvme, kill_nic, link_flap, remove_nic, remove_nvme]
+CASES = [kill_nvme, kill_nic, link_flap, remove_nic, kill_virtio, remove_virtio, remove_nvme]
 
 
 def main():
@@ -296,7 +331,7 @@ def main():
         check(build_dir, "DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
         host_qmp.folder()
         bench = Bench(build_dir)
-        bench.nvme(), bench.nics()
+        bench.nvme(), bench.nics(), bench.virtio_nics()
     except (CaseFailed, host_qmp.QmpError) as e:
         print(f"test_faults: FAIL: {e}")
         sys.exit(1)
