@@ -2,7 +2,8 @@
 """VM test: `dmakit list --json` sees the bench's devices on vfio-pci.
 
 Runs inside the QEMU guest (see scripts/vm). The guest has one NVMe controller
-(1b36:0010) and two e1000e NICs (8086:10d3), all bound to vfio-pci by the
+(1b36:0010), two e1000e NICs (8086:10d3) and two modern virtio-net NICs
+(1af4:1041), all bound to vfio-pci by the
 bench, each alone in its own IOMMU group (intel-iommu puts every q35 root-bus
 function in a group of its own). Exit 0 on pass, 1 with the reason on failure.
 """
@@ -12,9 +13,10 @@ import os
 import subprocess
 import sys
 
-EXPECTED = [("1b36", "0010", 1, "NVMe controller"), ("8086", "10d3", 2, "e1000e NIC")]
+EXPECTED = [("1b36", "0010", 1, "NVMe controller"), ("8086", "10d3", 2, "e1000e NIC"),
+            ("1af4", "1041", 2, "virtio-net NIC")]
 SKIP_STATUS = 77
-BIND_HINT = ("tests/vm/guest-init binds every 1b36:0010 and 8086:10d3 to vfio-pci "
+BIND_HINT = ("tests/vm/guest-init binds every 1b36:0010, 8086:10d3 and 1af4:1041 to vfio-pci "
              "(driver_override, then drivers_probe) unless scripts/vm ran with --no-bind; "
              "a failed bind says 'could not bind' on the guest console (scripts/vm --live)")
 KEYS = {"address", "vendor_id", "device_id", "vendor", "device", "class", "driver",
