@@ -54,4 +54,13 @@ private:
     std::string name_;
 };
 
+// Every driver's open(): make the port, start it, hand it out as a Nic.
+// `Port` has a constructor taking the context and `Status start(NicOpenContext&)`.
+template <typename Port>
+[[nodiscard]] Result<std::unique_ptr<Nic>> start_port(NicOpenContext& context) {
+    auto port = std::make_unique<Port>(context);
+    DMAKIT_TRY(port->start(context));
+    return std::unique_ptr<Nic>(std::move(port));
+}
+
 }  // namespace dmakit::net

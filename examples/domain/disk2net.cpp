@@ -125,12 +125,7 @@ int main(int argc, char** argv) {
     if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("disk2net", s.error().message());
     std::array<std::unique_ptr<net::PacketPool>, 2> pools;
     for (std::size_t i = 0; i < 2; ++i) {
-        net::PacketPoolConfig config;
-        config.logger = &logger;
-        auto pool = net::create_dma_packet_pool((*domain)->context(), "disk2net-" + addresses[i + 1].to_string(),
-                                                4096, 2048 + 128, config);
-        if (!pool.ok()) die("disk2net", pool.error().message());
-        pools[i] = std::move(pool).value();
+        pools[i] = port_pool_or_die("disk2net", (*domain)->context(), addresses[i + 1], logger);
     }
     std::array<std::unique_ptr<net::Nic>, 2> ports;
     for (std::size_t i = 0; i < 2; ++i) {

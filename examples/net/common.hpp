@@ -4,6 +4,7 @@
 
 #include "../iommu_option.hpp"
 
+#include <net/dma_pool_backing.hpp>
 #include <net/driver_registry.hpp>
 #include <net/nic_open_context.hpp>
 #include <net/open_nic.hpp>
@@ -126,6 +127,18 @@ private:
     std::size_t i_ = 0;
     std::string option_name_;  // spelling of the option last taken, for messages
 };
+
+// A packet pool for one port of a shared domain, made by the program so it
+// can outlive the ports (a buffer of one port's pool may sit in another
+// port's TX ring when they close): 4096 buffers of 2 KiB plus headroom.
+inline std::unique_ptr<net::PacketPool> port_pool_or_die(const std::string& program, dma::DmaContext& context,
+                                                         const pci::PciAddress& port, const Logger& logger) {
+    net::PacketPoolConfig config;
+    config.logger = &logger;
+    auto pool = net::create_dma_packet_pool(context, program + "-" + port.to_string(), 4096, 2048 + 128, config);
+    if (!pool.ok()) die(program, pool.error().message());
+    return std::move(pool).value();
+}
 
 inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
                                                   const net::NicDriverRegistry& registry,

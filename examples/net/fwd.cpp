@@ -160,14 +160,7 @@ int main(int argc, char** argv) {
     // The pools outlive both ports: a buffer of A's pool may sit in B's TX
     // ring when the ports close, and goes back to A's pool then.
     std::array<std::unique_ptr<net::PacketPool>, 2> pools;
-    for (std::size_t i = 0; i < 2; ++i) {
-        net::PacketPoolConfig config;
-        config.logger = &logger;
-        auto pool = net::create_dma_packet_pool((*domain)->context(), "fwd-" + addresses[i].to_string(),
-                                                4096, 2048 + 128, config);
-        if (!pool.ok()) die("fwd", pool.error().message());
-        pools[i] = std::move(pool).value();
-    }
+    for (std::size_t i = 0; i < 2; ++i) pools[i] = port_pool_or_die("fwd", (*domain)->context(), addresses[i], logger);
     std::array<Side, 2> sides;
     for (std::size_t i = 0; i < 2; ++i) {
         net::NicOpenContext ctx;

@@ -335,10 +335,6 @@ void E1000eNic::teardown() noexcept {
 
 }  // namespace
 
-Result<std::unique_ptr<Nic>> open(NicOpenContext& context) {
-    auto nic = std::make_unique<E1000eNic>(context);
-    DMAKIT_TRY(nic->start(context));
-    return std::unique_ptr<Nic>(std::move(nic));
-}
+Result<std::unique_ptr<Nic>> open(NicOpenContext& context) { return start_port<E1000eNic>(context); }
 
 }  // namespace dmakit::net::e1000e

@@ -552,10 +552,6 @@ void VirtioNic::teardown() noexcept {
 
 }  // namespace
 
-Result<std::unique_ptr<Nic>> open(NicOpenContext& context) {
-    auto nic = std::make_unique<VirtioNic>(context);
-    DMAKIT_TRY(nic->start(context));
-    return std::unique_ptr<Nic>(std::move(nic));
-}
+Result<std::unique_ptr<Nic>> open(NicOpenContext& context) { return start_port<VirtioNic>(context); }
 
 }  // namespace dmakit::net::virtio
