@@ -1,5 +1,7 @@
 #include "packet_pool.hpp"
 
+#include <dmakit/support/inline_copy.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <limits>
@@ -31,9 +33,9 @@ PacketPool::PacketPool(std::unique_ptr<PoolBacking> backing, PacketPoolConfig co
       config_(config),
       buffer_size_(static_cast<std::uint32_t>(backing_->buffer_size())),
       buffers_(backing_->buffer_count()),
-      state_(new std::atomic<std::uint8_t>[backing_->buffer_count()]) {
+      state_(new std::atomic<std::uint8_t>[backing_->buffer_count()]),
+      free_(backing_->buffer_count()) {
     const auto count = static_cast<std::uint32_t>(buffers_.size());
-    free_.reserve(count);
     for (std::uint32_t i = 0; i < count; ++i) {
         PacketBuffer& b = buffers_[i];
         b.base = backing_->cpu_address(i);
@@ -44,8 +46,9 @@ PacketPool::PacketPool(std::unique_ptr<PoolBacking> backing, PacketPoolConfig co
         b.pool = this;
         state_[i].store(kFree, std::memory_order_relaxed);
         // Highest index first so index 0 is handed out first (easier to read in tests).
-        free_.push_back(count - 1 - i);
+        free_[i] = count - 1 - i;
     }
+    free_count_ = count;
 }
 
 PacketPool::~PacketPool() {
@@ -57,17 +60,24 @@ PacketPool::~PacketPool() {
     }
 }
 
+// Both run on every cache refill and spill: copy_inline, not std::copy or
+// vector::insert, which call memmove (see inline_copy.hpp for why that matters).
 std::size_t PacketPool::take_shared(std::uint32_t* out, std::size_t count) {
     std::lock_guard lock(mutex_);
-    const std::size_t n = std::min(count, free_.size());
-    std::copy(free_.end() - static_cast<std::ptrdiff_t>(n), free_.end(), out);
-    free_.resize(free_.size() - n);
+    const std::size_t n = std::min(count, free_count_);
+    free_count_ -= n;
+    copy_inline(out, free_.data() + free_count_, n * sizeof(std::uint32_t));
     return n;
 }
 
 void PacketPool::give_shared(const std::uint32_t* indices, std::size_t count) {
     std::lock_guard lock(mutex_);
-    free_.insert(free_.end(), indices, indices + count);
+    // Only indices take_back() moved from out to free (or a cache's free
+    // ones) arrive here, each buffer at most once, so the stack has room.
+    // Clamped anyway: a bug elsewhere must not write past the stack.
+    count = std::min(count, free_.size() - free_count_);
+    copy_inline(free_.data() + free_count_, indices, count * sizeof(std::uint32_t));
+    free_count_ += count;
 }
 
 PacketBuffer* PacketPool::hand_out(std::uint32_t index) noexcept {
@@ -214,8 +224,7 @@ Status PacketPoolCache::free_burst(std::span<PacketBuffer* const> buffers) {
             // Full: hand the older half back so both alloc and free stay cheap.
             const std::size_t half = capacity / 2;
             pool_->give_shared(slots_.data(), half);
-            std::copy(slots_.begin() + static_cast<std::ptrdiff_t>(half),
-                      slots_.begin() + static_cast<std::ptrdiff_t>(count_), slots_.begin());
+            copy_inline(slots_.data(), slots_.data() + half, (count_ - half) * sizeof(std::uint32_t));
             count_ -= half;
         }
         slots_[count_++] = b->index;

@@ -106,7 +106,10 @@ private:
     std::vector<PacketBuffer> buffers_;                // out-of-band metadata
     std::unique_ptr<std::atomic<std::uint8_t>[]> state_;
     std::mutex mutex_;
-    std::vector<std::uint32_t> free_;                  // shared stack, under mutex_
+    // The shared stack of free indices, under mutex_: free_[0..free_count_),
+    // top last. Sized for every buffer once, so pushing never reallocates.
+    std::vector<std::uint32_t> free_;
+    std::size_t free_count_ = 0;
     std::atomic<std::size_t> in_use_{0};
     std::atomic<std::uint64_t> alloc_failures_{0};
     std::atomic<std::uint64_t> invalid_frees_{0};

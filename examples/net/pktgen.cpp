@@ -4,11 +4,12 @@
 #include "common.hpp"
 #include "frame.hpp"
 
+#include <dmakit/support/inline_copy.hpp>
+#include <net/dma_pool_backing.hpp>
 #include <net/packet_pool.hpp>
 
 #include <array>
 #include <atomic>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -62,10 +63,11 @@ struct Port {
     }
 };
 
-// What every queue's thread shares: the ports, the frame templates, the
-// settings, and how a thread says it stopped on an error.
+// What every queue's thread shares: the ports and their one pool, the frame
+// templates, the settings, and how a thread says it stopped on an error.
 struct Job {
     std::vector<Port>* ports;
+    net::PacketPool* pool;
     const std::vector<std::vector<std::byte>>* templates;
     std::size_t size, burst;
     double rate_per_queue;  // 0: unlimited
@@ -75,15 +77,14 @@ struct Job {
     std::optional<std::pair<std::size_t, Error>> failure;  // port index, error
 };
 
-// One queue's loop: queue q of every port, with one private pool cache per
-// port (rte_mempool's per-lcore cache). `on_round` runs every 16 rounds with
-// the time; it returns false to stop. Returns when told to stop, at the end
-// time, or on an error (recorded in the job).
+// One queue's loop: queue q of every port, with the thread's private cache
+// of the ports' pool (rte_mempool's per-lcore cache). `on_round` runs every
+// 16 rounds with the time; it returns false to stop. Returns when told to
+// stop, at the end time, or on an error (recorded in the job).
 template <typename OnRound>
 void send_loop(Job& job, std::size_t q, OnRound on_round) {
     std::vector<Port>& ports = *job.ports;
-    std::vector<net::PacketPoolCache> caches;
-    for (auto& p : ports) caches.push_back(p.nic->packet_pool()->make_cache());
+    net::PacketPoolCache pool = job.pool->make_cache();
     std::vector<net::PacketBuffer*> bufs(job.burst);
     // The guest's clock may be a system call plus an emulated timer read
     // (no stable TSC under TCG): read it once per 16 rounds, not per burst,
@@ -102,10 +103,12 @@ void send_loop(Job& job, std::size_t q, OnRound on_round) {
                 if (allowed <= static_cast<double>(sent_before)) continue;
                 want = std::min<std::size_t>(want, static_cast<std::size_t>(allowed - static_cast<double>(sent_before)) + 1);
             }
-            net::PacketPoolCache& pool = caches[i];
             const std::size_t n = pool.alloc_burst(std::span(bufs).first(want));
+            // copy_inline, not memcpy: a memcpy call is glibc's AVX2 code in
+            // the guest, which made QEMU spend about twice the host CPU per
+            // frame (support/inline_copy.hpp).
             for (std::size_t k = 0; k < n; ++k) {
-                std::memcpy(bufs[k]->data(), (*job.templates)[i].data(), job.size);
+                copy_inline(bufs[k]->data(), (*job.templates)[i].data(), job.size);
                 bufs[k]->length = static_cast<std::uint32_t>(job.size);
             }
             auto taken = p.nic->tx_burst(q, std::span(bufs).first(n));
@@ -123,7 +126,7 @@ void send_loop(Job& job, std::size_t q, OnRound on_round) {
         }
         if (job.rate_per_queue > 0) std::this_thread::yield();
     }
-    // The caches go back to the pools here, before the ports close.
+    // The cache goes back to the pool here, before the ports close.
 }
 
 }  // namespace
@@ -157,17 +160,36 @@ int main(int argc, char** argv) {
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
     if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("pktgen", s.error().message());
+    // All ports in one DMA domain with one packet pool, as testpmd runs its
+    // ports from one mempool. With a pool per port, the store into each fresh
+    // buffer missed QEMU's software TLB (direct-mapped) often enough to cost
+    // about 70 ns a frame with two ports, and not with one: the pools'
+    // busiest buffers sit at the same offsets of regions carved alike
+    // (docs/performance.md, NIC).
+    dma::PciDmaOptions dma_options;
+    dma_options.context.logger = &logger;
+    dma_options.context.policy = iommu;
+    auto domain = dma::PciDomain::open(addresses, dma_options);
+    if (!domain.ok()) die("pktgen", domain.error().message());
+    // Per port what the port would make for itself: its rings and 1024 in flight.
+    const net::NicOpenContext defaults;
+    const std::size_t per_port = queues * (std::size_t{defaults.rx_ring_size} + defaults.tx_ring_size) + 1024;
+    net::PacketPoolConfig pool_config;
+    pool_config.logger = &logger;
+    auto pool = net::create_dma_packet_pool((*domain)->context(), "pktgen", addresses.size() * per_port,
+                                            2048 + 128, pool_config);
+    if (!pool.ok()) die("pktgen", pool.error().message());
     std::vector<Port> ports;
-    for (const auto& a : addresses) {
+    for (std::size_t i = 0; i < addresses.size(); ++i) {
         net::NicOpenContext ctx;
-        ctx.address = a;
+        ctx.address = addresses[i];
+        ctx.function = &(*domain)->function(i);
+        ctx.pool = pool->get();
         ctx.logger = &logger;
-        ctx.dma_options.context.logger = &logger;
-        ctx.dma_options.context.policy = iommu;
         ctx.rx_queues = ctx.tx_queues = static_cast<std::uint32_t>(queues);
         Port port;
         port.nic = open_port_or_die("pktgen", registry, ctx);
-        port.bdf = a.to_string();
+        port.bdf = addresses[i].to_string();
         port.sent = std::make_unique<std::atomic<std::uint64_t>[]>(queues);
         ports.push_back(std::move(port));
     }
@@ -183,6 +205,7 @@ int main(int argc, char** argv) {
 
     Job job;
     job.ports = &ports;
+    job.pool = pool->get();
     job.templates = &templates;
     job.size = size;
     job.burst = burst;
@@ -225,7 +248,12 @@ int main(int argc, char** argv) {
     job.stop.store(true, std::memory_order_relaxed);
     for (auto& t : threads) t.join();
     if (job.failure) {
+        // The other ports' rings hold buffers of the same pool: close them
+        // first, so the count of buffers still out is the failed port's.
         Port& p = ports[job.failure->first];
+        for (auto& other : ports) {
+            if (&other != &p) other.nic.reset();
+        }
         report_port_failure("pktgen", p.bdf, *p.nic, job.failure->second);
         return 1;
     }
