@@ -106,50 +106,47 @@ inline void write64_relaxed(volatile void* base, std::size_t offset, std::uint64
     *detail::at<std::uint64_t>(base, offset) = value;
 }
 
-// Ordered, like readb/readw/readl/writel: see the table above.
-inline std::uint8_t read8(const volatile void* base, std::size_t offset) noexcept {
+// Ordered, like readb/readw/readl/writel: see the table above. One access
+// of the width between two compiler barriers, whatever the width.
+namespace detail {
+template <typename T>
+inline T ordered_read(const volatile void* base, std::size_t offset) noexcept {
     compiler_barrier();
-    std::uint8_t value = read8_relaxed(base, offset);
+    const T value = *at<T>(base, offset);
     compiler_barrier();
     return value;
+}
+template <typename T>
+inline void ordered_write(volatile void* base, std::size_t offset, T value) noexcept {
+    compiler_barrier();
+    *at<T>(base, offset) = value;
+    compiler_barrier();
+}
+}  // namespace detail
+
+inline std::uint8_t read8(const volatile void* base, std::size_t offset) noexcept {
+    return detail::ordered_read<std::uint8_t>(base, offset);
 }
 inline std::uint16_t read16(const volatile void* base, std::size_t offset) noexcept {
-    compiler_barrier();
-    std::uint16_t value = read16_relaxed(base, offset);
-    compiler_barrier();
-    return value;
-}
-inline void write8(volatile void* base, std::size_t offset, std::uint8_t value) noexcept {
-    compiler_barrier();
-    write8_relaxed(base, offset, value);
-    compiler_barrier();
-}
-inline void write16(volatile void* base, std::size_t offset, std::uint16_t value) noexcept {
-    compiler_barrier();
-    write16_relaxed(base, offset, value);
-    compiler_barrier();
+    return detail::ordered_read<std::uint16_t>(base, offset);
 }
 inline std::uint32_t read32(const volatile void* base, std::size_t offset) noexcept {
-    compiler_barrier();
-    std::uint32_t value = read32_relaxed(base, offset);
-    compiler_barrier();
-    return value;
+    return detail::ordered_read<std::uint32_t>(base, offset);
 }
 inline std::uint64_t read64(const volatile void* base, std::size_t offset) noexcept {
-    compiler_barrier();
-    std::uint64_t value = read64_relaxed(base, offset);
-    compiler_barrier();
-    return value;
+    return detail::ordered_read<std::uint64_t>(base, offset);
+}
+inline void write8(volatile void* base, std::size_t offset, std::uint8_t value) noexcept {
+    detail::ordered_write(base, offset, value);
+}
+inline void write16(volatile void* base, std::size_t offset, std::uint16_t value) noexcept {
+    detail::ordered_write(base, offset, value);
 }
 inline void write32(volatile void* base, std::size_t offset, std::uint32_t value) noexcept {
-    compiler_barrier();
-    write32_relaxed(base, offset, value);
-    compiler_barrier();
+    detail::ordered_write(base, offset, value);
 }
 inline void write64(volatile void* base, std::size_t offset, std::uint64_t value) noexcept {
-    compiler_barrier();
-    write64_relaxed(base, offset, value);
-    compiler_barrier();
+    detail::ordered_write(base, offset, value);
 }
 
 }  // namespace dmakit::mmio
