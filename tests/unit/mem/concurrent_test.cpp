@@ -39,6 +39,30 @@ bool stamp_intact(const Stamped& item) {
     return bytes[0] == item.mark && bytes[item.bytes - 1] == item.mark;
 }
 
+// The steps every test below shares. Hands this thread's newest block to
+// another thread.
+void give_away(std::vector<Stamped>& mine, Handoff<Stamped>& handoff) {
+    handoff.put(mine.back());
+    mine.pop_back();
+}
+
+// Frees a block another thread handed over, if any, checking nobody else wrote it.
+template <typename Free>
+void free_theirs(Handoff<Stamped>& handoff, std::atomic<int>& torn, Free free) {
+    if (auto theirs = handoff.take()) {
+        if (!stamp_intact(*theirs)) ++torn;
+        free(theirs->block);
+    }
+}
+
+// Takes this thread's newest block back, checked; the caller frees it.
+Stamped take_mine(std::vector<Stamped>& mine, std::atomic<int>& torn) {
+    const Stamped item = mine.back();
+    mine.pop_back();
+    if (!stamp_intact(item)) ++torn;
+    return item;
+}
+
 TEST(ConcurrentBuddy, PerThreadCachesCrossThreadFreesAndStatsReaders) {
     const std::uint64_t seed = concurrency_seed();
     CapturedLog log;
@@ -64,17 +88,11 @@ TEST(ConcurrentBuddy, PerThreadCachesCrossThreadFreesAndStatsReaders) {
                 mine.push_back({block, order_bytes(order), static_cast<unsigned char>(thread + 1)});
                 stamp(mine.back());
             } else if (r < 65) {
-                handoff.put(mine.back());
-                mine.pop_back();
+                give_away(mine, handoff);
             } else if (r < 80) {
-                if (auto theirs = handoff.take()) {
-                    if (!stamp_intact(*theirs)) ++torn;
-                    buddy->free_pages(theirs->block);
-                }
+                free_theirs(handoff, torn, [&](void* block) { buddy->free_pages(block); });
             } else if (r < 97) {
-                const Stamped item = mine.back();
-                mine.pop_back();
-                if (!stamp_intact(item)) ++torn;
+                const Stamped item = take_mine(mine, torn);
                 buddy->free_pages(item.block);
             } else if (r < 98) {
                 (void)buddy->stats();
@@ -160,17 +178,11 @@ TEST(ConcurrentSlab, CrossThreadFreesAndRefusedDoubleFrees) {
                 mine.push_back({object, 192, static_cast<unsigned char>(thread + 1)});
                 stamp(mine.back());
             } else if (r < 65) {
-                handoff.put(mine.back());
-                mine.pop_back();
+                give_away(mine, handoff);
             } else if (r < 80) {
-                if (auto theirs = handoff.take()) {
-                    if (!stamp_intact(*theirs)) ++torn;
-                    cache.free(theirs->block);
-                }
+                free_theirs(handoff, torn, [&](void* block) { cache.free(block); });
             } else if (r < 98) {
-                const Stamped item = mine.back();
-                mine.pop_back();
-                if (!stamp_intact(item)) ++torn;
+                const Stamped item = take_mine(mine, torn);
                 cache.free(item.block);
                 // The free check bytes: the object sits in this thread's
                 // cache, so a second free must be refused whatever the other
@@ -227,17 +239,11 @@ TEST(ConcurrentKmalloc, EverySizeClassAndPageBlocksFreedAnywhere) {
                 mine.push_back({object, size, static_cast<unsigned char>(thread + 1)});
                 stamp(mine.back());
             } else if (r < 65) {
-                handoff.put(mine.back());
-                mine.pop_back();
+                give_away(mine, handoff);
             } else if (r < 80) {
-                if (auto theirs = handoff.take()) {
-                    if (!stamp_intact(*theirs)) ++torn;
-                    heap.kfree(theirs->block);
-                }
+                free_theirs(handoff, torn, [&](void* block) { heap.kfree(block); });
             } else if (r < 99) {
-                const Stamped item = mine.back();
-                mine.pop_back();
-                if (!stamp_intact(item)) ++torn;
+                const Stamped item = take_mine(mine, torn);
                 heap.kfree(item.block);
             } else {
                 (void)heap.slabinfo();
