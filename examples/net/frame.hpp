@@ -92,6 +92,11 @@ inline void build_frame(net::PacketBuffer& b, std::size_t length, const net::Mac
     b.length = static_cast<std::uint32_t>(length);
 }
 
+// Gives a built frame its own UDP source port: a flow of its own for a
+// receiver that spreads flows over queues by hash. The UDP checksum is off
+// (write_headers), so nothing else changes.
+inline void set_udp_source_port(net::PacketBuffer& b, std::uint16_t port) { detail::put16be(b.data() + 34, port); }
+
 // ok (and *seq set) for an intact frame of run `run`; foreign for anything
 // that is not one of our test frames of this run; corrupt for one of ours
 // whose checksum, length or fill does not match.

@@ -16,7 +16,7 @@ leaked buffers, and afterwards the device works again.
   remove_nic    device_del of a NIC under pktgen: pktgen stops with "was
                 removed" and every pool buffer back, the kernel finishes the
                 removal; device_add, dmakit bind, pktcheck passes
-  kill_virtio   kill_nic on a virtio-net port (the second hub)
+  kill_virtio   kill_nic on a virtio-net port (the tap pair)
   remove_virtio remove_nic on a virtio-net port (vnic1, behind rp4)
   remove_nvme   device_del of the NVMe controller under nvme_perf: it stops
                 with "was removed", the removal finishes; the controller is

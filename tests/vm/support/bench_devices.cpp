@@ -31,6 +31,13 @@ std::vector<pci::PciAddress> devices_bound_to(const BenchDevice& model, std::str
     return found;
 }
 
+std::uint32_t bench_virtio_queue_pairs() {
+    const char* value = std::getenv("DMAKIT_VM_VIRTIO_QUEUES");
+    if (value == nullptr) return 1;
+    const unsigned long pairs = std::strtoul(value, nullptr, 10);
+    return pairs >= 1 && pairs <= 64 ? static_cast<std::uint32_t>(pairs) : 1;
+}
+
 bool in_bench_guest() {
     const char* flag = std::getenv("DMAKIT_IN_VM");
     return flag != nullptr && std::string_view(flag) == "1";

@@ -39,6 +39,10 @@ inline void PrintTo(const BenchDevice& model, std::ostream* out) { *out << model
 [[nodiscard]] std::vector<pci::PciAddress> devices_bound_to(const BenchDevice& model,
                                                             std::string_view driver = "vfio-pci");
 
+// Queue pairs each bench virtio-net port offers (scripts/vm --virtio-queues,
+// passed in as DMAKIT_VM_VIRTIO_QUEUES); 1 when not set.
+[[nodiscard]] std::uint32_t bench_virtio_queue_pairs();
+
 // True inside the bench guest: DMAKIT_IN_VM=1 (set by tests/vm/guest-init).
 [[nodiscard]] bool in_bench_guest();
 
