@@ -47,6 +47,9 @@ struct SubmissionEntry {
     [[nodiscard]] constexpr std::uint16_t cid() const noexcept { return static_cast<std::uint16_t>(cdw0 >> 16); }
     constexpr void set_cid(std::uint16_t cid) noexcept { cdw0 = (cdw0 & 0xffffu) | (std::uint32_t{cid} << 16); }
     constexpr void set_data(DataPointer d) noexcept { prp1 = d.prp1; prp2 = d.prp2; }
+    // PSDT (CDW0 15:14, §4.2): 01b = DPTR holds SGL Descriptor 1 (metadata, if any, contiguous).
+    constexpr void set_sgl(bool sgl) noexcept { cdw0 = (cdw0 & ~0xc000u) | (sgl ? 0x4000u : 0u); }
+    [[nodiscard]] constexpr std::uint8_t psdt() const noexcept { return static_cast<std::uint8_t>((cdw0 >> 14) & 3u); }
 };
 static_assert(sizeof(SubmissionEntry) == 64);
 static_assert(offsetof(SubmissionEntry, nsid) == 4);

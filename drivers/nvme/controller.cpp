@@ -249,9 +249,8 @@ Status Controller::identify_all() {
         DMAKIT_ASSIGN_OR_RETURN(info_, parse_identify_controller(view, cap_.min_page_size()));
     }
     // MDTS is in units of CAP.MPSMIN pages; 0 means no limit (§5.15.2.1).
+    // PRP lists chain and SGL segments chain, so any size up to MDTS is one command.
     max_transfer_ = std::min(info_.max_transfer_bytes.value_or(options_.max_transfer_cap), options_.max_transfer_cap);
-    // Our PRP lists chain, but one list page (page/8 entries) keeps it simple and bounded.
-    max_transfer_ = std::min<std::uint64_t>(max_transfer_, (page_size_ / 8 - 1) * page_size_);
 
     std::vector<std::uint32_t> nsids;
     std::uint32_t after = 0;

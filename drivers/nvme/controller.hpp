@@ -36,6 +36,7 @@
 #include "log_pages.hpp"
 #include "queue.hpp"
 #include "registers.hpp"
+#include "sgl.hpp"
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/pci_domain.hpp>
@@ -47,6 +48,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,8 +72,16 @@ struct ControllerOptions {
     bool interrupts = false;
     std::chrono::milliseconds admin_timeout{10'000};
     std::chrono::milliseconds io_timeout{10'000};
-    // Largest transfer per command the driver builds, also bounded by MDTS.
-    std::uint64_t max_transfer_cap = std::uint64_t{1} << 20;
+    // Largest transfer per command the driver builds, also bounded by MDTS
+    // (the default: MDTS alone; a controller reporting no MDTS still has
+    // NLB's 65536 blocks per command).
+    std::uint64_t max_transfer_cap = std::numeric_limits<std::uint64_t>::max();
+    // Each new I/O queue's data pointer policy (IoQueue::set_data_transfer):
+    // PRP or SGL per command (NVMe 1.4 §4.3, §4.4).
+    DataTransfer data_transfer = DataTransfer::automatic;
+    // Each new I/O queue splits a request above max_transfer() into several
+    // commands (IoQueue::set_split); off, such a request is refused.
+    bool split_io = true;
     // Null: the DMA context's logger.
     const Logger* logger = nullptr;
 };
@@ -104,6 +114,8 @@ public:
     // Controller memory page size (CC.MPS) and the largest transfer per command.
     [[nodiscard]] std::uint64_t page_size() const noexcept { return page_size_; }
     [[nodiscard]] std::uint64_t max_transfer() const noexcept { return max_transfer_; }
+    // What Identify SGLS says about SGL data transfers (§5.15.2.1).
+    [[nodiscard]] SglSupport sgl_support() const noexcept { return SglSupport::from_sgls(info_.sgls); }
     [[nodiscard]] std::uint32_t io_queues_granted() const noexcept { return io_queues_granted_; }
     [[nodiscard]] std::uint32_t max_io_queue_depth() const noexcept { return cap_.max_queue_entries(); }
     [[nodiscard]] bool interrupts_enabled() const noexcept { return interrupts_.has_value(); }

@@ -2,6 +2,7 @@
 
 #include "controller.hpp"
 #include "format.hpp"
+#include "io_split.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,8 +11,25 @@
 
 namespace dmakit::nvme {
 
+namespace {
+// A map_single of caller memory that lives as long as its command (or split request).
+struct HostMapping {
+    bool mapped = false;
+    dma::DmaAddr dma;
+    std::size_t len = 0;
+    dma::DmaDirection dir = dma::DmaDirection::bidirectional;
+    // Undoes it; false when the DMA layer refused.
+    [[nodiscard]] bool undo(dma::DmaDevice& device) noexcept {
+        if (!mapped) return true;
+        mapped = false;
+        return device.unmap_single(dma, len, dir).ok();
+    }
+};
+}  // namespace
+
 // Per-command host state, in host memory the device cannot reach: the PRP
-// lists to give back and the streaming mapping to undo when it completes.
+// lists or SGL segments to give back and the streaming mapping to undo when
+// it completes.
 struct IoQueue::Request {
     IoQueue* queue = nullptr;
     IoCallback done = nullptr;
@@ -19,12 +37,22 @@ struct IoQueue::Request {
     std::uint16_t cid = 0;
     bool in_use = false;
     bool quarantined = false;  // a sync wait gave up on it; see IoQueue::quarantined()
-    PrpChain prp;
-    bool host_mapped = false;
-    dma::DmaAddr host_dma;
-    std::size_t host_len = 0;
-    dma::DmaDirection host_dir = dma::DmaDirection::bidirectional;
+    DataChain prp;
+    HostMapping host;
     void* dsm_block = nullptr;
+    Split* split = nullptr;  // the request this command is a piece of
+};
+
+// A request sent as several commands: completes once, after its last piece.
+struct IoQueue::Split {
+    IoCallback done = nullptr;
+    void* user = nullptr;
+    std::uint16_t first_cid = 0;
+    std::uint32_t pending = 0;  // pieces in flight, plus one while still submitting
+    bool failed = false;
+    IoCompletion first_error;
+    bool timed_out = false;
+    HostMapping host;  // the caller memory all pieces share
 };
 
 // PRP list pages from the queue's own DmaPool.
@@ -48,7 +76,12 @@ private:
 };
 
 IoQueue::IoQueue(Controller& controller, std::uint16_t qid, std::uint32_t depth)
-    : ctrl_(controller), qid_(qid), depth_(depth), timeout_(controller.options().io_timeout) {}
+    : ctrl_(controller),
+      qid_(qid),
+      depth_(depth),
+      transfer_(controller.options().data_transfer),
+      split_(controller.options().split_io),
+      timeout_(controller.options().io_timeout) {}
 
 IoQueue::~IoQueue() {
     // Returns PRP pages and undoes mappings of anything still outstanding;
@@ -117,12 +150,8 @@ Result<IoQueue::Request*> IoQueue::take_request(IoCallback done, void* user) {
 
 void IoQueue::give_back(Request* r) noexcept {
     r->prp.reset();
-    if (r->host_mapped) {
-        if (auto s = ctrl_.dma().unmap_single(r->host_dma, r->host_len, r->host_dir); !s.ok()) {
-            ++io_stats_.unmap_failures;
-        }
-        r->host_mapped = false;
-    }
+    if (!r->host.undo(ctrl_.dma())) ++io_stats_.unmap_failures;
+    r->split = nullptr;
     if (r->quarantined) {
         r->quarantined = false;
         --quarantined_;
@@ -160,9 +189,55 @@ void IoQueue::on_complete(void* user, const Completion& c) noexcept {
 void IoQueue::finish(Request* r, const Completion& c) noexcept {
     const IoCallback done = r->done;
     void* const user = r->user;
+    Split* const split = r->split;
     // Unmap before the callback: the caller may reuse or free the buffer there.
     give_back(r);
-    if (done != nullptr) done(user, IoCompletion{c.cid, c.status, c.timed_out, c.cancelled});
+    const IoCompletion completion{c.cid, c.status, c.timed_out, c.cancelled};
+    if (split != nullptr) {
+        piece_done(split, completion);
+    } else if (done != nullptr) {
+        done(user, completion);
+    }
+}
+
+IoQueue::Split* IoQueue::take_split() {
+    if (free_splits_.empty()) {
+        splits_.push_back(std::make_unique<Split>());
+        free_splits_.push_back(splits_.back().get());
+    }
+    Split* s = free_splits_.back();
+    free_splits_.pop_back();
+    *s = Split{};
+    return s;
+}
+
+void IoQueue::piece_done(Split* s, const IoCompletion& c) noexcept {
+    if (!c.ok() && !s->failed) {
+        s->failed = true;
+        s->first_error = c;
+    }
+    s->timed_out = s->timed_out || c.timed_out;
+    if (--s->pending > 0) return;
+    IoCompletion out = s->failed ? s->first_error : c;
+    out.cid = s->first_cid;
+    out.timed_out = s->timed_out;
+    const IoCallback done = s->done;
+    void* const user = s->user;
+    end_split(s);
+    if (done != nullptr) done(user, out);
+}
+
+void IoQueue::end_split(Split* s) noexcept {
+    if (!s->host.undo(ctrl_.dma())) ++io_stats_.unmap_failures;
+    free_splits_.push_back(s);
+}
+
+Result<DataChain> IoQueue::build_chain(std::span<const DmaSegment> data) {
+    const SglSupport support = ctrl_.sgl_support();
+    DMAKIT_ASSIGN_OR_RETURN(const bool sgl, use_sgl(transfer_, support, data));
+    if (!sgl) return build_prp(data, ctrl_.page_size(), ctrl_.max_transfer(), prp_alloc_.get());
+    ++io_stats_.sgl_commands;
+    return build_sgl(data, ctrl_.page_size(), ctrl_.max_transfer(), support, prp_alloc_.get());
 }
 
 Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -181,11 +256,22 @@ Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t 
                                       " bytes need " + std::to_string(std::uint64_t{blocks} * ns->block_size()) +
                                       " bytes of buffer, got " + std::to_string(total)));
     }
+    if (total > ctrl_.max_transfer() || blocks > max_blocks_per_command) {
+        if (!split_) {
+            return fail(Error(EINVAL, "I/O of " + std::to_string(total) + " bytes (" + std::to_string(blocks) +
+                                          " blocks) is above one command's maximum of " +
+                                          std::to_string(ctrl_.max_transfer()) + " bytes (MDTS) or " +
+                                          std::to_string(max_blocks_per_command) +
+                                          " blocks and splitting is off; send smaller I/Os or call "
+                                          "IoQueue::set_split(true)"));
+        }
+        return rw_split(write, nsid, slba, blocks, ns->block_size(), data, done, user, prepared);
+    }
     Request* r = prepared;
     if (r == nullptr) {
         DMAKIT_ASSIGN_OR_RETURN(r, take_request(done, user));
     }
-    auto chain = build_prp(data, ctrl_.page_size(), ctrl_.max_transfer(), prp_alloc_.get());
+    auto chain = build_chain(data);
     if (!chain.ok()) {
         give_back(r);
         return std::move(chain).error();
@@ -196,7 +282,107 @@ Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t 
         give_back(r);
         return std::move(sqe).error();
     }
+    sqe->set_sgl(r->prp.sgl());
     return submit(r, *sqe);
+}
+
+Result<std::uint16_t> IoQueue::rw_split(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                        std::uint32_t block_size, std::span<const DmaSegment> data, IoCallback done,
+                                        void* user, Request* prepared) {
+    auto fail = [&](Error e) -> Result<std::uint16_t> {
+        if (prepared != nullptr) give_back(prepared);
+        return e;
+    };
+    auto chunk = split_chunk(ctrl_.max_transfer(), block_size, ctrl_.page_size());
+    if (!chunk.ok()) return fail(std::move(chunk).error());
+    const std::uint64_t total = std::uint64_t{blocks} * block_size;
+    const std::uint64_t pieces = (total + *chunk - 1) / *chunk;
+    if (pieces > capacity()) {
+        return fail(Error(EINVAL, "I/O of " + std::to_string(total) + " bytes needs " + std::to_string(pieces) +
+                                      " commands of at most " + std::to_string(*chunk) + " bytes, but queue " +
+                                      std::to_string(qid_) + " holds " + std::to_string(capacity()) +
+                                      "; create a deeper queue or send smaller I/Os"));
+    }
+    if (!active_ || free_requests_.size() + (prepared != nullptr ? 1 : 0) < pieces) {
+        if (!active_) return fail(take_request(nullptr, nullptr).error());  // its message says what to do
+        return fail(Error(EAGAIN, "I/O queue " + std::to_string(qid_) + " has " + std::to_string(free_requests_.size()) +
+                                      " free entries, this I/O needs " + std::to_string(pieces) + "; poll and retry"));
+    }
+    Split* s = take_split();
+    s->done = done;
+    s->user = user;
+    s->pending = 1;  // held while submitting: a removal found on the way cannot end it under us
+    if (prepared != nullptr) std::swap(s->host, prepared->host);  // the mapping lives until the last piece
+    std::optional<Error> error;
+    std::uint32_t submitted = 0;
+    for (std::uint64_t i = 0; i < pieces && !error; ++i) {
+        const std::uint64_t offset = i * *chunk;
+        const std::uint64_t len = std::min(*chunk, total - offset);
+        slice_.clear();
+        if (auto st = slice_segments(data, offset, len, slice_); !st.ok()) {
+            error = st.error();
+            break;
+        }
+        Request* r = nullptr;
+        if (i == 0 && prepared != nullptr) {
+            r = prepared;
+        } else {
+            auto taken = take_request(nullptr, nullptr);
+            if (!taken.ok()) {
+                error = std::move(taken).error();
+                break;
+            }
+            r = *taken;
+        }
+        r->done = nullptr;
+        r->user = nullptr;
+        r->split = s;
+        const auto n = static_cast<std::uint32_t>(len / block_size);
+        const std::uint64_t lba = slba + offset / block_size;
+        auto chain = build_chain(slice_);
+        if (!chain.ok()) {
+            give_back(r);
+            error = std::move(chain).error();
+            break;
+        }
+        r->prp = std::move(chain).value();
+        auto sqe = write ? write_blocks(nsid, lba, n, r->prp.data()) : read_blocks(nsid, lba, n, r->prp.data());
+        if (!sqe.ok()) {
+            give_back(r);
+            error = std::move(sqe).error();
+            break;
+        }
+        sqe->set_sgl(r->prp.sgl());
+        ++s->pending;
+        auto cid = submit(r, *sqe);  // gives r back on failure
+        if (!cid.ok()) {
+            --s->pending;
+            error = std::move(cid).error();
+            break;
+        }
+        if (i == 0) s->first_cid = *cid;
+        ++submitted;
+    }
+    if (error && s->pending == 1) {
+        // Nothing in flight (none sent, or a removal cancelled what was): the caller gets the error, no callback.
+        end_split(s);
+        return *std::move(error);
+    }
+    ++io_stats_.split_requests;
+    io_stats_.split_commands += submitted;
+    if (error) {
+        // Some pieces are in flight: the request completes when they do, as cancelled.
+        ctrl_.logger().warning("nvme queue " + std::to_string(qid_) + ": split I/O stopped after " +
+                               std::to_string(submitted) + " of " + std::to_string(pieces) +
+                               " commands: " + error->message());
+        if (!s->failed) {
+            s->failed = true;
+            s->first_error = IoCompletion{s->first_cid, {}, false, true};
+        }
+    }
+    const std::uint16_t first = s->first_cid;
+    piece_done(s, IoCompletion{first, {}, false, false});  // drops the submitting hold
+    return first;
 }
 
 Result<std::uint16_t> IoQueue::read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -221,10 +407,7 @@ Result<std::uint16_t> IoQueue::rw_host(bool write, std::uint32_t nsid, std::uint
         give_back(r);
         return std::move(addr).error();
     }
-    r->host_mapped = true;
-    r->host_dma = *addr;
-    r->host_len = len;
-    r->host_dir = dir;
+    r->host = HostMapping{true, *addr, len, dir};
     const DmaSegment seg{addr->value(), len};
     return rw(write, nsid, slba, blocks, std::span<const DmaSegment>(&seg, 1), done, user, r);
 }
@@ -385,11 +568,19 @@ Result<IoCompletion> IoQueue::run_sync(Submit&& submit_fn) {
 }
 
 Error IoQueue::give_up_on(std::uint16_t cid, int code, const std::string& why) {
+    // Orphan it (a late completion must not write into the waiter's stack
+    // frame) and quarantine it: its mapping and PRP pages stay until the
+    // late completion or a controller reset. A split request is known by
+    // its first command's CID, which may have completed already: then every
+    // piece still out is quarantined.
+    Split* split = nullptr;
+    for (auto& s : splits_) {
+        if (s->pending > 0 && s->first_cid == cid) split = s.get();
+    }
+    if (split != nullptr) split->done = nullptr;
     for (auto& r : requests_) {
-        // Orphan it (a late completion must not write into the waiter's
-        // stack frame) and quarantine it: its mapping and PRP pages stay
-        // until the late completion or a controller reset.
-        if (r->in_use && r->cid == cid) {
+        const bool ours = split != nullptr ? r->split == split : r->cid == cid;
+        if (r->in_use && ours && !r->quarantined) {
             r->done = nullptr;
             r->quarantined = true;
             ++quarantined_;

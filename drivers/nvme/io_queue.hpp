@@ -4,8 +4,11 @@
 // Management (deallocate). Data is given as device-address segments (a
 // CoherentBuffer, a LargeBuffer, or what map_sg produced) or as caller
 // memory that the queue maps with map_single for the command's lifetime.
-// PRP1/PRP2 and PRP lists (§4.3) are built per command; list pages come
-// from this queue's own DmaPool (page-sized blocks, 4 KiB boundary).
+// PRP1/PRP2 and PRP lists (§4.3), or SGLs (§4.4) where the controller has
+// them, are built per command as set_data_transfer() says; list pages and
+// SGL segments come from this queue's own DmaPool (page-sized blocks, 4 KiB
+// boundary). A request above Controller::max_transfer() (MDTS) or 65536
+// blocks is split into several commands (set_split), and completes once.
 //
 // Async: read()/write()/... queue the command and return its CID; the
 // doorbell is written by ring() or the next poll(). poll() runs the
@@ -20,6 +23,7 @@
 
 #include "commands.hpp"
 #include "prp.hpp"
+#include "sgl.hpp"
 #include "queue.hpp"
 
 #include <dmakit/dma/coherent.hpp>
@@ -53,6 +57,9 @@ struct IoQueueStats {
     std::uint64_t abort_failures = 0;
     std::uint64_t unmap_failures = 0;
     std::uint64_t orphaned = 0;  // sync waits given up (ETIMEDOUT, or EIO on CSTS.CFS); buffers quarantined
+    std::uint64_t sgl_commands = 0;    // commands sent with an SGL (PSDT 01b)
+    std::uint64_t split_requests = 0;  // requests sent as several commands
+    std::uint64_t split_commands = 0;  // the commands they became
 };
 
 class IoQueue {
@@ -81,10 +88,25 @@ public:
     // MSI-X vector of this queue, when the controller runs with interrupts.
     [[nodiscard]] std::optional<std::uint32_t> vector() const noexcept { return vector_; }
 
+    // How each command's data pointer is built (default: the controller
+    // options'). DataTransfer::sgl on a controller without SGLs makes every
+    // read/write fail with ENOTSUP.
+    void set_data_transfer(DataTransfer how) noexcept { transfer_ = how; }
+    [[nodiscard]] DataTransfer data_transfer() const noexcept { return transfer_; }
+    // Whether a request above Controller::max_transfer() or 65536 blocks is
+    // split into several commands (default: the controller options'). A
+    // split request needs that many free entries (EAGAIN while they are
+    // busy; EINVAL above capacity()); it completes once, after its last
+    // command, with the first error (and the CID of its first command; a
+    // later command that could not be queued completes it as cancelled).
+    // Off, such a request fails with EINVAL.
+    void set_split(bool split) noexcept { split_ = split; }
+    [[nodiscard]] bool splits() const noexcept { return split_; }
+
     // ---- async: queue a command, the callback runs from poll() -------------
-    // `data` are device segments (PRP rules: only the first may start inside
-    // a page, only the last may end inside one); their total must be
-    // blocks * block size of `nsid`.
+    // `data` are device segments; their total must be blocks * block size of
+    // `nsid`. For PRPs only the first may start inside a page and only the
+    // last may end inside one (§4.3); an SGL takes any layout (§4.4).
     [[nodiscard]] Result<std::uint16_t> read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                              std::span<const DmaSegment> data, IoCallback done, void* user);
     [[nodiscard]] Result<std::uint16_t> write(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -148,6 +170,7 @@ public:
 private:
     friend class Controller;
     struct Request;
+    struct Split;
     class PoolAllocator;
 
     IoQueue(Controller& controller, std::uint16_t qid, std::uint32_t depth);
@@ -169,6 +192,15 @@ private:
     [[nodiscard]] Result<std::uint16_t> rw_sg(bool write, std::uint32_t nsid, std::uint64_t slba,
                                               std::uint32_t blocks, const dma::ScatterList& mapped, IoCallback done,
                                               void* user);
+    [[nodiscard]] Result<DataChain> build_chain(std::span<const DmaSegment> data);
+    // A request above one command's size, as several (prepared: see rw()).
+    [[nodiscard]] Result<std::uint16_t> rw_split(bool write, std::uint32_t nsid, std::uint64_t slba,
+                                                 std::uint32_t blocks, std::uint32_t block_size,
+                                                 std::span<const DmaSegment> data, IoCallback done, void* user,
+                                                 Request* prepared);
+    [[nodiscard]] Split* take_split();
+    void piece_done(Split* s, const IoCompletion& c) noexcept;
+    void end_split(Split* s) noexcept;
     static void on_complete(void* user, const Completion& c) noexcept;
     void finish(Request* r, const Completion& c) noexcept;
     template <typename Submit>
@@ -189,6 +221,11 @@ private:
     std::optional<QueuePair> qp_;
     std::vector<std::unique_ptr<Request>> requests_;
     std::vector<Request*> free_requests_;
+    std::vector<std::unique_ptr<Split>> splits_;  // made on first use
+    std::vector<Split*> free_splits_;
+    std::vector<DmaSegment> slice_;  // one piece of a split request, reused
+    DataTransfer transfer_ = DataTransfer::automatic;
+    bool split_ = true;
     std::uint32_t polls_ = 0;
     std::uint32_t quarantined_ = 0;
     bool active_ = false;

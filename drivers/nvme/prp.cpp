@@ -9,17 +9,19 @@
 
 namespace dmakit::nvme {
 
-PrpChain::PrpChain(PrpChain&& other) noexcept
+DataChain::DataChain(DataChain&& other) noexcept
     : data_(std::exchange(other.data_, {})),
+      sgl_(std::exchange(other.sgl_, false)),
       pages_(std::move(other.pages_)),
       allocator_(std::exchange(other.allocator_, nullptr)) {
     other.pages_.clear();
 }
 
-PrpChain& PrpChain::operator=(PrpChain&& other) noexcept {
+DataChain& DataChain::operator=(DataChain&& other) noexcept {
     if (this != &other) {
         reset();
         data_ = std::exchange(other.data_, {});
+        sgl_ = std::exchange(other.sgl_, false);
         pages_ = std::move(other.pages_);
         other.pages_.clear();
         allocator_ = std::exchange(other.allocator_, nullptr);
@@ -27,12 +29,25 @@ PrpChain& PrpChain::operator=(PrpChain&& other) noexcept {
     return *this;
 }
 
-void PrpChain::reset() noexcept {
+void DataChain::reset() noexcept {
     if (allocator_ != nullptr) {
         for (const PrpListPage& p : pages_) allocator_->release(p);
     }
     pages_.clear();
     data_ = {};
+    sgl_ = false;
+}
+
+Result<PrpListPage> DataChain::take_page(PrpListAllocator& allocator, std::uint64_t align) {
+    allocator_ = &allocator;  // from the first page on, the chain releases what it got
+    DMAKIT_ASSIGN_OR_RETURN(PrpListPage p, allocator.allocate());
+    if (p.cpu == nullptr || (p.dma & (align - 1)) != 0) {
+        allocator.release(p);
+        return Error(EINVAL, "list page at " + hex(p.dma) + " is null or not aligned to " + std::to_string(align) +
+                                 " bytes; the pool must hand out aligned pages");
+    }
+    pages_.push_back(p);
+    return p;
 }
 
 namespace {
@@ -85,7 +100,7 @@ PrpShape prp_shape(std::span<const DmaSegment> segments, std::uint64_t page_size
     return shape;
 }
 
-Result<PrpChain> build_prp(std::span<const DmaSegment> segments, std::uint64_t page_size, std::uint64_t max_transfer,
+Result<DataChain> build_prp(std::span<const DmaSegment> segments, std::uint64_t page_size, std::uint64_t max_transfer,
                            PrpListAllocator* allocator) {
     if (page_size < 4096 || (page_size & (page_size - 1)) != 0) {
         return Error(EINVAL, "PRP page size " + std::to_string(page_size) + " is not a power of two of at least 4096");
@@ -129,19 +144,8 @@ Result<PrpChain> build_prp(std::span<const DmaSegment> segments, std::uint64_t p
         return Error(EINVAL, "transfer spans " + std::to_string(shape.entries) +
                                  " pages and needs a PRP list, but no list-page allocator was given");
     }
-    chain.allocator_ = allocator;  // from here on, the chain releases what it got
     chain.pages_.reserve(shape.list_pages);
-
-    auto take_page = [&]() -> Result<PrpListPage> {
-        DMAKIT_ASSIGN_OR_RETURN(PrpListPage p, allocator->allocate());
-        if (p.cpu == nullptr || (p.dma & mask) != 0) {
-            allocator->release(p);
-            return Error(EINVAL, "PRP list page at " + hex(p.dma) + " is null or not aligned to " +
-                                     std::to_string(page_size) + " bytes; the pool must hand out aligned pages");
-        }
-        chain.pages_.push_back(p);
-        return p;
-    };
+    auto take_page = [&] { return chain.take_page(*allocator, page_size); };
 
     const std::uint64_t per_page = page_size / 8;
     std::uint64_t remaining = shape.entries - 1;

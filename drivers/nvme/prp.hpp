@@ -42,29 +42,39 @@ public:
     virtual void release(PrpListPage page) noexcept = 0;
 };
 
-// PRP1/PRP2 for one command plus the list pages it owns. Move-only: the
-// pages go back to the allocator when the chain is destroyed, which must be
-// after the command completed (the controller reads the lists during it).
-class PrpChain {
+// A command's data pointer (DPTR: PRP1/PRP2, or SGL1 when sgl() is set; see
+// sgl.hpp) plus the list pages it owns (PRP lists or SGL segments). Move-only:
+// the pages go back to the allocator when the chain is destroyed, which must
+// be after the command completed (the controller reads them during it).
+class DataChain {
 public:
-    PrpChain() = default;
-    PrpChain(const PrpChain&) = delete;
-    PrpChain& operator=(const PrpChain&) = delete;
-    PrpChain(PrpChain&& other) noexcept;
-    PrpChain& operator=(PrpChain&& other) noexcept;
-    ~PrpChain() { reset(); }
+    DataChain() = default;
+    DataChain(const DataChain&) = delete;
+    DataChain& operator=(const DataChain&) = delete;
+    DataChain(DataChain&& other) noexcept;
+    DataChain& operator=(DataChain&& other) noexcept;
+    ~DataChain() { reset(); }
 
     [[nodiscard]] DataPointer data() const noexcept { return data_; }
+    // PSDT 01b (§4.2): DPTR holds SGL Descriptor 1 instead of PRP entries.
+    [[nodiscard]] bool sgl() const noexcept { return sgl_; }
     [[nodiscard]] std::span<const PrpListPage> list_pages() const noexcept { return pages_; }
     // Returns the list pages to the allocator now.
     void reset() noexcept;
 
 private:
-    friend Result<PrpChain> build_prp(std::span<const DmaSegment>, std::uint64_t, std::uint64_t, PrpListAllocator*);
+    friend Result<DataChain> build_prp(std::span<const DmaSegment>, std::uint64_t, std::uint64_t, PrpListAllocator*);
+    friend class SglWriter;
+    // One more list page from `allocator`, aligned to `align` (a power of
+    // two); from the first on, the chain releases what it got.
+    [[nodiscard]] Result<PrpListPage> take_page(PrpListAllocator& allocator, std::uint64_t align);
+
     DataPointer data_;
+    bool sgl_ = false;
     std::vector<PrpListPage> pages_;
     PrpListAllocator* allocator_ = nullptr;
 };
+using PrpChain = DataChain;
 
 inline constexpr std::uint64_t no_transfer_limit = std::numeric_limits<std::uint64_t>::max();
 

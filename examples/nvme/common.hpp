@@ -70,6 +70,14 @@ public:
         if (!policy) usage_error(prog, bad_iommu_value(v));
         return *policy;
     }
+    // --transfer's value: auto, prp or sgl (how each command's data pointer is built).
+    nvme::DataTransfer data_transfer(const char* prog) {
+        const std::string_view v = value(prog);
+        if (v == "auto") return nvme::DataTransfer::automatic;
+        if (v == "prp") return nvme::DataTransfer::prp;
+        if (v == "sgl") return nvme::DataTransfer::sgl;
+        usage_error(prog, "--transfer wants auto, prp or sgl, got '" + std::string(v) + "'");
+    }
 
 private:
     int argc_;

@@ -2,6 +2,7 @@
 #include "common.hpp"
 
 #include <cstdio>
+#include <limits>
 #include <string>
 
 using namespace dmakit;
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     }
     nvme::Controller& c = *opened->controller;
     const auto& i = c.info();
+    const bool unlimited = c.max_transfer() == std::numeric_limits<std::uint64_t>::max();
     std::optional<nvme::SmartLog> log;
     if (smart) {
         auto s = c.smart_log();
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
         out += ", \"vid\": " + std::to_string(i.vid) + ", \"ssvid\": " + std::to_string(i.ssvid);
         out += ", \"nvme_version\": " + json_string(version_text(c.version()));
         out += ", \"mdts\": " + std::to_string(i.mdts);
-        out += ", \"max_transfer_bytes\": " + std::to_string(c.max_transfer());
+        out += ", \"max_transfer_bytes\": " + (unlimited ? std::string("null") : std::to_string(c.max_transfer()));
+        out += ", \"sgls\": " + std::to_string(i.sgls);
         out += ", \"page_size\": " + std::to_string(c.page_size());
         out += ", \"max_queue_entries\": " + std::to_string(c.cap().max_queue_entries());
         out += ", \"io_queues_granted\": " + std::to_string(c.io_queues_granted());
@@ -120,7 +123,12 @@ int main(int argc, char** argv) {
     row("PCI vendor / subsystem", ids);
     row("NVMe version", version_text(c.version()));
     row("MDTS", std::to_string(i.mdts) + (i.mdts ? "" : " (no limit)"));
-    row("max transfer (driver)", std::to_string(c.max_transfer() / 1024) + " KiB");
+    row("max transfer (driver)", unlimited ? "no limit (65536 blocks per command)"
+                                           : std::to_string(c.max_transfer() / 1024) + " KiB");
+    const nvme::SglSupport sgl = c.sgl_support();
+    row("SGL (SGLS)", !sgl.supported ? "not supported"
+                      : std::string(sgl.dword_aligned ? "supported, dword aligned" : "supported") +
+                            (sgl.bit_bucket ? ", bit bucket" : ""));
     row("page size (CC.MPS)", std::to_string(c.page_size()));
     row("max queue entries", std::to_string(c.cap().max_queue_entries()));
     row("I/O queues granted", std::to_string(c.io_queues_granted()));

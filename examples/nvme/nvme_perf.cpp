@@ -25,13 +25,15 @@ const char* const prog = "nvme_perf";
 void help() {
     std::printf(
         "usage: nvme_perf [-d BDF] [-q DEPTH] [-o SIZE] [-w PATTERN] [-M READ%%] [-t SECONDS]\n"
-        "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--iommu MODE] [--json]\n"
+        "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--iommu MODE]\n"
+        "                 [--transfer MODE] [--json]\n"
         "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--iommu MODE] [--json]\n"
         "Drives an NVMe namespace through dmakit's user-space driver and reports IOPS,\n"
         "MiB/s and latency (avg, p50, p99, p99.9) per queue and in total.\n"
         "  -d BDF          controller (default: the first NVMe controller on vfio-pci)\n"
         "  -q DEPTH        commands in flight per queue (default 32)\n"
-        "  -o SIZE         bytes per I/O, a multiple of the block size (default 4k)\n"
+        "  -o SIZE         bytes per I/O, a multiple of the block size (default 4k); the\n"
+        "                  driver splits I/Os above the controller's MDTS into several commands\n"
         "  -w PATTERN      read | write | randread | randwrite | rw | randrw (default randread)\n"
         "  -M PERCENT      reads in rw/randrw (default 50)\n"
         "  -t SECONDS      run time (default 5)\n"
@@ -43,9 +45,11 @@ void help() {
         "  --interrupts    wait on MSI-X eventfds instead of busy polling\n"
         "  --iommu MODE    IOMMU policy: pool (default; pool memory mapped once) or strict\n"
         "                  (every buffer mapped on its own, with its direction's permission)\n"
-        "  --sweep         sequential read and write, 4 KiB..1 MiB per I/O, into hugepage\n"
+        "  --transfer MODE data pointers: auto (default), prp or sgl (NVMe 1.4 §4.3, §4.4)\n"
+        "  --sweep         sequential read and write, 4 KiB..4 MiB per I/O, into hugepage\n"
         "                  memory (alloc_coherent), 4 KiB-page memory (alloc_large) and\n"
-        "                  caller memory (map_single per command); a MiB/s table\n"
+        "                  caller memory (map_single per command), each with PRPs and (where\n"
+        "                  the controller has them) SGLs; a MiB/s table\n"
         "                  (-t is per cell, default 1; -q default 8)\n"
         "  --json          results as one JSON object\n"
         "  -h, --help      this text\n");
@@ -70,8 +74,9 @@ struct JobConfig {
     bool random = true;
     int read_percent = 100;
     Mem mem = Mem::hugepage;
-    std::uint64_t max_command = 0;  // bytes per command; larger I/Os are split
+    std::uint64_t max_command = 0;  // bytes per command; the driver splits larger I/Os
     bool interrupts = false;
+    nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
 };
 
 struct JobResult {
@@ -129,7 +134,6 @@ private:
     struct Slot {
         Worker* w = nullptr;
         std::uint32_t index = 0;
-        std::uint32_t pending = 0;
         bool failed = false;
         bool read = true;
         Clock::time_point started;
@@ -163,8 +167,8 @@ private:
 
     static void on_done(void* user, const nvme::IoCompletion& c) noexcept {
         auto* s = static_cast<Slot*>(user);
-        if (!c.ok()) s->failed = true;
-        if (--s->pending == 0) s->w->complete(*s);
+        s->failed = !c.ok();
+        s->w->complete(*s);
     }
 
     void complete(Slot& s) {
@@ -200,29 +204,22 @@ private:
         s.read = cfg_.read_percent >= 100 || (cfg_.read_percent > 0 && int(next_rand() % 100) < cfg_.read_percent);
         s.failed = false;
         s.started = Clock::now();
-        const std::uint64_t chunk = std::min(cfg_.io_size, cfg_.max_command);
-        s.pending = static_cast<std::uint32_t>((cfg_.io_size + chunk - 1) / chunk);
-        const std::uint32_t pieces = s.pending;
-        for (std::uint32_t p = 0; p < pieces; ++p) {
-            const std::uint64_t off = p * chunk;
-            const std::uint64_t len = std::min(chunk, cfg_.io_size - off);
-            const std::uint64_t buf_off = std::uint64_t{s.index} * cfg_.io_size + off;
-            const std::uint64_t slba = unit * blocks_per_io + off / cfg_.block_size;
-            const auto blocks = static_cast<std::uint32_t>(len / cfg_.block_size);
-            Result<std::uint16_t> r = std::uint16_t{0};
-            if (cfg_.mem == Mem::caller) {
-                r = s.read ? q_.read_host(cfg_.nsid, slba, blocks, base_cpu_ + buf_off, &on_done, &s)
-                           : q_.write_host(cfg_.nsid, slba, blocks, base_cpu_ + buf_off, &on_done, &s);
-            } else {
-                const nvme::DmaSegment seg{base_dma_ + buf_off, len};
-                r = s.read ? q_.read(cfg_.nsid, slba, blocks, {&seg, 1}, &on_done, &s)
-                           : q_.write(cfg_.nsid, slba, blocks, {&seg, 1}, &on_done, &s);
-            }
-            if (!r.ok()) {
-                res_->error = r.error().message();
-                s.pending -= pieces - p;  // the pieces never submitted
-                return false;
-            }
+        // One request per I/O; above MDTS the driver sends it as several commands.
+        const std::uint64_t buf_off = std::uint64_t{s.index} * cfg_.io_size;
+        const std::uint64_t slba = unit * blocks_per_io;
+        const auto blocks = static_cast<std::uint32_t>(blocks_per_io);
+        Result<std::uint16_t> r = std::uint16_t{0};
+        if (cfg_.mem == Mem::caller) {
+            r = s.read ? q_.read_host(cfg_.nsid, slba, blocks, base_cpu_ + buf_off, &on_done, &s)
+                       : q_.write_host(cfg_.nsid, slba, blocks, base_cpu_ + buf_off, &on_done, &s);
+        } else {
+            const nvme::DmaSegment seg{base_dma_ + buf_off, cfg_.io_size};
+            r = s.read ? q_.read(cfg_.nsid, slba, blocks, {&seg, 1}, &on_done, &s)
+                       : q_.write(cfg_.nsid, slba, blocks, {&seg, 1}, &on_done, &s);
+        }
+        if (!r.ok()) {
+            res_->error = r.error().message();
+            return false;
         }
         return true;
     }
@@ -255,7 +252,9 @@ struct RunOutput {
 
 // Runs `queues` workers for `seconds`, one thread and one queue each.
 Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues, double seconds, bool print_lines) {
-    const std::uint64_t pieces = (cfg.io_size + cfg.max_command - 1) / cfg.max_command;
+    // Commands per I/O as the driver splits it (MDTS, and NLB's 65536 blocks).
+    const std::uint64_t per_command = std::min<std::uint64_t>(cfg.max_command, 65536ull * cfg.block_size);
+    const std::uint64_t pieces = cfg.io_size <= per_command ? 1 : (cfg.io_size + per_command - 1) / per_command;
     const std::uint64_t depth = std::max<std::uint64_t>(cfg.depth * pieces + 1, 2);
     if (depth > c.max_io_queue_depth()) {
         return Error(EINVAL, "queue depth " + std::to_string(cfg.depth) + " x " + std::to_string(pieces) +
@@ -265,6 +264,7 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
     std::vector<nvme::IoQueue*> qs;
     for (unsigned i = 0; i < queues; ++i) {
         DMAKIT_ASSIGN_OR_RETURN(nvme::IoQueue * q, c.create_io_queue(static_cast<std::uint32_t>(depth)));
+        q->set_data_transfer(cfg.transfer);
         qs.push_back(q);
     }
     std::atomic<bool> stop{false};
@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
     bool json = false, sweep = false, interrupts = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     Mem mem = Mem::hugepage;
+    nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
     examples::Args args(argc, argv);
     while (args.next()) {
         const auto a = args.current();
@@ -346,6 +347,7 @@ int main(int argc, char** argv) {
         else if (a == "--interrupts") interrupts = true;
         else if (a == "--sweep") sweep = true;
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
+        else if (a == "--transfer") transfer = args.data_transfer(prog);
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
@@ -356,6 +358,7 @@ int main(int argc, char** argv) {
     else examples::usage_error(prog, "-w wants read, write, randread, randwrite, rw or randrw, got '" + std::string(pattern) + "'");
     cfg.random = pattern.starts_with("rand");
     cfg.interrupts = interrupts;
+    cfg.transfer = transfer;
 
     const auto address = examples::device_or_default(prog, device);
     nvme::ControllerOptions options;
@@ -386,45 +389,54 @@ int main(int argc, char** argv) {
         cfg.depth = static_cast<std::uint32_t>(depth ? depth : 8);
         const double cell = double(seconds ? seconds : 1);
         cfg.random = false;
-        const std::uint64_t sizes[] = {4096, 16384, 65536, 262144, 1 << 20};
+        const std::uint64_t sizes[] = {4096, 16384, 65536, 262144, 1 << 20, 4 << 20};
         const Mem mems[] = {Mem::hugepage, Mem::pages4k, Mem::caller};
+        std::vector<nvme::DataTransfer> paths{nvme::DataTransfer::prp};
+        if (c.sgl_support().supported) paths.push_back(nvme::DataTransfer::sgl);
         std::string rows;
         if (!json) {
             std::printf("DMA throughput sweep, %s nsid %u, sequential, queue depth %u, %.0f s per cell, "
                         "IOMMU %s, MiB/s\n",
                         address.to_string().c_str(), cfg.nsid, cfg.depth, cell, to_string(iommu).data());
-            std::printf("  (I/Os above the %llu KiB transfer limit are split into commands of that size)\n",
-                        static_cast<unsigned long long>(cfg.max_command / 1024));
-            std::printf("%-8s %-11s %10s %10s\n", "size", "memory", "read", "write");
+            if (cfg.max_command != UINT64_MAX) {
+                std::printf("  (the driver splits I/Os above the %llu KiB MDTS into commands of that size)\n",
+                            static_cast<unsigned long long>(cfg.max_command / 1024));
+            }
+            if (paths.size() == 1) std::printf("  (the controller has no SGLs: PRP only)\n");
+            std::printf("%-8s %-11s %-5s %10s %10s\n", "size", "memory", "path", "read", "write");
         }
         for (std::uint64_t size : sizes) {
             if (size % cfg.block_size != 0 || size / cfg.block_size > cfg.ns_blocks) continue;
             for (Mem m : mems) {
+              for (nvme::DataTransfer path : paths) {
                 double mibps[2] = {0, 0};
                 for (int w = 0; w < 2; ++w) {
                     JobConfig j = cfg;
                     j.io_size = size;
                     j.mem = m;
+                    j.transfer = path;
                     j.read_percent = w ? 0 : 100;
                     auto r = run(c, j, 1, cell, false);
                     if (!r.ok()) {
-                        std::fprintf(stderr, "%s: sweep %llu %s: %s\n", prog, static_cast<unsigned long long>(size),
-                                     mem_name(m), r.error().message().c_str());
+                        std::fprintf(stderr, "%s: sweep %llu %s %s: %s\n", prog, static_cast<unsigned long long>(size),
+                                     mem_name(m), to_string(path), r.error().message().c_str());
                         return 1;
                     }
                     mibps[w] = double(r->per_queue[0].bytes) / r->seconds / (1 << 20);
                     if (json) {
                         rows += std::string(rows.empty() ? "" : ", ") + "{\"op\": \"" + (w ? "write" : "read") +
                                 "\", \"size\": " + std::to_string(size) + ", \"memory\": \"" + mem_name(m) +
+                                "\", \"transfer\": \"" + to_string(path) +
                                 "\", \"mibps\": " + examples::json_number(mibps[w]) + "}";
                     }
                 }
                 if (!json) {
-                    std::printf("%-8s %-11s %10.1f %10.1f\n",
+                    std::printf("%-8s %-11s %-5s %10.1f %10.1f\n",
                                 (size >= (1 << 20) ? std::to_string(size >> 20) + "M" : std::to_string(size >> 10) + "K").c_str(),
-                                mem_name(m), mibps[0], mibps[1]);
+                                mem_name(m), to_string(path), mibps[0], mibps[1]);
                     std::fflush(stdout);
                 }
+              }
             }
         }
         if (json) {

@@ -1,8 +1,10 @@
 // nvme_verify: writes seeded patterns with a per-block checksum over an LBA
 // range at several queue depths and I/O sizes, reads them back and checks
-// every block; reports the first mismatch with its LBA. Passes rotate the
-// buffer kind: coherent (hugepage pool), caller memory via map_single, and
-// scattered caller pages via map_sg, and spread I/Os over several queue pairs.
+// every block; reports the first mismatch with its LBA. Every buffer kind
+// (coherent hugepage memory, caller memory via map_single, scattered caller
+// pages via map_sg) runs at every size and depth, spread over several queue
+// pairs; I/Os above the controller's MDTS are split by the driver, so a
+// controller with mdts=1 (8 KiB) runs the same passes.
 #include "common.hpp"
 
 #include <dmakit/dma/scatterlist.hpp>
@@ -20,10 +22,11 @@ const char* const prog = "nvme_verify";
 void help() {
     std::printf(
         "usage: nvme_verify [-d BDF] [-n NSID] [--lbas N] [--start LBA] [--seed S] [-c QUEUES]\n"
-        "                   [--iommu MODE] [--json]\n"
+        "                   [--iommu MODE] [--transfer MODE] [--json]\n"
         "Writes a seeded pattern with a checksum in every block across N LBAs, reads it back\n"
-        "and verifies it, once per (queue depth, I/O size) pass: depths 1, 8, 64; sizes 4 KiB,\n"
-        "64 KiB, 128 KiB. Buffers rotate between hugepage memory, map_single and map_sg.\n"
+        "and verifies it, once per (queue depth, I/O size, memory) pass: depths 1, 8, 64;\n"
+        "sizes 4 KiB, 64 KiB, 128 KiB, 1 MiB; memory hugepage (coherent), map_single and\n"
+        "map_sg (one scatter entry per 4 KiB page). I/Os above MDTS are split by the driver.\n"
         "DESTROYS the data in that range.\n"
         "  -d BDF       controller (default: the first NVMe controller on vfio-pci)\n"
         "  -n NSID      namespace (default: the first)\n"
@@ -33,6 +36,8 @@ void help() {
         "  -c N         I/O queue pairs the I/Os are spread over (default 2)\n"
         "  --iommu MODE IOMMU policy: pool (default; pool memory mapped once) or strict\n"
         "               (every buffer mapped on its own, with its direction's permission)\n"
+        "  --transfer MODE  data pointers: auto (default; SGL for scattered buffers where the\n"
+        "               controller has SGLs, else PRP), prp or sgl\n"
         "  --json       results as one JSON object\n"
         "  -h, --help   this text\n");
 }
@@ -149,21 +154,30 @@ public:
                     Io& io = batch[i];
                     nvme::IoQueue& q = *qs_[i % qs_.size()];
                     const std::size_t len = std::size_t{io.blocks} * bs;
-                    Result<std::uint16_t> r = std::uint16_t{0};
-                    if (p.mem == Mem::coherent) {
-                        const nvme::DmaSegment seg{coh.dma().value() + std::uint64_t(io.cpu - cpu), len};
-                        r = writing ? q.write(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io)
-                                    : q.read(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io);
-                    } else if (p.mem == Mem::map_single) {
-                        r = writing ? q.write_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io)
-                                    : q.read_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io);
-                    } else {
+                    if (p.mem == Mem::map_sg) {
                         // One scatter entry per 4 KiB page: map_sg merges what is contiguous
-                        // for the device and the PRP builder checks the joins.
+                        // for the device; what is left goes as an SGL, or as PRPs (which check the joins).
                         for (std::size_t off = 0; off < len; off += 4096) io.sg.add(io.cpu + off, std::min<std::size_t>(4096, len - off));
                         DMAKIT_TRY(c_.dma().map_sg(io.sg, dir));
-                        r = writing ? q.write_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io)
-                                    : q.read_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io);
+                    }
+                    const auto give_up = std::chrono::steady_clock::now() + c_.options().io_timeout * 2;
+                    Result<std::uint16_t> r = std::uint16_t{0};
+                    // A split I/O needs several free entries: while the queue is busy, poll and retry.
+                    for (;;) {
+                        if (p.mem == Mem::coherent) {
+                            const nvme::DmaSegment seg{coh.dma().value() + std::uint64_t(io.cpu - cpu), len};
+                            r = writing ? q.write(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io)
+                                        : q.read(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io);
+                        } else if (p.mem == Mem::map_single) {
+                            r = writing ? q.write_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io)
+                                        : q.read_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io);
+                        } else {
+                            r = writing ? q.write_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io)
+                                        : q.read_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io);
+                        }
+                        if (r.ok() || r.error().code() != EAGAIN) break;
+                        for (auto* other : qs_) other->poll();
+                        if (std::chrono::steady_clock::now() > give_up) return Error(ETIMEDOUT, "queue stayed full");
                     }
                     if (!r.ok()) return std::move(r).error();
                 }
@@ -209,6 +223,7 @@ int main(int argc, char** argv) {
     std::optional<pci::PciAddress> device;
     std::uint64_t nsid = 0, lbas = 8192, start = 0, seed = 1, queues = 2;
     bool json = false;
+    nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     examples::Args args(argc, argv);
     while (args.next()) {
@@ -221,6 +236,7 @@ int main(int argc, char** argv) {
         else if (a == "--seed") seed = args.number(prog, 0, UINT64_MAX);
         else if (a == "-c" || a == "--queues") queues = args.number(prog, 1, 64);
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
+        else if (a == "--transfer") transfer = args.data_transfer(prog);
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
@@ -246,29 +262,34 @@ int main(int argc, char** argv) {
     if (queues > c.io_queues_granted()) examples::usage_error(prog, "-c: only " + std::to_string(c.io_queues_granted()) + " queues granted");
     std::vector<nvme::IoQueue*> qs;
     for (std::uint64_t i = 0; i < queues; ++i) {
-        auto q = c.create_io_queue(128);
+        // Room for a 1 MiB I/O split at an 8 KiB MDTS (128 commands).
+        auto q = c.create_io_queue(256);
         if (!q.ok()) {
             std::fprintf(stderr, "%s: %s\n", prog, q.error().message().c_str());
             return 1;
         }
+        (*q)->set_data_transfer(transfer);
         qs.push_back(*q);
     }
     Verifier v(c, qs, *ns, seed);
-    const std::uint64_t sizes[] = {4096, 65536, 131072};
+    const std::uint64_t sizes[] = {4096, 65536, 131072, 1 << 20};
     const std::uint32_t depths[] = {1, 8, 64};
+    const Mem mems[] = {Mem::coherent, Mem::map_single, Mem::map_sg};
     std::vector<Pass> passes;
-    int k = 0;
     for (auto d : depths) {
         for (auto s : sizes) {
             if (s % ns->block_size() != 0) continue;
-            passes.push_back(Pass{d, s, static_cast<Mem>(k++ % 3)});
+            for (Mem m : mems) passes.push_back(Pass{d, s, m});
         }
     }
     if (!json) {
-        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks), seed %llu, %zu queue(s), IOMMU %s\n",
+        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks), seed %llu, %zu queue(s), IOMMU %s, "
+                    "transfer %s, MDTS %s\n",
                     address.to_string().c_str(), ns->nsid, static_cast<unsigned long long>(start),
                     static_cast<unsigned long long>(start + lbas - 1), ns->block_size(),
-                    static_cast<unsigned long long>(seed), qs.size(), to_string(iommu).data());
+                    static_cast<unsigned long long>(seed), qs.size(), to_string(iommu).data(), to_string(transfer),
+                    c.info().max_transfer_bytes ? (std::to_string(*c.info().max_transfer_bytes / 1024) + " KiB").c_str()
+                                                : "none");
         std::printf("  %-6s %-9s %-11s %s\n", "depth", "io size", "memory", "result");
     }
     std::string rows;
@@ -301,10 +322,12 @@ int main(int argc, char** argv) {
     std::uint64_t device_errors = 0;
     for (auto* q : qs) device_errors += q->stats().device_errors();
     if (json) {
-        std::printf("{\"address\": \"%s\", \"nsid\": %u, \"start\": %llu, \"lbas\": %llu, \"iommu\": \"%s\", \"passes\": [%s], "
+        std::printf("{\"address\": \"%s\", \"nsid\": %u, \"start\": %llu, \"lbas\": %llu, \"iommu\": \"%s\", "
+                    "\"transfer\": \"%s\", \"max_transfer\": %llu, \"passes\": [%s], "
                     "\"failures\": %d, \"first_mismatch_lba\": %s, \"device_errors\": %llu}\n",
                     address.to_string().c_str(), ns->nsid, static_cast<unsigned long long>(start),
-                    static_cast<unsigned long long>(lbas), to_string(iommu).data(), rows.c_str(), failures,
+                    static_cast<unsigned long long>(lbas), to_string(iommu).data(), to_string(transfer),
+                    static_cast<unsigned long long>(c.max_transfer() == UINT64_MAX ? 0 : c.max_transfer()), rows.c_str(), failures,
                     first ? std::to_string(first->lba).c_str() : "null", static_cast<unsigned long long>(device_errors));
     } else {
         std::printf("%s: %zu passes, %d failed%s\n", failures ? "FAILED" : "verified", passes.size(), failures,

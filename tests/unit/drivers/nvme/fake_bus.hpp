@@ -13,7 +13,10 @@
 // Features Number of Queues, Create I/O CQ/SQ (checked
 // against CAP.MQES and the granted count, §5.3/§5.4), Delete I/O CQ/SQ,
 // Abort (never finds the command). I/O commands complete with success unless
-// a handler says else.
+// a handler says else; with move_data, Read and Write move their data
+// through the PRPs or SGL they carry (fake_data_path.hpp) to a media image,
+// refusing what a controller refuses: above MDTS, an SGL where SGLS says
+// none, a malformed list.
 //
 // Knobs let a test refuse or hang a queue delete or any admin command, make
 // the enable or the disable hang, raise CSTS.CFS (NVMe 1.4 §3.1.6) at enable
@@ -22,6 +25,7 @@
 #pragma once
 
 #include "fake_controller.hpp"
+#include "fake_data_path.hpp"
 
 #include <nvme/controller_bus.hpp>
 
@@ -58,6 +62,10 @@ public:
     bool fatal_persists = false;
     std::uint32_t queues_granted = 4;
     std::uint32_t namespace_count = 1;
+    std::uint8_t mdts = 5;    // Identify MDTS: 2^5 * 4 KiB = 128 KiB
+    std::uint32_t sgls = 0;   // Identify SGLS (§5.15.2.1); 0 = no SGL support
+    bool move_data = false;   // Read/Write move data to/from `media` (512-byte blocks)
+    std::vector<std::byte> media;  // grows to the highest block written
     // Answers an admin command instead of the model when it returns a value.
     std::function<std::optional<Response>(const SubmissionEntry&)> on_admin;
     // Response to Delete I/O SQ / CQ (default: success, queue deleted).
@@ -82,6 +90,8 @@ public:
     std::vector<std::uint8_t> admin_opcodes;
     std::vector<SubmissionEntry> admin_commands;
     std::vector<SubmissionEntry> io_commands;
+    std::uint64_t sgl_commands = 0;     // I/O commands with PSDT 01b
+    std::uint64_t refused_data = 0;     // data transfers refused (MDTS, SGL, malformed list, IOMMU)
     unsigned removal_checks = 0;
     bool released = false;                // release() was called: the device is gone
     bool enabled_at_release = false;      // CC.EN when it was released
@@ -282,7 +292,8 @@ private:
             auto q = std::make_unique<FakeController>(ring, cq->second.ring, entries, qid);
             q->handler = [this](const SubmissionEntry& io) {
                 io_commands.push_back(io);
-                return on_io ? on_io(io) : Response{};
+                if (on_io) return on_io(io);
+                return move_data ? transfer(io) : Response{};
             };
             io_[qid] = std::move(q);
             return {};
@@ -301,6 +312,54 @@ private:
         }
         default: return {};
         }
+    }
+
+    // Read / Write on 512-byte blocks of `media` (NVMe 1.4 §6.9, §6.15).
+    Response transfer(const SubmissionEntry& e) {
+        const bool is_read = e.opcode() == nvm_opcode::read;
+        if (!is_read && e.opcode() != nvm_opcode::write) return {};
+        auto refuse = [this](std::uint8_t code) {
+            ++refused_data;
+            return Response{{code, sct::generic}};
+        };
+        const std::uint64_t slba = e.cdw10 | std::uint64_t{e.cdw11} << 32;
+        const std::uint64_t bytes = ((e.cdw12 & 0xffffu) + 1ull) * 512;
+        if (mdts != 0 && bytes > (4096ull << mdts)) return refuse(sc::invalid_field);
+        const DeviceRead read = [this](std::uint64_t iova, void* out, std::size_t len) {
+            const void* p = device_view(iova, len, iommu::Access::read);
+            if (p != nullptr) std::memcpy(out, p, len);
+            return p != nullptr;
+        };
+        std::optional<std::vector<DevicePiece>> pieces;
+        if (e.psdt() == 1) {
+            ++sgl_commands;
+            if ((sgls & 3u) == 0) return refuse(sc::invalid_field);
+            pieces = decode_sgl(e.prp1, e.prp2, read);
+        } else if (e.psdt() == 0) {
+            pieces = decode_prp(e.prp1, e.prp2, bytes, read);
+        }
+        if (!pieces) return refuse(sc::data_transfer_error);
+        std::uint64_t total = 0;
+        for (const DevicePiece& p : *pieces) {
+            total += p.len;
+            if (p.bit_bucket && (!is_read || (sgls & (1u << 16)) == 0)) return refuse(sc::invalid_field);
+        }
+        if (total != bytes) return refuse(0x0f);  // Data SGL Length Invalid (also for PRP: a model check)
+        if (media.size() < (slba * 512) + bytes) media.resize(slba * 512 + bytes);
+        std::uint64_t at = slba * 512;
+        for (const DevicePiece& p : *pieces) {
+            if (!p.bit_bucket) {
+                void* mem = device_view(p.addr, p.len, is_read ? iommu::Access::write : iommu::Access::read);
+                if (mem == nullptr) return refuse(sc::data_transfer_error);
+                if (is_read) {
+                    std::memcpy(mem, media.data() + at, p.len);
+                } else {
+                    std::memcpy(media.data() + at, mem, p.len);
+                }
+            }
+            at += p.len;
+        }
+        return {};
     }
 
     // SMART / Health with a composite temperature of 300 K; every other log
@@ -328,12 +387,13 @@ private:
             std::memcpy(out + 4, "fake                ", 20);
             std::memcpy(out + 24, "fake NVMe                               ", 40);
             std::memcpy(out + 64, "1.0     ", 8);
-            put(77, std::uint8_t{5});             // MDTS: 128 KiB
+            put(77, mdts);                       // MDTS
             put(80, std::uint32_t{0x00010400});  // VER
             put(512, std::uint8_t{0x66});        // SQES
             put(513, std::uint8_t{0x44});        // CQES
             put(516, namespace_count);           // NN
             put(520, std::uint16_t{0x000c});     // ONCS: DSM, Write Zeroes
+            put(536, sgls);                      // SGLS
             break;
         case IdentifyCns::active_namespace_list:
             for (std::uint32_t nsid = e.nsid + 1, i = 0; nsid <= namespace_count && i < 1024; ++nsid, ++i) {
