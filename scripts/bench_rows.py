@@ -16,6 +16,8 @@ import sys
 MEM_METRICS = {
     "slab_pair": ("ns", "lower", ["rte_mempool", "glibc", "mimalloc"]),
     "buddy_pair": ("ns", "lower", ["rte_malloc"]),
+    # kmalloc + kfree through <dmakit/linux.h> against the C++ Kmalloc under it
+    "kmalloc_c_pair": ("ns", "lower", ["dmakit_cpp"]),
 }
 
 

@@ -22,9 +22,6 @@ static_assert(static_cast<unsigned>(dmakit::mem::Gfp::dma32) == __GFP_DMA32);
 
 namespace {
 
-// The calling thread's current kernel (see kernel.hpp for why it exists).
-thread_local dmakit_kernel* current_kernel = nullptr;
-
 // A Logger for the calls that fail before any kernel exists.
 const dmakit::Logger& fallback_logger() {
     static const dmakit::Logger logger;  // stderr; immutable after construction
@@ -35,17 +32,18 @@ const dmakit::Logger& fallback_logger() {
 
 namespace dmakit::linux_api {
 
-dmakit_kernel* current_or_complain(const char* call) noexcept {
-    dmakit_kernel* kernel = current_kernel;
-    if (kernel == nullptr) {
-        fallback_logger().error(std::string(call) +
-                                ": no dmakit kernel on this thread; call dmakit_kernel_open() first, or "
-                                "dmakit_kernel_enter(kernel) on a thread the kernel did not open on");
-    }
-    return kernel;
+// The calling thread's current kernel (see kernel.hpp for why it exists).
+constinit thread_local dmakit_kernel* current_kernel __attribute__((tls_model("initial-exec"))) = nullptr;
+
+void complain_no_kernel(const char* call) noexcept {
+    fallback_logger().error(std::string(call) +
+                            ": no dmakit kernel on this thread; call dmakit_kernel_open() first, or "
+                            "dmakit_kernel_enter(kernel) on a thread the kernel did not open on");
 }
 
 }  // namespace dmakit::linux_api
+
+using dmakit::linux_api::current_kernel;
 
 dmakit::Result<std::unique_ptr<dmakit_kernel>> dmakit_kernel::open(
     std::span<const dmakit::pci::PciAddress> addresses, const dmakit_kernel_options* options) {
@@ -163,8 +161,6 @@ bool dmakit_kernel::vfree(const void* address) {
     ::munmap(const_cast<void*>(address), bytes);
     return true;
 }
-
-using dmakit::linux_api::current_or_complain;
 
 extern "C" {
 

@@ -121,7 +121,19 @@ namespace dmakit::linux_api {
 // gfp_t bits are mem::Gfp's (static_assert in kernel.cpp).
 [[nodiscard]] inline mem::Gfp to_gfp(gfp_t flags) noexcept { return static_cast<mem::Gfp>(flags); }
 
+// The calling thread's current kernel (kernel.cpp). constinit and
+// initial-exec: a plain TLS load on every C call, no wrapper, no
+// __tls_get_addr (the kmalloc_c_pair benchmark row).
+extern constinit thread_local dmakit_kernel* current_kernel __attribute__((tls_model("initial-exec")));
+
+// Logs that `call` ran on a thread with no current kernel.
+void complain_no_kernel(const char* call) noexcept;
+
 // The current kernel, or null after logging that `call` needs one.
-[[nodiscard]] dmakit_kernel* current_or_complain(const char* call) noexcept;
+[[nodiscard]] inline dmakit_kernel* current_or_complain(const char* call) noexcept {
+    dmakit_kernel* kernel = current_kernel;
+    if (kernel == nullptr) [[unlikely]] complain_no_kernel(call);
+    return kernel;
+}
 
 }  // namespace dmakit::linux_api

@@ -20,17 +20,23 @@ std::string site(const char* file, int line) {
     return file != nullptr ? std::string(" at ") + file + ":" + std::to_string(line) : std::string();
 }
 
-// The one place an object of `size` bytes is taken for the C layer.
+// The one place an object of `size` bytes is taken for the C layer: the
+// inline fast path first; only a miss asks try_kmalloc, which either gets
+// one after all or says why not.
 void* kmalloc_in(dmakit_kernel& kernel, std::size_t size, Gfp flags, const char* call, const char* file, int line) {
-    if (size == 0) return ZERO_SIZE_PTR;
-    auto object = kernel.kmalloc().try_kmalloc(size);
-    if (!object.ok()) {
-        kernel.warn(flags, std::string(call) + "(" + std::to_string(size) + ")" + site(file, line) + ": " +
-                               object.error().message());
-        return nullptr;
+    if (size == 0) [[unlikely]] return ZERO_SIZE_PTR;
+    void* object = kernel.kmalloc().kmalloc(size);
+    if (object == nullptr) [[unlikely]] {
+        auto retry = kernel.kmalloc().try_kmalloc(size);
+        if (!retry.ok()) {
+            kernel.warn(flags, std::string(call) + "(" + std::to_string(size) + ")" + site(file, line) + ": " +
+                                   retry.error().message());
+            return nullptr;
+        }
+        object = *retry;
     }
-    if (dmakit::mem::has(flags, Gfp::zero)) std::memset(*object, 0, size);
-    return *object;
+    if (dmakit::mem::has(flags, Gfp::zero)) std::memset(object, 0, size);
+    return object;
 }
 
 // The buddy block `page` stands for, when it is one of `order`.

@@ -12,6 +12,8 @@
 #include <dmakit/mem/slab.hpp>
 #include <dmakit/support/log.hpp>
 
+#include "kmalloc_c_bench.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -352,6 +354,7 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     warm_up();
     register_benchmarks();
+    register_kmalloc_c_benchmarks(bench_logger());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
 #if DMAKIT_HAVE_DPDK
