@@ -86,6 +86,7 @@ inline constexpr std::uint8_t abort = 0x08;
 inline constexpr std::uint8_t set_features = 0x09;
 inline constexpr std::uint8_t get_features = 0x0a;
 inline constexpr std::uint8_t async_event_request = 0x0c;
+inline constexpr std::uint8_t namespace_attachment = 0x15;
 inline constexpr std::uint8_t keep_alive = 0x18;
 }  // namespace admin_opcode
 
@@ -125,6 +126,8 @@ namespace log_page {
 inline constexpr std::uint8_t error_information = 0x01;  // 64-byte entries
 inline constexpr std::uint8_t smart_health = 0x02;       // 512 bytes
 inline constexpr std::uint8_t firmware_slot = 0x03;      // 512 bytes
+inline constexpr std::uint8_t changed_namespace_list = 0x04;  // 4096 bytes: 1024 NSIDs
+inline constexpr std::size_t changed_namespace_list_size = 4096;
 inline constexpr std::size_t error_entry_size = 64;
 inline constexpr std::size_t smart_size = 512;
 }  // namespace log_page
@@ -280,6 +283,7 @@ inline constexpr std::uint8_t namespace_not_ready = 0x82;
 // command specific (SCT 1)
 inline constexpr std::uint8_t invalid_queue_id = 0x01;
 inline constexpr std::uint8_t invalid_queue_size = 0x02;
+inline constexpr std::uint8_t async_event_limit_exceeded = 0x05;
 inline constexpr std::uint8_t invalid_log_page = 0x09;
 // media (SCT 2)
 inline constexpr std::uint8_t write_fault = 0x80;

@@ -32,7 +32,9 @@ std::size_t round_to_page(std::size_t bytes, std::uint64_t page) {
 Controller::Controller(std::unique_ptr<ControllerBus> bus, ControllerOptions options)
     : bus_(std::move(bus)),
       options_(options),
-      logger_(options.logger != nullptr ? options.logger : &bus_->logger()) {}
+      logger_(options.logger != nullptr ? options.logger : &bus_->logger()) {
+    publish_namespaces({});
+}
 
 std::uint32_t Controller::read32(std::uint32_t offset) const noexcept { return bus_->read32(offset); }
 void Controller::write32(std::uint32_t offset, std::uint32_t value) noexcept { bus_->write32(offset, value); }
@@ -55,10 +57,23 @@ bool Controller::failed() const noexcept {
 }
 
 const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexcept {
-    for (const NamespaceInfo& ns : namespaces_) {
+    for (const NamespaceInfo& ns : namespaces()) {
         if (ns.nsid == nsid) return &ns;
     }
     return nullptr;
+}
+
+Error Controller::no_such_namespace(std::uint32_t nsid) const {
+    std::string active;
+    for (const NamespaceInfo& ns : namespaces()) active += (active.empty() ? "" : ", ") + std::to_string(ns.nsid);
+    return Error(EINVAL, "namespace " + std::to_string(nsid) + " is not active on this controller (active: " +
+                             (active.empty() ? std::string("none") : active) + ")");
+}
+
+void Controller::publish_namespaces(std::vector<NamespaceInfo> table) {
+    // Readers on other threads may hold the old table: it stays (see namespaces()).
+    namespace_tables_.push_back(std::make_unique<const std::vector<NamespaceInfo>>(std::move(table)));
+    namespaces_.store(namespace_tables_.back().get(), std::memory_order_release);
 }
 
 Result<std::unique_ptr<Controller>> Controller::open(dma::PciFunction& device, ControllerOptions options) {
@@ -104,6 +119,7 @@ Result<std::unique_ptr<Controller>> Controller::open(std::unique_ptr<ControllerB
         if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X"));
         c->interrupts_.emplace(std::move(irq).value());
     }
+    c->arm_async_events();
     return c;
 }
 
@@ -252,10 +268,18 @@ Status Controller::identify_all() {
     // PRP lists chain and SGL segments chain, so any size up to MDTS is one command.
     max_transfer_ = std::min(info_.max_transfer_bytes.value_or(options_.max_transfer_cap), options_.max_transfer_cap);
 
+    std::lock_guard lock(admin_mutex_);
+    DMAKIT_ASSIGN_OR_RETURN(std::vector<NamespaceInfo> table, scan_namespaces_locked());
+    publish_namespaces(std::move(table));
+    return {};
+}
+
+Result<std::vector<NamespaceInfo>> Controller::scan_namespaces_locked() {
+    const DataPointer dp{scratch_.dma().value(), 0};
+    const IdentifyBuffer view(scratch_.as<const std::byte>(), identify_data_size);
     std::vector<std::uint32_t> nsids;
     std::uint32_t after = 0;
     for (int round = 0; round < 64; ++round) {  // 64 * 1024 NSIDs is more than any controller has
-        std::lock_guard lock(admin_mutex_);
         std::memset(scratch_.cpu(), 0, identify_data_size);
         DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_active_namespaces(after, dp), options_.admin_timeout,
                                                             "Identify Active Namespace ID list"));
@@ -265,9 +289,8 @@ Status Controller::identify_all() {
         if (part.size() < 1024) break;
         after = part.back();
     }
-    namespaces_.clear();
+    std::vector<NamespaceInfo> table;
     for (std::uint32_t nsid : nsids) {
-        std::lock_guard lock(admin_mutex_);
         std::memset(scratch_.cpu(), 0, identify_data_size);
         const std::string what = "Identify Namespace " + std::to_string(nsid);
         DMAKIT_ASSIGN_OR_RETURN(AdminResult r, admin_locked(identify_namespace(nsid, dp), options_.admin_timeout, what));
@@ -284,13 +307,11 @@ Status Controller::identify_all() {
             logger_->warning("nvme: namespace " + std::to_string(nsid) + " skipped: " + ns.error().message());
             continue;
         }
-        if (ns->extended_lba() || ns->current_format().metadata_size != 0) {
-            logger_->warning("nvme: namespace " + std::to_string(nsid) + " uses metadata; not supported, skipped");
-            continue;
-        }
-        namespaces_.push_back(std::move(ns).value());
+        // Metadata formats are kept: I/O checks them (IoQueue: separate
+        // metadata needs a metadata buffer, protection information is refused).
+        table.push_back(std::move(ns).value());
     }
-    return {};
+    return table;
 }
 
 Status Controller::negotiate_queues() {
@@ -437,6 +458,169 @@ Result<std::vector<ErrorLogEntry>> Controller::error_log(std::uint32_t entries) 
 Result<bool> Controller::abort(std::uint16_t sqid, std::uint16_t cid) {
     DMAKIT_ASSIGN_OR_RETURN(std::uint32_t dw0, admin_ok(abort_command(sqid, cid), "Abort"));
     return (dw0 & 1u) == 0;  // §5.1.1: bit 0 cleared = the command was aborted
+}
+
+void Controller::arm_async_events() {
+    // AERL is 0-based (§5.15.2.1); at most half the admin queue, so admin
+    // commands always find a slot.
+    aers_wanted_ = std::min({options_.async_event_requests, std::uint32_t{info_.aerl} + 1,
+                             options_.admin_queue_depth / 2});
+    if (aers_wanted_ == 0) return;
+    std::lock_guard lock(admin_mutex_);
+    aer_completions_.clear();
+    aer_completions_.reserve(aers_wanted_);
+    const std::string_view what = "Set Features Asynchronous Event Configuration";
+    auto configured = admin_locked(set_async_event_config(), options_.admin_timeout, what);
+    if (!configured.ok()) {
+        logger_->warning("nvme " + bus_->name() + ": " + configured.error().message() + "; no asynchronous events");
+        aers_wanted_ = 0;
+        return;
+    }
+    if (!configured->status.ok()) {
+        // The controller's default configuration still reports some events.
+        logger_->warning("nvme " + bus_->name() + ": " + status_error(configured->status, what).message());
+    }
+    while (aers_outstanding_ < aers_wanted_) {
+        if (auto s = submit_async_event_locked(); !s.ok()) {
+            logger_->warning("nvme " + bus_->name() + ": Asynchronous Event Request: " + s.error().message());
+            aers_wanted_ = aers_outstanding_;
+            break;
+        }
+    }
+}
+
+Status Controller::submit_async_event_locked() {
+    if (removed()) return removed_error("Asynchronous Event Request");
+    if (admin_broken_) return Error(EIO, "the admin queue is unusable; call reset()");
+    // No deadline: an AER completes only when something happens (§5.2).
+    DMAKIT_TRY(admin_->submit(async_event_request(), &Controller::on_async_event_completion, this, no_deadline));
+    admin_->ring_sq();
+    ++aers_outstanding_;
+    return {};
+}
+
+void Controller::on_async_event_completion(void* self, const Completion& c) noexcept {
+    auto* me = static_cast<Controller*>(self);
+    if (me->aers_outstanding_ > 0) --me->aers_outstanding_;
+    if (c.cancelled) return;  // the controller was disabled: nothing happened
+    // One reserved slot per outstanding AER, so this never allocates.
+    if (me->aer_completions_.size() < me->aer_completions_.capacity()) {
+        me->aer_completions_.push_back({c.status, c.dw0});
+    }
+}
+
+std::uint32_t Controller::async_events_outstanding() const {
+    std::lock_guard lock(admin_mutex_);
+    return aers_outstanding_;
+}
+
+std::uint64_t Controller::async_events_seen() const {
+    std::lock_guard lock(admin_mutex_);
+    return aers_seen_;
+}
+
+Result<std::uint32_t> Controller::process_events() {
+    if (removed()) return removed_error("processing asynchronous events");
+    constexpr std::size_t max_events = 64;
+    std::vector<AsyncEvent> events;
+    {
+        std::lock_guard lock(admin_mutex_);
+        if (admin_broken_) {
+            return Error(EIO, "processing asynchronous events: the admin queue is unusable (an admin command timed "
+                              "out, or the controller was stopped); call reset()");
+        }
+        while (events.size() < max_events) {
+            admin_->poll();
+            if (aer_completions_.empty()) break;
+            // The log page reads below poll the admin queue too and may add
+            // completions: take these first.
+            std::vector<AerCompletion> batch;
+            batch.swap(aer_completions_);
+            aer_completions_.reserve(aers_wanted_);
+            for (const AerCompletion& a : batch) {
+                if (!a.status.ok()) {
+                    // §5.2: refused (Asynchronous Event Request Limit Exceeded, ...): not
+                    // resubmitted, or a device that fails every AER would keep us here.
+                    aers_wanted_ = std::min(aers_wanted_, aers_outstanding_);
+                    logger_->warning("nvme " + bus_->name() + ": " +
+                                     status_error(a.status, "Asynchronous Event Request").message() +
+                                     "; not submitted again (" + std::to_string(aers_outstanding_) + " outstanding)");
+                    continue;
+                }
+                events.push_back(handle_async_event_locked(a.dw0));
+                ++aers_seen_;
+                if (admin_broken_ || aers_outstanding_ >= aers_wanted_) continue;
+                if (auto s = submit_async_event_locked(); !s.ok()) {
+                    logger_->warning("nvme " + bus_->name() + ": Asynchronous Event Request not submitted again: " +
+                                     s.error().message());
+                }
+            }
+        }
+    }
+    // No lock held: the callback may use the controller.
+    if (options_.on_async_event != nullptr) {
+        for (const AsyncEvent& e : events) options_.on_async_event(options_.async_event_user, e);
+    }
+    return static_cast<std::uint32_t>(events.size());
+}
+
+AsyncEvent Controller::handle_async_event_locked(std::uint32_t dw0) {
+    AsyncEvent e;
+    e.raw = AsyncEventCompletion::decode(dw0);
+    e.description = async_event_name(e.raw);
+    // §5.2: the event stays masked until its log page is read with RAE=0.
+    const std::uint32_t bytes = clearing_log_bytes(e.raw.log_page, std::uint32_t{info_.elpe} + 1,
+                                                   static_cast<std::uint32_t>(scratch_.size()));
+    const std::string what = "Get Log Page " + hex(e.raw.log_page) + " (clears the event)";
+    std::memset(scratch_.cpu(), 0, bytes);
+    auto sqe = get_log_page({.lid = e.raw.log_page,
+                             .nsid = nsid_all,
+                             .bytes = bytes,
+                             .offset = 0,
+                             .retain_async_event = false,
+                             .data = DataPointer{scratch_.dma().value(), 0}});
+    std::string detail;
+    if (!sqe.ok()) {
+        e.log_error = sqe.error().message();
+    } else if (auto r = admin_locked(*sqe, options_.admin_timeout, what); !r.ok()) {
+        e.log_error = r.error().message();
+    } else if (!r->status.ok()) {
+        e.log_error = status_error(r->status, what).message();
+    } else if (e.raw.log_page == log_page::smart_health) {
+        auto smart = parse_smart_log(scratch_.bytes().first(log_page::smart_size));
+        if (smart.ok()) {
+            e.smart = *smart;
+            detail = "critical warning " + hex(smart->critical_warning) + ", " +
+                     std::to_string(smart->temperature_celsius()) + " C";
+        } else {
+            e.log_error = smart.error().message();
+        }
+    } else if (e.raw.log_page == log_page::changed_namespace_list) {
+        auto changed = parse_changed_namespace_list(scratch_.bytes().first(log_page::changed_namespace_list_size));
+        auto table = changed.ok() ? scan_namespaces_locked() : Result<std::vector<NamespaceInfo>>(changed.error());
+        if (table.ok()) {
+            e.changed_namespaces = changed->nsids;
+            const auto current = namespaces();
+            if (!std::equal(table->begin(), table->end(), current.begin(), current.end())) {
+                publish_namespaces(std::move(table).value());
+            }
+            for (std::uint32_t id : e.changed_namespaces) detail += (detail.empty() ? "" : ", ") + std::to_string(id);
+            detail = (changed->overflow ? "more than 1024 namespaces changed" : "namespaces changed: " + detail) +
+                     "; " + std::to_string(namespaces().size()) + " active now";
+        } else {
+            e.log_error = table.error().message();
+        }
+    }
+    std::string line = "nvme " + bus_->name() + ": asynchronous event: " + e.description + " (dw0 " + hex(dw0) + ")";
+    if (!detail.empty()) line += "; " + detail;
+    if (!e.log_error.empty()) line += "; reading log page " + hex(e.raw.log_page) + " failed: " + e.log_error;
+    const bool notice = e.raw.type == static_cast<std::uint8_t>(AsyncEventType::notice);
+    if (notice && e.log_error.empty()) {
+        logger_->info(line);
+    } else {
+        logger_->warning(line);
+    }
+    return e;
 }
 
 Status Controller::create_queue_on_device(IoQueue& q, bool& maybe_held) {
@@ -642,6 +826,7 @@ Status Controller::reset() {
     DMAKIT_TRY(enable());
     admin_broken_ = false;
     DMAKIT_TRY(negotiate_queues());
+    arm_async_events();
     // Every queue again with its old rings, sized by the new CAP. One the
     // controller refuses stays inactive (its memory is not the controller's);
     // one whose create is left unknown stops the controller again.

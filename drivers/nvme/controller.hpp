@@ -31,6 +31,7 @@
 // one thread. reset() and shutdown() need every IoQueue quiet.
 #pragma once
 
+#include "async_events.hpp"
 #include "controller_bus.hpp"
 #include "identify.hpp"
 #include "log_pages.hpp"
@@ -84,6 +85,13 @@ struct ControllerOptions {
     bool split_io = true;
     // Null: the DMA context's logger.
     const Logger* logger = nullptr;
+    // Asynchronous Event Requests (§5.2) kept outstanding on the admin
+    // queue, at most Identify Controller AERL + 1; 0 turns events off.
+    std::uint32_t async_event_requests = 4;
+    // Runs from process_events(), on its caller's thread with no lock held,
+    // once per event, after the log page that clears it was read.
+    AsyncEventCallback on_async_event = nullptr;
+    void* async_event_user = nullptr;
 };
 
 // What a synchronous admin command returns: its completion (status checked by the caller).
@@ -109,8 +117,18 @@ public:
     [[nodiscard]] const ControllerInfo& info() const noexcept { return info_; }
     [[nodiscard]] Cap cap() const noexcept { return cap_; }
     [[nodiscard]] Version version() const noexcept { return version_; }
-    [[nodiscard]] std::span<const NamespaceInfo> namespaces() const noexcept { return namespaces_; }
+    // Every active namespace (Identify CNS 02h), with its LBA format;
+    // namespaces with metadata included (NamespaceInfo::metadata_size()).
+    // A namespace change (process_events()) publishes a new table; tables
+    // are never freed before the controller, so what these return stays
+    // valid, and I/O queues on other threads pick the new one up at their
+    // next command.
+    [[nodiscard]] std::span<const NamespaceInfo> namespaces() const noexcept {
+        return *namespaces_.load(std::memory_order_acquire);
+    }
     [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept;
+    // "namespace 9 is not active on this controller (active: 1, 2)".
+    [[nodiscard]] Error no_such_namespace(std::uint32_t nsid) const;
     // Controller memory page size (CC.MPS) and the largest transfer per command.
     [[nodiscard]] std::uint64_t page_size() const noexcept { return page_size_; }
     [[nodiscard]] std::uint64_t max_transfer() const noexcept { return max_transfer_; }
@@ -154,6 +172,26 @@ public:
     // §5.1 Abort. Ok when the controller accepted it; DW0 bit 0 = 0 means
     // the command was aborted (it then completes with Abort Requested).
     [[nodiscard]] Result<bool> abort(std::uint16_t sqid, std::uint16_t cid);
+
+    // Asynchronous events (§5.2). open() and reset() enable them (Set
+    // Features Asynchronous Event Configuration: SMART warnings, namespace
+    // and firmware notices) and keep ControllerOptions::async_event_requests
+    // AERs outstanding. The admin queue is polled, so events wait until
+    // process_events() (any thread; call it now and then, e.g. once a
+    // second) polls it: each completed AER is decoded, the log page that
+    // clears it is read (RAE=0: SMART 02h, Firmware Slot 03h, Changed
+    // Namespace List 04h, Error Information 01h), a namespace change
+    // rescans the namespaces, the event is logged and passed to
+    // on_async_event, and the AER is submitted again. An AER the controller
+    // fails (Asynchronous Event Request Limit Exceeded, ...) is not
+    // resubmitted. At most 64 events per call, so a device that keeps
+    // raising them cannot hold the caller. Outstanding AERs complete as
+    // cancelled when the controller is disabled (reset(), destruction,
+    // a removal) and are never delivered then.
+    [[nodiscard]] Result<std::uint32_t> process_events();
+    [[nodiscard]] std::uint32_t async_events_outstanding() const;
+    // Events delivered since open().
+    [[nodiscard]] std::uint64_t async_events_seen() const;
 
     // Hot unplug. The kernel asks for a device back through VFIO's device
     // request (vfio/removal_request.hpp); I/O queues ask every 4096 polls,
@@ -222,7 +260,14 @@ private:
     [[nodiscard]] Status enable();
     [[nodiscard]] Status setup_admin_queue();
     [[nodiscard]] Status identify_all();
-    [[nodiscard]] Status negotiate_queues();
+    // Active namespace list and Identify Namespace of each; admin_mutex_ held.
+    [[nodiscard]] Result<std::vector<NamespaceInfo>> scan_namespaces_locked();
+    void publish_namespaces(std::vector<NamespaceInfo> table);
+    // Set Features Async Event Configuration and the AERs (open, reset).
+    void arm_async_events();
+    [[nodiscard]] Status submit_async_event_locked();
+    static void on_async_event_completion(void* self, const Completion& c) noexcept;
+    [[nodiscard]] AsyncEvent handle_async_event_locked(std::uint32_t dw0);    [[nodiscard]] Status negotiate_queues();
     // On failure `maybe_held` says whether the controller may now hold the
     // queue's rings (a command timed out, or a CQ would not go again).
     [[nodiscard]] Status create_queue_on_device(IoQueue& q, bool& maybe_held);
@@ -243,7 +288,9 @@ private:
     std::uint64_t page_size_ = 4096;
     std::uint64_t max_transfer_ = 0;
     ControllerInfo info_;
-    std::vector<NamespaceInfo> namespaces_;
+    // The namespace table in force, and every one published (kept, see namespaces()).
+    std::atomic<const std::vector<NamespaceInfo>*> namespaces_;
+    std::vector<std::unique_ptr<const std::vector<NamespaceInfo>>> namespace_tables_;
     std::uint32_t io_queues_granted_ = 0;
     std::optional<vfio::Interrupts> interrupts_;
 
@@ -253,6 +300,17 @@ private:
     dma::CoherentBuffer scratch_;  // 4 KiB for identify and log pages, under admin_mutex_
     std::unique_ptr<Doorbells> admin_doorbells_;
     std::optional<QueuePair> admin_;
+
+    // AERs: completions waiting for process_events() (reserved, so the
+    // noexcept callback never allocates), under admin_mutex_.
+    struct AerCompletion {
+        CompletionStatus status;
+        std::uint32_t dw0 = 0;
+    };
+    std::vector<AerCompletion> aer_completions_;
+    std::uint32_t aers_wanted_ = 0;
+    std::uint32_t aers_outstanding_ = 0;
+    std::uint64_t aers_seen_ = 0;
 
     std::vector<std::unique_ptr<IoQueue>> io_queues_;
     std::vector<std::unique_ptr<IoQueue>> leaked_queues_;  // see delete_io_queue

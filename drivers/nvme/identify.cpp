@@ -123,6 +123,8 @@ Result<NamespaceInfo> parse_identify_namespace(IdentifyBuffer data, std::uint32_
     n.nsfeat = field<std::uint8_t>(s, 24);
     n.nlbaf = field<std::uint8_t>(s, 25);
     n.flbas = field<std::uint8_t>(s, 26);
+    n.mc = field<std::uint8_t>(s, 27);
+    n.dps = field<std::uint8_t>(s, 29);
     n.dlfeat = field<std::uint8_t>(s, 33);
     std::memcpy(n.nguid.data(), s.data() + 104, n.nguid.size());
     std::memcpy(n.eui64.data(), s.data() + 120, n.eui64.size());

@@ -78,6 +78,7 @@ struct LbaFormat {
     bool usable = false;  // LBADS in 9..16 and MS at most the block size
 
     [[nodiscard]] std::uint32_t block_size() const noexcept { return usable ? 1u << lbads : 0; }
+    [[nodiscard]] bool operator==(const LbaFormat&) const = default;
 };
 
 // NVMe 1.4 Figure "Identify – Identify Namespace Data Structure, NVM Command Set Specific".
@@ -89,6 +90,8 @@ struct NamespaceInfo {
     std::uint8_t nsfeat = 0;
     std::uint8_t nlbaf = 0;  // number of LBA formats, 0-based
     std::uint8_t flbas = 0;  // formatted LBA size: index 3:0, metadata at end of block bit 4
+    std::uint8_t mc = 0;     // metadata capabilities, byte 27
+    std::uint8_t dps = 0;    // end-to-end data protection type settings, byte 29
     std::uint8_t dlfeat = 0;
     std::array<std::uint8_t, 16> nguid{};
     std::array<std::uint8_t, 8> eui64{};
@@ -99,8 +102,22 @@ struct NamespaceInfo {
     [[nodiscard]] std::uint32_t block_size() const noexcept { return current_format().block_size(); }
     [[nodiscard]] std::uint64_t size_bytes() const noexcept { return nsze << current_format().lbads; }
     [[nodiscard]] bool extended_lba() const noexcept { return (flbas & 0x10u) != 0; }
+    // Metadata bytes per block of the formatted LBA format (MS); 0: none.
+    [[nodiscard]] std::uint32_t metadata_size() const noexcept { return current_format().metadata_size; }
+    // FLBAS bit 4 clear with MS > 0: the metadata of a command lives in its
+    // own buffer, named by MPTR (NVMe 1.4 §5.15.2.2 FLBAS, §8.2).
+    [[nodiscard]] bool separate_metadata() const noexcept { return metadata_size() != 0 && !extended_lba(); }
+    // Bytes one block takes in a data buffer: the LBA data, plus its
+    // metadata when it is transferred inline (extended LBA, FLBAS bit 4).
+    [[nodiscard]] std::uint32_t bytes_per_block() const noexcept {
+        return block_size() + (extended_lba() ? metadata_size() : 0);
+    }
+    // DPS bits 2:0: end-to-end protection information is enabled (§8.3);
+    // the controller would check guard tags the driver does not compute.
+    [[nodiscard]] bool protection_enabled() const noexcept { return (dps & 0x7u) != 0; }
     // DLFEAT bits 2:0 == 001b: deallocated blocks read as zeroes (§5.15.2.2).
     [[nodiscard]] bool deallocate_reads_zeroes() const noexcept { return (dlfeat & 0x7u) == 1; }
+    [[nodiscard]] bool operator==(const NamespaceInfo&) const = default;
 };
 
 // Rejects: an all-zero structure (inactive NSID: NSZE 0), NCAP > NSZE,

@@ -240,21 +240,63 @@ Result<DataChain> IoQueue::build_chain(std::span<const DmaSegment> data) {
     return build_sgl(data, ctrl_.page_size(), ctrl_.max_transfer(), support, prp_alloc_.get());
 }
 
+Result<const NamespaceInfo*> IoQueue::io_namespace(std::uint32_t nsid, std::uint64_t slba,
+                                                   std::uint64_t blocks) const {
+    const NamespaceInfo* ns = ctrl_.find_namespace(nsid);
+    if (ns == nullptr) return ctrl_.no_such_namespace(nsid);
+    if (ns->protection_enabled()) {
+        return Error(ENOTSUP, "namespace " + std::to_string(nsid) + " is formatted with end-to-end protection "
+                              "information (DPS " + hex(ns->dps) + ", NVMe 1.4 §8.3); dmakit does not compute "
+                              "protection information: format it without (Format NVM, PI=0)");
+    }
+    // The device would answer LBA Out of Range (§6.9); say it before sending.
+    if (blocks == 0 || slba >= ns->nsze || blocks > ns->nsze - slba) {
+        return Error(ERANGE, "LBA " + std::to_string(slba) + " +" + std::to_string(blocks) + " is not inside namespace " +
+                                 std::to_string(nsid) + " (LBAs 0.." + std::to_string(ns->nsze - 1) + ")");
+    }
+    return ns;
+}
+
 Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
-                                  std::span<const DmaSegment> data, IoCallback done, void* user, Request* prepared) {
+                                  std::span<const DmaSegment> data, IoCallback done, void* user, Request* prepared,
+                                  const DmaSegment* metadata) {
     auto fail = [&](Error e) -> Result<std::uint16_t> {
         if (prepared != nullptr) give_back(prepared);
         return e;
     };
-    const NamespaceInfo* ns = ctrl_.find_namespace(nsid);
-    if (ns == nullptr) return fail(Error(EINVAL, "namespace " + std::to_string(nsid) + " is not active on this controller"));
+    auto found = io_namespace(nsid, slba, blocks);
+    if (!found.ok()) return fail(std::move(found).error());
+    const NamespaceInfo* ns = *found;
     std::uint64_t total = 0;
     for (const DmaSegment& s : data) total += s.len;
-    // The device moves blocks * block size bytes: the buffer must be exactly that.
-    if (blocks == 0 || total != std::uint64_t{blocks} * ns->block_size()) {
-        return fail(Error(EINVAL, std::to_string(blocks) + " blocks of " + std::to_string(ns->block_size()) +
-                                      " bytes need " + std::to_string(std::uint64_t{blocks} * ns->block_size()) +
-                                      " bytes of buffer, got " + std::to_string(total)));
+    // The device moves blocks * bytes per block: the buffer must be exactly that.
+    const std::uint64_t want = std::uint64_t{blocks} * ns->bytes_per_block();
+    if (total != want) {
+        return fail(Error(EINVAL, std::to_string(blocks) + " blocks of " + std::to_string(ns->bytes_per_block()) +
+                                      " bytes" + (ns->extended_lba() ? " (data and inline metadata)" : "") +
+                                      " need " + std::to_string(want) + " bytes of buffer, got " +
+                                      std::to_string(total)));
+    }
+    // §8.2: separate metadata lives in one contiguous buffer named by MPTR.
+    if (ns->separate_metadata() && metadata == nullptr) {
+        return fail(Error(EINVAL, "namespace " + std::to_string(nsid) + " has " + std::to_string(ns->metadata_size()) +
+                                      " bytes of separate metadata per block; use read_with_metadata / "
+                                      "write_with_metadata with a metadata buffer of blocks * " +
+                                      std::to_string(ns->metadata_size()) + " bytes"));
+    }
+    if (metadata != nullptr) {
+        const std::uint64_t md_want = std::uint64_t{blocks} * ns->metadata_size();
+        if (!ns->separate_metadata()) {
+            return fail(Error(EINVAL, "namespace " + std::to_string(nsid) + " has no separate metadata (MS " +
+                                          std::to_string(ns->metadata_size()) +
+                                          (ns->extended_lba() ? ", extended LBAs: metadata is in the data buffer" : "") +
+                                          "); use read/write without a metadata buffer"));
+        }
+        if (metadata->len != md_want || metadata->addr % 4 != 0) {
+            return fail(Error(EINVAL, "metadata buffer of " + std::to_string(metadata->len) + " bytes at " +
+                                          hex(metadata->addr) + ": " + std::to_string(blocks) + " blocks need " +
+                                          std::to_string(md_want) + " bytes, dword aligned (MPTR, §4.2)"));
+        }
     }
     if (total > ctrl_.max_transfer() || blocks > max_blocks_per_command) {
         if (!split_) {
@@ -265,7 +307,16 @@ Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t 
                                           " blocks and splitting is off; send smaller I/Os or call "
                                           "IoQueue::set_split(true)"));
         }
-        return rw_split(write, nsid, slba, blocks, ns->block_size(), data, done, user, prepared);
+        if (ns->extended_lba()) {
+            // Cut points are page multiples; blocks with inline metadata do not fall on them.
+            return fail(Error(EINVAL, "I/O of " + std::to_string(blocks) + " blocks to namespace " +
+                                          std::to_string(nsid) + " (extended LBAs of " +
+                                          std::to_string(ns->bytes_per_block()) + " bytes) is above one command's " +
+                                          std::to_string(ctrl_.max_transfer()) +
+                                          " bytes and is not split; send smaller I/Os"));
+        }
+        return rw_split(write, nsid, slba, blocks, ns->block_size(), data, done, user, prepared, metadata,
+                        ns->metadata_size());
     }
     Request* r = prepared;
     if (r == nullptr) {
@@ -283,12 +334,14 @@ Result<std::uint16_t> IoQueue::rw(bool write, std::uint32_t nsid, std::uint64_t 
         return std::move(sqe).error();
     }
     sqe->set_sgl(r->prp.sgl());
+    if (metadata != nullptr) sqe->mptr = metadata->addr;
     return submit(r, *sqe);
 }
 
 Result<std::uint16_t> IoQueue::rw_split(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                         std::uint32_t block_size, std::span<const DmaSegment> data, IoCallback done,
-                                        void* user, Request* prepared) {
+                                        void* user, Request* prepared, const DmaSegment* metadata,
+                                        std::uint32_t metadata_size) {
     auto fail = [&](Error e) -> Result<std::uint16_t> {
         if (prepared != nullptr) give_back(prepared);
         return e;
@@ -353,6 +406,8 @@ Result<std::uint16_t> IoQueue::rw_split(bool write, std::uint32_t nsid, std::uin
             break;
         }
         sqe->set_sgl(r->prp.sgl());
+        // Separate metadata (§8.2) is cut at the same blocks as the data.
+        if (metadata != nullptr) sqe->mptr = metadata->addr + (offset / block_size) * metadata_size;
         ++s->pending;
         auto cid = submit(r, *sqe);  // gives r back on failure
         if (!cid.ok()) {
@@ -385,6 +440,17 @@ Result<std::uint16_t> IoQueue::rw_split(bool write, std::uint32_t nsid, std::uin
     return first;
 }
 
+Result<std::uint16_t> IoQueue::read_with_metadata(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                  std::span<const DmaSegment> data, DmaSegment metadata,
+                                                  IoCallback done, void* user) {
+    return rw(false, nsid, slba, blocks, data, done, user, nullptr, &metadata);
+}
+Result<std::uint16_t> IoQueue::write_with_metadata(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                   std::span<const DmaSegment> data, DmaSegment metadata,
+                                                   IoCallback done, void* user) {
+    return rw(true, nsid, slba, blocks, data, done, user, nullptr, &metadata);
+}
+
 Result<std::uint16_t> IoQueue::read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                     std::span<const DmaSegment> data, IoCallback done, void* user) {
     return rw(false, nsid, slba, blocks, data, done, user, nullptr);
@@ -396,10 +462,13 @@ Result<std::uint16_t> IoQueue::write(std::uint32_t nsid, std::uint64_t slba, std
 
 Result<std::uint16_t> IoQueue::rw_host(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                        void* buffer, IoCallback done, void* user) {
-    const NamespaceInfo* ns = ctrl_.find_namespace(nsid);
-    if (ns == nullptr) return Error(EINVAL, "namespace " + std::to_string(nsid) + " is not active on this controller");
-    const std::size_t len = std::size_t{blocks} * ns->block_size();
-    if (buffer == nullptr || len == 0) return Error(EINVAL, "read/write of caller memory needs a buffer and blocks > 0");
+    DMAKIT_ASSIGN_OR_RETURN(const NamespaceInfo* ns, io_namespace(nsid, slba, blocks));
+    const std::size_t len = std::size_t{blocks} * ns->bytes_per_block();
+    if (buffer == nullptr) return Error(EINVAL, "read/write of caller memory needs a buffer");
+    if (ns->separate_metadata()) {
+        return Error(EINVAL, "namespace " + std::to_string(nsid) + " has separate metadata; caller memory "
+                             "(read_host/write_host) carries none: use read_with_metadata / write_with_metadata");
+    }
     DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
     const auto dir = write ? dma::DmaDirection::to_device : dma::DmaDirection::from_device;
     auto addr = ctrl_.dma().map_single(buffer, len, dir);
@@ -440,6 +509,7 @@ Result<std::uint16_t> IoQueue::write_sg(std::uint32_t nsid, std::uint64_t slba, 
 }
 
 Result<std::uint16_t> IoQueue::flush(std::uint32_t nsid, IoCallback done, void* user) {
+    if (nsid != nsid_all && ctrl_.find_namespace(nsid) == nullptr) return ctrl_.no_such_namespace(nsid);
     DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
     return submit(r, nvme::flush(nsid));
 }
@@ -449,6 +519,7 @@ Result<std::uint16_t> IoQueue::write_zeroes(std::uint32_t nsid, std::uint64_t sl
     if (!ctrl_.info().supports_write_zeroes()) {
         return Error(ENOTSUP, "controller does not support Write Zeroes (ONCS bit 3 clear)");
     }
+    DMAKIT_TRY(io_namespace(nsid, slba, blocks));
     DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, nvme::write_zeroes(nsid, slba, blocks));
     DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
     return submit(r, sqe);
@@ -460,6 +531,7 @@ Result<std::uint16_t> IoQueue::deallocate(std::uint32_t nsid, std::span<const Ds
         return Error(ENOTSUP, "controller does not support Dataset Management (ONCS bit 2 clear)");
     }
     if (ranges.empty() || ranges.size() > max_dsm_ranges) return Error(EINVAL, "DSM takes 1..256 ranges");
+    for (const DsmRange& range : ranges) DMAKIT_TRY(io_namespace(nsid, range.slba, range.length));
     DMAKIT_ASSIGN_OR_RETURN(Request * r, take_request(done, user));
     // The range list is DMA data: one pool page holds all 256 ranges (§6.7).
     auto block = prp_pool_->zalloc();
@@ -625,6 +697,18 @@ Status IoQueue::read_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint
 Status IoQueue::write_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, const void* buffer) {
     return to_status(run_sync([&](IoCallback cb, void* u) { return write_host(nsid, slba, blocks, buffer, cb, u); }),
                      rw_what("Write", nsid, slba, blocks));
+}
+Status IoQueue::read_with_metadata_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                        std::span<const DmaSegment> data, DmaSegment metadata) {
+    return to_status(
+        run_sync([&](IoCallback cb, void* u) { return read_with_metadata(nsid, slba, blocks, data, metadata, cb, u); }),
+        rw_what("Read", nsid, slba, blocks));
+}
+Status IoQueue::write_with_metadata_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                         std::span<const DmaSegment> data, DmaSegment metadata) {
+    return to_status(
+        run_sync([&](IoCallback cb, void* u) { return write_with_metadata(nsid, slba, blocks, data, metadata, cb, u); }),
+        rw_what("Write", nsid, slba, blocks));
 }
 Status IoQueue::flush_sync(std::uint32_t nsid) {
     return to_status(run_sync([&](IoCallback cb, void* u) { return flush(nsid, cb, u); }),

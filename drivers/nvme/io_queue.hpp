@@ -17,11 +17,23 @@
 //
 // Never trust the device: completions are checked by QueuePair (CID, SQ
 // head, SQ id, phase); the data length of every command must equal the
-// blocks it names times the namespace's block size, so a device can never
-// be told to write past a buffer.
+// blocks it names times the namespace's bytes per block, so a device can
+// never be told to write past a buffer.
+//
+// Never over-trust the caller: a namespace that is not active, a range
+// past the namespace's last LBA (NSZE), a namespace with end-to-end
+// protection information (the driver computes no guard tags), and a
+// namespace with separate metadata without a metadata buffer are refused
+// before anything reaches the device.
+//
+// Metadata (NVMe 1.4 §8.2): an extended-LBA namespace (FLBAS bit 4) moves
+// each block's metadata inline, so its buffers hold bytes_per_block() per
+// block in every call. One with separate metadata takes it in its own
+// buffer through read_with_metadata()/write_with_metadata() (MPTR).
 #pragma once
 
 #include "commands.hpp"
+#include "identify.hpp"
 #include "prp.hpp"
 #include "sgl.hpp"
 #include "queue.hpp"
@@ -121,6 +133,15 @@ public:
                                                 const dma::ScatterList& mapped, IoCallback done, void* user);
     [[nodiscard]] Result<std::uint16_t> write_sg(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                                  const dma::ScatterList& mapped, IoCallback done, void* user);
+    // Separate metadata (NamespaceInfo::separate_metadata()): `metadata` is
+    // one device buffer of blocks * MS bytes, dword aligned (MPTR, §4.2).
+    [[nodiscard]] Result<std::uint16_t> read_with_metadata(std::uint32_t nsid, std::uint64_t slba,
+                                                           std::uint32_t blocks, std::span<const DmaSegment> data,
+                                                           DmaSegment metadata, IoCallback done, void* user);
+    [[nodiscard]] Result<std::uint16_t> write_with_metadata(std::uint32_t nsid, std::uint64_t slba,
+                                                            std::uint32_t blocks, std::span<const DmaSegment> data,
+                                                            DmaSegment metadata, IoCallback done, void* user);
+    // `nsid` may be nsid_all (FFFFFFFFh) for every namespace (§6.8).
     [[nodiscard]] Result<std::uint16_t> flush(std::uint32_t nsid, IoCallback done, void* user);
     // ENOTSUP when ONCS says the controller lacks Write Zeroes / DSM.
     [[nodiscard]] Result<std::uint16_t> write_zeroes(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
@@ -160,6 +181,10 @@ public:
     [[nodiscard]] Status read_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, void* buffer);
     [[nodiscard]] Status write_host_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                          const void* buffer);
+    [[nodiscard]] Status read_with_metadata_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                 std::span<const DmaSegment> data, DmaSegment metadata);
+    [[nodiscard]] Status write_with_metadata_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
+                                                  std::span<const DmaSegment> data, DmaSegment metadata);
     [[nodiscard]] Status flush_sync(std::uint32_t nsid);
     [[nodiscard]] Status write_zeroes_sync(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks);
     [[nodiscard]] Status deallocate_sync(std::uint32_t nsid, std::span<const DsmRange> ranges);
@@ -184,9 +209,13 @@ private:
     [[nodiscard]] Result<Request*> take_request(IoCallback done, void* user);
     void give_back(Request* r) noexcept;
     [[nodiscard]] Result<std::uint16_t> submit(Request* r, const SubmissionEntry& sqe);
+    // The namespace, if `blocks` from `slba` lie inside it and the driver can
+    // do I/O to it (no protection information).
+    [[nodiscard]] Result<const NamespaceInfo*> io_namespace(std::uint32_t nsid, std::uint64_t slba,
+                                                            std::uint64_t blocks) const;
     [[nodiscard]] Result<std::uint16_t> rw(bool write, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks,
                                            std::span<const DmaSegment> data, IoCallback done, void* user,
-                                           Request* prepared);
+                                           Request* prepared, const DmaSegment* metadata = nullptr);
     [[nodiscard]] Result<std::uint16_t> rw_host(bool write, std::uint32_t nsid, std::uint64_t slba,
                                                 std::uint32_t blocks, void* buffer, IoCallback done, void* user);
     [[nodiscard]] Result<std::uint16_t> rw_sg(bool write, std::uint32_t nsid, std::uint64_t slba,
@@ -197,7 +226,8 @@ private:
     [[nodiscard]] Result<std::uint16_t> rw_split(bool write, std::uint32_t nsid, std::uint64_t slba,
                                                  std::uint32_t blocks, std::uint32_t block_size,
                                                  std::span<const DmaSegment> data, IoCallback done, void* user,
-                                                 Request* prepared);
+                                                 Request* prepared, const DmaSegment* metadata,
+                                                 std::uint32_t metadata_size);
     [[nodiscard]] Split* take_split();
     void piece_done(Split* s, const IoCompletion& c) noexcept;
     void end_split(Split* s) noexcept;

@@ -86,7 +86,10 @@ int main(int argc, char** argv) {
             out += "{\"nsid\": " + std::to_string(ns.nsid) + ", \"blocks\": " + std::to_string(ns.nsze) +
                    ", \"capacity_blocks\": " + std::to_string(ns.ncap) + ", \"used_blocks\": " +
                    std::to_string(ns.nuse) + ", \"block_size\": " + std::to_string(ns.block_size()) +
-                   ", \"bytes\": " + std::to_string(ns.size_bytes()) + ", \"lba_formats\": [";
+                   ", \"bytes\": " + std::to_string(ns.size_bytes()) + ", \"metadata_bytes\": " +
+                   std::to_string(ns.metadata_size()) + ", \"extended_lba\": " +
+                   (ns.extended_lba() ? "true" : "false") + ", \"protection\": " +
+                   (ns.protection_enabled() ? "true" : "false") + ", \"lba_formats\": [";
             for (std::size_t f = 0; f < ns.lba_formats.size(); ++f) {
                 const auto& lf = ns.lba_formats[f];
                 out += (f ? ", " : "") + std::string("{\"index\": ") + std::to_string(f) + ", \"data_bytes\": " +
@@ -143,8 +146,8 @@ int main(int argc, char** argv) {
     row("optional NVM commands", oncs.empty() ? "none" : oncs);
     row("volatile write cache", i.volatile_write_cache() ? "yes" : "no");
     row("subsystem NQN", i.subnqn);
-    std::printf("\n  %-6s %14s %12s %10s %10s  %s\n", "nsid", "blocks", "block size", "size MiB", "used MiB",
-                "LBA formats (data+meta, * = in use)");
+    std::printf("\n  %-6s %14s %12s %-10s %10s %10s  %s\n", "nsid", "blocks", "block size", "metadata", "size MiB",
+                "used MiB", "LBA formats (data+meta, * = in use)");
     for (const auto& ns : c.namespaces()) {
         std::string formats;
         for (std::size_t f = 0; f < ns.lba_formats.size(); ++f) {
@@ -152,8 +155,14 @@ int main(int argc, char** argv) {
             formats += (f == ns.format_index() ? "*" : "") + std::to_string(lf.usable ? (1u << lf.lbads) : 0) + "+" +
                        std::to_string(lf.metadata_size) + " ";
         }
-        std::printf("  %-6u %14" PRIu64 " %12u %10" PRIu64 " %10" PRIu64 "  %s\n", ns.nsid, ns.nsze, ns.block_size(),
-                    ns.size_bytes() >> 20, (ns.nuse * ns.block_size()) >> 20, formats.c_str());
+        // §5.15.2.2 FLBAS bit 4: metadata inline (extended LBA) or in its own buffer.
+        std::string metadata = ns.metadata_size() == 0 ? "none"
+                                                       : std::to_string(ns.metadata_size()) +
+                                                             (ns.extended_lba() ? " inline" : " separate");
+        if (ns.protection_enabled()) metadata += " +PI";
+        std::printf("  %-6u %14" PRIu64 " %12u %-10s %10" PRIu64 " %10" PRIu64 "  %s\n", ns.nsid, ns.nsze,
+                    ns.block_size(), metadata.c_str(), ns.size_bytes() >> 20, (ns.nuse * ns.block_size()) >> 20,
+                    formats.c_str());
     }
     if (log) {
         std::printf("\n  SMART / health\n");

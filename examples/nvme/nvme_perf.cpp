@@ -376,6 +376,12 @@ int main(int argc, char** argv) {
     }
     const nvme::NamespaceInfo* ns = nsid ? c.find_namespace(static_cast<std::uint32_t>(nsid)) : &c.namespaces()[0];
     if (ns == nullptr) examples::usage_error(prog, "namespace " + std::to_string(nsid) + " is not active");
+    if (ns->separate_metadata()) {
+        examples::usage_error(prog, "namespace " + std::to_string(ns->nsid) + " has " +
+                                        std::to_string(ns->metadata_size()) +
+                                        " bytes of separate metadata per block, which nvme_perf does not drive; "
+                                        "nvme_verify -n " + std::to_string(ns->nsid) + " does");
+    }
     if (queues > c.io_queues_granted()) {
         examples::usage_error(prog, "-c " + std::to_string(queues) + ": the controller granted only " +
                                         std::to_string(c.io_queues_granted()) + " I/O queues");

@@ -5,6 +5,9 @@
 // pages via map_sg) runs at every size and depth, spread over several queue
 // pairs; I/Os above the controller's MDTS are split by the driver, so a
 // controller with mdts=1 (8 KiB) runs the same passes.
+// On a namespace with metadata the metadata is patterned and checked too:
+// inline with each block (extended LBAs), or in a coherent buffer of its own
+// named by MPTR (separate metadata, NVMe 1.4 §8.2).
 #include "common.hpp"
 
 #include <dmakit/dma/scatterlist.hpp>
@@ -29,7 +32,7 @@ void help() {
         "map_sg (one scatter entry per 4 KiB page). I/Os above MDTS are split by the driver.\n"
         "DESTROYS the data in that range.\n"
         "  -d BDF       controller (default: the first NVMe controller on vfio-pci)\n"
-        "  -n NSID      namespace (default: the first)\n"
+        "  -n NSID      namespace (default: the first); one with metadata has it verified too\n"
         "  --lbas N     blocks to cover (default 8192)\n"
         "  --start LBA  first block (default 0)\n"
         "  --seed S     pattern seed (default 1)\n"
@@ -79,6 +82,15 @@ std::string check_block(const std::byte* b, std::size_t bs, std::uint64_t lba, s
     return {};
 }
 
+// Separate metadata of one block: `ms` bytes derived from its LBA, seed and pass.
+void fill_metadata(std::byte* m, std::size_t ms, std::uint64_t lba, std::uint64_t seed, std::uint64_t pass) {
+    std::uint64_t x = mix(seed ^ (lba * 0x9e3779b97f4a7c15ull) ^ (pass << 40) ^ 0x6d657461ull);
+    for (std::size_t i = 0; i < ms; ++i) {
+        if (i % 8 == 0 && i != 0) x = mix(x);
+        m[i] = static_cast<std::byte>(x >> (8 * (i % 8)));
+    }
+}
+
 enum class Mem { coherent, map_single, map_sg };
 const char* mem_name(Mem m) { return m == Mem::coherent ? "coherent" : m == Mem::map_single ? "map_single" : "map_sg"; }
 
@@ -104,9 +116,14 @@ public:
 
     // One pass: write [start, start+lbas) then read and verify it.
     Result<std::optional<Failure>> run(const Pass& p, std::uint64_t pass_no, std::uint64_t start, std::uint64_t lbas) {
-        const std::size_t bs = ns_.block_size();
-        const std::uint64_t blocks_per_io = p.io_size / bs;
-        const std::size_t bytes = std::size_t{p.depth} * p.io_size;
+        // A block takes bs bytes of the data buffer: its LBA data, plus its
+        // metadata when that is inline (extended LBAs); separate metadata
+        // (ms bytes a block) goes to its own buffer.
+        const std::size_t bs = ns_.bytes_per_block();
+        const std::size_t ms = ns_.separate_metadata() ? ns_.metadata_size() : 0;
+        const std::uint64_t blocks_per_io = p.io_size / ns_.block_size();
+        const std::size_t io_bytes = blocks_per_io * bs;
+        const std::size_t bytes = std::size_t{p.depth} * io_bytes;
         // Host memory: one region holds the batch; map_sg takes its pages in a shuffled order.
         std::unique_ptr<std::byte, FreeDeleter> host(static_cast<std::byte*>(std::aligned_alloc(4096, bytes)));
         if (!host) return Error(ENOMEM, "out of memory");
@@ -115,6 +132,10 @@ public:
             DMAKIT_ASSIGN_OR_RETURN(coh, c_.dma().alloc_coherent(bytes));
         }
         std::byte* cpu = p.mem == Mem::coherent ? static_cast<std::byte*>(coh.cpu()) : host.get();
+        dma::CoherentBuffer md;
+        if (ms != 0) {
+            DMAKIT_ASSIGN_OR_RETURN(md, c_.dma().alloc_coherent(std::size_t{p.depth} * blocks_per_io * ms));
+        }
 
         for (int phase = 0; phase < 2; ++phase) {
             const bool writing = phase == 0;
@@ -125,6 +146,8 @@ public:
                     std::uint32_t blocks;
                     std::byte* cpu;
                     dma::ScatterList sg;
+                    std::size_t md_off = 0;
+                    std::optional<dma::DmaAddr> single;  // separate metadata: map_single done here
                     bool done = false;
                     bool ok = false;
                     std::string status;
@@ -133,14 +156,20 @@ public:
                 batch.reserve(p.depth);
                 for (std::uint32_t i = 0; i < p.depth && lba < start + lbas; ++i) {
                     const auto n = static_cast<std::uint32_t>(std::min(blocks_per_io, start + lbas - lba));
-                    batch.push_back(Io{lba, n, cpu + std::size_t{i} * p.io_size, {}, false, false, {}});
+                    batch.push_back(Io{lba, n, cpu + std::size_t{i} * io_bytes, {}, std::size_t{i} * blocks_per_io * ms,
+                                       std::nullopt, false, false, {}});
                     lba += n;
                 }
                 for (auto& io : batch) {
+                    std::byte* io_md = ms != 0 ? static_cast<std::byte*>(md.cpu()) + io.md_off : nullptr;
                     if (writing) {
-                        for (std::uint32_t b = 0; b < io.blocks; ++b) fill_block(io.cpu + b * bs, bs, io.lba + b, seed_, pass_no);
+                        for (std::uint32_t b = 0; b < io.blocks; ++b) {
+                            fill_block(io.cpu + b * bs, bs, io.lba + b, seed_, pass_no);
+                            if (io_md) fill_metadata(io_md + b * ms, ms, io.lba + b, seed_, pass_no);
+                        }
                     } else {
                         std::memset(io.cpu, 0xee, std::size_t{io.blocks} * bs);  // stale data must not pass
+                        if (io_md) std::memset(io_md, 0xee, std::size_t{io.blocks} * ms);
                     }
                 }
                 const auto dir = writing ? dma::DmaDirection::to_device : dma::DmaDirection::from_device;
@@ -160,11 +189,28 @@ public:
                         for (std::size_t off = 0; off < len; off += 4096) io.sg.add(io.cpu + off, std::min<std::size_t>(4096, len - off));
                         DMAKIT_TRY(c_.dma().map_sg(io.sg, dir));
                     }
+                    // Separate metadata: each kind's data segments, and MPTR's buffer.
+                    std::vector<nvme::DmaSegment> segs;
+                    if (ms != 0) {
+                        if (p.mem == Mem::coherent) {
+                            segs.push_back({coh.dma().value() + std::uint64_t(io.cpu - cpu), len});
+                        } else if (p.mem == Mem::map_single) {
+                            DMAKIT_ASSIGN_OR_RETURN(dma::DmaAddr a, c_.dma().map_single(io.cpu, len, dir));
+                            io.single = a;
+                            segs.push_back({a.value(), len});
+                        } else {
+                            for (const auto& s : io.sg.segments()) segs.push_back({s.addr.value(), s.length});
+                        }
+                    }
+                    const nvme::DmaSegment meta{ms != 0 ? md.dma().value() + io.md_off : 0, std::uint64_t{io.blocks} * ms};
                     const auto give_up = std::chrono::steady_clock::now() + c_.options().io_timeout * 2;
                     Result<std::uint16_t> r = std::uint16_t{0};
                     // A split I/O needs several free entries: while the queue is busy, poll and retry.
                     for (;;) {
-                        if (p.mem == Mem::coherent) {
+                        if (ms != 0) {
+                            r = writing ? q.write_with_metadata(ns_.nsid, io.lba, io.blocks, segs, meta, cb, &io)
+                                        : q.read_with_metadata(ns_.nsid, io.lba, io.blocks, segs, meta, cb, &io);
+                        } else if (p.mem == Mem::coherent) {
                             const nvme::DmaSegment seg{coh.dma().value() + std::uint64_t(io.cpu - cpu), len};
                             r = writing ? q.write(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io)
                                         : q.read(ns_.nsid, io.lba, io.blocks, {&seg, 1}, cb, &io);
@@ -192,6 +238,7 @@ public:
                 }
                 for (auto& io : batch) {
                     if (io.sg.mapped()) DMAKIT_TRY(c_.dma().unmap_sg(io.sg, dir));
+                    if (io.single) DMAKIT_TRY(c_.dma().unmap_single(*io.single, std::size_t{io.blocks} * bs, dir));
                 }
                 for (auto& io : batch) {
                     if (!io.ok) {
@@ -199,9 +246,16 @@ public:
                             Failure{io.lba, std::string(writing ? "write" : "read") + " failed: " + io.status});
                     }
                     if (!writing) {
+                        std::vector<std::byte> want_md(ms);
                         for (std::uint32_t b = 0; b < io.blocks; ++b) {
                             auto why = check_block(io.cpu + b * bs, bs, io.lba + b, seed_, pass_no);
                             if (!why.empty()) return std::optional<Failure>(Failure{io.lba + b, why});
+                            if (ms == 0) continue;
+                            fill_metadata(want_md.data(), ms, io.lba + b, seed_, pass_no);
+                            const std::byte* got = static_cast<const std::byte*>(md.cpu()) + io.md_off + b * ms;
+                            if (std::memcmp(want_md.data(), got, ms) != 0) {
+                                return std::optional<Failure>(Failure{io.lba + b, "separate metadata differs from the pattern"});
+                            }
                         }
                     }
                 }
@@ -283,10 +337,13 @@ int main(int argc, char** argv) {
         }
     }
     if (!json) {
-        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks), seed %llu, %zu queue(s), IOMMU %s, "
+        const std::string metadata = ns->metadata_size() == 0 ? ""
+                                     : " + " + std::to_string(ns->metadata_size()) + " bytes of " +
+                                           (ns->extended_lba() ? "inline" : "separate") + " metadata";
+        std::printf("nvme_verify %s nsid %u: LBAs %llu..%llu (%u-byte blocks%s), seed %llu, %zu queue(s), IOMMU %s, "
                     "transfer %s, MDTS %s\n",
                     address.to_string().c_str(), ns->nsid, static_cast<unsigned long long>(start),
-                    static_cast<unsigned long long>(start + lbas - 1), ns->block_size(),
+                    static_cast<unsigned long long>(start + lbas - 1), ns->block_size(), metadata.c_str(),
                     static_cast<unsigned long long>(seed), qs.size(), to_string(iommu).data(), to_string(transfer),
                     c.info().max_transfer_bytes ? (std::to_string(*c.info().max_transfer_bytes / 1024) + " KiB").c_str()
                                                 : "none");

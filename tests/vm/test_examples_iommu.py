@@ -17,6 +17,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import bench_nvme  # noqa: E402
+
 BENCH_NICS = ("0x8086", "0x10d3")
 BENCH_VIRTIO_NICS = ("0x1af4", "0x1041")
 BENCH_NVME = ("0x1b36", "0x0010")
@@ -76,17 +79,28 @@ def main():
     if len(virtio_nics) < 2:
         fail(f"needs two virtio-net (1af4:1041) on vfio-pci, found {virtio_nics}; "
              "tests/vm/guest-init binds them unless scripts/vm ran with --no-bind")
-    if len(nvmes) != 1:
-        fail(f"needs the NVMe controller (1b36:0010) on vfio-pci, found {nvmes}")
+    if len(nvmes) != 2:
+        fail(f"needs the bench's two NVMe controllers (1b36:0010) on vfio-pci, found {nvmes}")
+    try:
+        first = bench_nvme.controller(build_dir, 0)
+        second = bench_nvme.controller(build_dir, 1)
+    except RuntimeError as e:
+        fail(str(e))
     for policy in ("pool", "strict"):
-        run([verify, "--iommu", policy, "--lbas", "2048"], f"nvme_verify --iommu {policy}",
-            "36 passes, 0 failed")  # depths 1/8/64 x 4 sizes x 3 memory kinds
+        # 36 passes: depths 1/8/64 x 4 sizes x 3 memory kinds.
+        run([verify, "-d", first, "--iommu", policy, "--lbas", "2048"], f"nvme_verify --iommu {policy}",
+            "36 passes, 0 failed")
+        # The second controller: 4 KiB blocks (nsid 1), and 512-byte blocks
+        # with 8 bytes of separate metadata each (nsid 2), under MDTS 1.
+        for nsid, lbas in (("1", "256"), ("2", "2048")):
+            run([verify, "-d", second, "-n", nsid, "--iommu", policy, "--lbas", lbas],
+                f"nvme_verify -d {second} -n {nsid} --iommu {policy}", "36 passes, 0 failed")
         for name, pair in (("e1000e", nics), ("virtio-net", virtio_nics)):
             run([pktcheck, "--iommu", policy, "-a", pair[0], "-b", pair[1], "-n", "5000"],
                 f"pktcheck {name} --iommu {policy}", "PASS")
         # 1000 frames of 1 KiB: LBAs 0-1999, which nvme_verify just filled
         # with its patterns (a blank disk would compare zeros with zeros).
-        run([disk2net, "--iommu", policy, "-d", nvmes[0], "-a", nics[0], "-b", nics[1], "-n", "1000"],
+        run([disk2net, "--iommu", policy, "-d", first, "-a", nics[0], "-b", nics[1], "-n", "1000"],
             f"disk2net --iommu {policy}", "verified 1000, corrupt 0")
         # The kernel-style C driver over <dmakit/linux.h>: coherent rings,
         # kmem_cache buffers, a streaming map per frame.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """VM test: `dmakit list --json` sees the bench's devices on vfio-pci.
 
-Runs inside the QEMU guest (see scripts/vm). The guest has one NVMe controller
+Runs inside the QEMU guest (see scripts/vm). The guest has two NVMe controllers
 (1b36:0010), two e1000e NICs (8086:10d3) and two modern virtio-net NICs
 (1af4:1041), all bound to vfio-pci by the
 bench, each alone in its own IOMMU group (intel-iommu puts every q35 root-bus
@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-EXPECTED = [("1b36", "0010", 1, "NVMe controller"), ("8086", "10d3", 2, "e1000e NIC"),
+EXPECTED = [("1b36", "0010", 2, "NVMe controller"), ("8086", "10d3", 2, "e1000e NIC"),
             ("1af4", "1041", 2, "virtio-net NIC")]
 SKIP_STATUS = 77
 BIND_HINT = ("tests/vm/guest-init binds every 1b36:0010, 8086:10d3 and 1af4:1041 to vfio-pci "

@@ -36,6 +36,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import bench_nvme  # noqa: E402
 import host_qmp  # noqa: E402
 
 NVME_ID = ("0x1b36", "0x0010")
@@ -134,6 +135,7 @@ def run(args, what, must_contain, timeout=600):
 
 class Bench:
     def __init__(self, build_dir):
+        self.build_dir = build_dir
         self.nvme_perf = os.path.join(build_dir, "examples", "nvme", "nvme_perf")
         self.nvme_verify = os.path.join(build_dir, "examples", "nvme", "nvme_verify")
         self.pktgen = os.path.join(build_dir, "examples", "net", "pktgen")
@@ -143,9 +145,14 @@ class Bench:
             check(os.access(program, os.X_OK), f"{program} is missing; build first: ninja -C {build_dir}")
 
     def nvme(self):
+        """Bench controller 0 (qdev nvme0 behind rp0), by its serial: the
+        second controller (nvme1, behind rp5) is left alone by these cases."""
         found = devices(NVME_ID)
-        check(len(found) == 1, f"needs one NVMe controller (1b36:0010) on vfio-pci, found {found}")
-        return found[0]
+        check(len(found) == 2, f"needs the bench's two NVMe controllers (1b36:0010) on vfio-pci, found {found}")
+        try:
+            return bench_nvme.controller(self.build_dir, 0)
+        except RuntimeError as e:
+            raise CaseFailed(str(e))
 
     def nics(self):
         found = devices(NIC_ID)
@@ -162,7 +169,7 @@ class Bench:
         run([self.pktcheck, "-a", a, "-b", b, "-n", "20000"], what, "PASS")
 
     def verify_nvme(self, what):
-        run([self.nvme_verify, "--lbas", "2048"], what, "passes, 0 failed")
+        run([self.nvme_verify, "-d", self.nvme(), "--lbas", "2048"], what, "passes, 0 failed")
 
     def check_nics(self, what):
         a, b = self.nics()
@@ -325,7 +332,7 @@ def remove_nvme(bench):
         host_qmp.execute("blockdev-add", driver="raw", **{"node-name": drive},
                          file={"driver": "file", "filename": image})
     host_qmp.execute("device_add", driver="nvme", id="nvme0", serial=serial, drive=drive, bus="rp0")
-    bind_back(bench, NVME_ID, 1, "remove_nvme")
+    bind_back(bench, NVME_ID, 2, "remove_nvme")
     bench.verify_nvme("nvme_verify with the controller added back")
 
 

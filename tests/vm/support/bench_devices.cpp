@@ -38,6 +38,11 @@ std::uint32_t bench_virtio_queue_pairs() {
     return pairs >= 1 && pairs <= 64 ? static_cast<std::uint32_t>(pairs) : 1;
 }
 
+std::string bench_nvme_serial(std::size_t index) {
+    const char* serial = std::getenv(index == 0 ? "DMAKIT_VM_NVME_SERIAL" : index == 1 ? "DMAKIT_VM_NVME1_SERIAL" : "");
+    return serial != nullptr ? serial : "";
+}
+
 bool in_bench_guest() {
     const char* flag = std::getenv("DMAKIT_IN_VM");
     return flag != nullptr && std::string_view(flag) == "1";

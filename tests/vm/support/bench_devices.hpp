@@ -28,7 +28,7 @@ struct BenchDevice {
     std::string_view label;
 };
 
-inline constexpr BenchDevice kBenchNvme{0x1b36, 0x0010, 1, "QEMU NVMe controller"};
+inline constexpr BenchDevice kBenchNvme{0x1b36, 0x0010, 2, "QEMU NVMe controller"};
 inline constexpr BenchDevice kBenchNic{0x8086, 0x10d3, 2, "e1000e NIC"};
 inline constexpr BenchDevice kBenchVirtioNic{0x1af4, 0x1041, 2, "modern virtio-net NIC"};
 
@@ -42,6 +42,14 @@ inline void PrintTo(const BenchDevice& model, std::ostream* out) { *out << model
 // Queue pairs each bench virtio-net port offers (scripts/vm --virtio-queues,
 // passed in as DMAKIT_VM_VIRTIO_QUEUES); 1 when not set.
 [[nodiscard]] std::uint32_t bench_virtio_queue_pairs();
+
+// The serial scripts/vm gives NVMe controller `index`: 0 is the one most
+// tests use (DMAKIT_VM_NVME_SERIAL), 1 the second (DMAKIT_VM_NVME1_SERIAL:
+// nsid 1 of 4 KiB blocks, nsid 2 of 512 B + 8 B separate metadata, MDTS 1).
+// scripts/vm starts them in that order at rising PCI addresses, so
+// devices_bound_to(kBenchNvme)[index] is controller `index`; a test checks the
+// serial Identify reports against this after opening it. Empty when unknown.
+[[nodiscard]] std::string bench_nvme_serial(std::size_t index);
 
 // True inside the bench guest: DMAKIT_IN_VM=1 (set by tests/vm/guest-init).
 [[nodiscard]] bool in_bench_guest();

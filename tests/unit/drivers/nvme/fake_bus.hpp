@@ -17,6 +17,13 @@
 // through the PRPs or SGL they carry (fake_data_path.hpp) to a media image,
 // refusing what a controller refuses: above MDTS, an SGL where SGLS says
 // none, a malformed list.
+// Namespaces: 1..namespace_count less `detached`, each of `formats[nsid]`
+// (512-byte blocks without metadata unless set). Asynchronous events (§5.2):
+// AERs are kept (up to AERL + 1, beyond that Asynchronous Event Request
+// Limit Exceeded); raise_event() completes one, or queues the event while
+// none is outstanding or its type is masked; a type is masked from its
+// event until the host reads the clearing log page with RAE=0, which for
+// the Changed Namespace List (04h) also empties the list.
 //
 // Knobs let a test refuse or hang a queue delete or any admin command, make
 // the enable or the disable hang, raise CSTS.CFS (NVMe 1.4 §3.1.6) at enable
@@ -31,11 +38,15 @@
 
 #include <dmakit/iommu/test_backend.hpp>
 
+#include <nvme/async_events.hpp>
+
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 namespace dmakit::nvme::testing {
 
@@ -66,6 +77,19 @@ public:
     std::uint32_t sgls = 0;   // Identify SGLS (§5.15.2.1); 0 = no SGL support
     bool move_data = false;   // Read/Write move data to/from `media` (512-byte blocks)
     std::vector<std::byte> media;  // grows to the highest block written
+    // The format of a namespace, by NSID (default: 512-byte blocks, no metadata).
+    struct NamespaceFormat {
+        std::uint8_t lbads = 9;
+        std::uint16_t metadata_size = 0;
+        bool extended = false;       // FLBAS bit 4: metadata inline
+        std::uint8_t dps = 0;        // protection information type
+        std::uint64_t blocks = std::uint64_t{1} << 20;
+    };
+    std::map<std::uint32_t, NamespaceFormat> formats;
+    std::set<std::uint32_t> detached;  // NSIDs in 1..namespace_count that are not active
+    // Asynchronous events.
+    std::uint8_t aerl = 3;                 // Identify Controller AERL, 0-based
+    std::size_t max_queued_events = 64;    // events beyond these are dropped (QEMU: aer_max_queued)
     // Answers an admin command instead of the model when it returns a value.
     std::function<std::optional<Response>(const SubmissionEntry&)> on_admin;
     // Response to Delete I/O SQ / CQ (default: success, queue deleted).
@@ -93,6 +117,11 @@ public:
     std::uint64_t sgl_commands = 0;     // I/O commands with PSDT 01b
     std::uint64_t refused_data = 0;     // data transfers refused (MDTS, SGL, malformed list, IOMMU)
     unsigned removal_checks = 0;
+    std::uint32_t async_event_config = 0;          // last Set Features 0Bh CDW11
+    std::uint64_t events_posted = 0;               // AERs completed with an event
+    std::uint64_t events_dropped = 0;              // raised while max_queued_events were waiting
+    std::uint64_t aer_limit_refusals = 0;          // AERs answered Limit Exceeded
+    std::map<std::uint8_t, unsigned> clearing_log_reads;  // log pages read with RAE=0, by LID
     bool released = false;                // release() was called: the device is gone
     bool enabled_at_release = false;      // CC.EN when it was released
 
@@ -102,6 +131,24 @@ public:
         return it == io_.end() ? nullptr : it->second.get();
     }
     [[nodiscard]] FakeController* admin_queue() { return admin_.get(); }
+    [[nodiscard]] std::size_t aers_outstanding() const { return aer_cids_.size(); }
+    [[nodiscard]] std::size_t events_waiting() const { return queued_events_.size(); }
+
+    // Raises an event (§5.2.1 type, information, clearing log page).
+    void raise_event(AsyncEventType type, std::uint8_t info, std::uint8_t log_page) {
+        if (queued_events_.size() >= max_queued_events) {
+            ++events_dropped;
+            return;
+        }
+        queued_events_.push_back(AsyncEventCompletion{static_cast<std::uint8_t>(type), info, log_page});
+        post_events();
+    }
+    // Namespace attribute changed (§5.2.1 notice 00h) for `nsids`, which go
+    // into the Changed Namespace List.
+    void namespaces_changed(const std::vector<std::uint32_t>& nsids) {
+        changed_nsids_.insert(changed_nsids_.end(), nsids.begin(), nsids.end());
+        raise_event(AsyncEventType::notice, notice_info::namespace_attribute_changed, log_page::changed_namespace_list);
+    }
     // The CPU address the device reaches at `iova`, or null (an IOMMU fault).
     [[nodiscard]] void* device_view(std::uint64_t iova, std::uint64_t length, iommu::Access access) {
         auto cpu = iommu_.translate(iova, length, access);
@@ -245,6 +292,9 @@ private:
     }
 
     void stop() {
+        // A controller reset ends every AER; the host is told nothing more (§5.2).
+        aer_cids_.clear();
+        masked_types_ = 0;
         admin_.reset();
         io_.clear();
         pending_cq_.clear();
@@ -273,7 +323,16 @@ private:
             if ((e.cdw10 & 0xffu) == feature::number_of_queues) {
                 return Response{{}, (queues_granted - 1) << 16 | (queues_granted - 1)};
             }
+            if ((e.cdw10 & 0xffu) == feature::async_event_config) async_event_config = e.cdw11;
             return {};
+        case admin_opcode::async_event_request:
+            if (aer_cids_.size() > aerl) {
+                ++aer_limit_refusals;
+                return Response{{sc::async_event_limit_exceeded, sct::command_specific}};
+            }
+            aer_cids_.push_back(e.cid());
+            post_events();  // an event that waited for an AER goes now
+            return never_answered();  // kept: completed by an event
         case admin_opcode::abort: return Response{{}, 1};  // bit 0 set: not aborted
         case admin_opcode::get_log_page: return answer_log_page(e);
         case admin_opcode::create_io_cq: {
@@ -362,18 +421,64 @@ private:
         return {};
     }
 
-    // SMART / Health with a composite temperature of 300 K; every other log
-    // page all zeros (an Error Information log with no entries).
+    // SMART / Health with a composite temperature of 300 K; the Changed
+    // Namespace List; every other log page all zeros (an Error Information
+    // log with no entries). RAE=0 clears the events the page belongs to.
     Response answer_log_page(const SubmissionEntry& e) {
         const std::uint64_t bytes = ((e.cdw10 >> 16) + 1ull) * 4;
         auto* out = static_cast<std::byte*>(device_view(e.prp1, bytes, iommu::Access::write));
         if (out == nullptr) return Response{{sc::data_transfer_error, sct::generic}};
         std::memset(out, 0, bytes);
-        if ((e.cdw10 & 0xffu) == log_page::smart_health && bytes >= 3) {
+        const auto lid = static_cast<std::uint8_t>(e.cdw10 & 0xffu);
+        if (lid == log_page::smart_health && bytes >= 3) {
             const std::uint16_t kelvin = 300;
             std::memcpy(out + 1, &kelvin, sizeof kelvin);
         }
+        if (lid == log_page::changed_namespace_list) {
+            std::vector<std::uint32_t> list = changed_nsids_;
+            if (list.size() > 1024) list.assign(1, 0xffffffffu);
+            std::memcpy(out, list.data(), std::min<std::size_t>(bytes, list.size() * 4));
+        }
+        const bool retain = (e.cdw10 & (1u << 15)) != 0;
+        if (!retain) {
+            ++clearing_log_reads[lid];
+            if (lid == log_page::changed_namespace_list) changed_nsids_.clear();
+            masked_types_ &= ~(1u << type_cleared_by(lid));
+            post_events();
+        }
         return {};
+    }
+
+    static Response never_answered() {
+        Response r;
+        r.drop = true;
+        return r;
+    }
+
+    // The event type a log page clears (§5.2: error 01h, SMART 02h, notices 03h/04h).
+    static unsigned type_cleared_by(std::uint8_t lid) {
+        switch (lid) {
+        case log_page::error_information: return 0;
+        case log_page::smart_health: return 1;
+        default: return 2;
+        }
+    }
+
+    // Completes AERs with queued events of unmasked types, oldest first.
+    void post_events() {
+        if (admin_ == nullptr) return;
+        for (auto it = queued_events_.begin(); it != queued_events_.end() && !aer_cids_.empty();) {
+            if ((masked_types_ & (1u << it->type)) != 0) {
+                ++it;
+                continue;
+            }
+            masked_types_ |= 1u << it->type;
+            const std::uint16_t cid = aer_cids_.front();
+            aer_cids_.pop_front();
+            ++events_posted;
+            admin_->complete(cid, {}, it->encode());
+            it = queued_events_.erase(it);
+        }
     }
 
     Response identify(const SubmissionEntry& e) {
@@ -391,22 +496,27 @@ private:
             put(80, std::uint32_t{0x00010400});  // VER
             put(512, std::uint8_t{0x66});        // SQES
             put(513, std::uint8_t{0x44});        // CQES
+            put(259, aerl);                      // AERL
             put(516, namespace_count);           // NN
             put(520, std::uint16_t{0x000c});     // ONCS: DSM, Write Zeroes
             put(536, sgls);                      // SGLS
             break;
         case IdentifyCns::active_namespace_list:
-            for (std::uint32_t nsid = e.nsid + 1, i = 0; nsid <= namespace_count && i < 1024; ++nsid, ++i) {
-                put(4 * i, nsid);
+            for (std::uint32_t nsid = e.nsid + 1, i = 0; nsid <= namespace_count && i < 1024; ++nsid) {
+                if (detached.count(nsid) == 0) put(4 * i++, nsid);
             }
             break;
-        case IdentifyCns::namespace_data:
-            if (e.nsid < 1 || e.nsid > namespace_count) break;
-            put(0, std::uint64_t{1} << 20);   // NSZE
-            put(8, std::uint64_t{1} << 20);   // NCAP
-            put(16, std::uint64_t{1} << 20);  // NUSE
-            put(128, std::uint32_t{9} << 16);  // LBAF0: 512-byte blocks, no metadata
+        case IdentifyCns::namespace_data: {
+            if (e.nsid < 1 || e.nsid > namespace_count || detached.count(e.nsid) != 0) break;
+            const NamespaceFormat f = formats.count(e.nsid) != 0 ? formats.at(e.nsid) : NamespaceFormat{};
+            put(0, f.blocks);   // NSZE
+            put(8, f.blocks);   // NCAP
+            put(16, f.blocks);  // NUSE
+            put(26, static_cast<std::uint8_t>(f.extended ? 0x10 : 0));  // FLBAS: format 0
+            put(29, f.dps);     // DPS
+            put(128, std::uint32_t{f.lbads} << 16 | f.metadata_size);  // LBAF0
             break;
+        }
         }
         return {};
     }
@@ -421,6 +531,10 @@ private:
     std::unique_ptr<FakeController> admin_;
     std::map<std::uint16_t, std::unique_ptr<FakeController>> io_;
     std::map<std::uint16_t, PendingCq> pending_cq_;
+    std::deque<std::uint16_t> aer_cids_;             // AERs kept, oldest first
+    std::deque<AsyncEventCompletion> queued_events_;  // raised, not yet posted
+    std::vector<std::uint32_t> changed_nsids_;
+    unsigned masked_types_ = 0;
 };
 
 // Lends a bus the test keeps to a Controller (which owns its bus), so the

@@ -103,6 +103,17 @@ public:
     }
     [[nodiscard]] std::size_t held() const { return held_.size(); }
 
+    // Completes `cid` now (a command the handler dropped, e.g. an AER the
+    // model keeps until an event) with `status` and `dw0`, in order with the rest.
+    void complete(std::uint16_t cid, CompletionStatus status, std::uint32_t dw0) {
+        Pending p;
+        p.cqe.cid = cid;
+        p.cqe.sq_id = sqid_;
+        p.cqe.dw0 = dw0;
+        p.cqe.status = status.encode();
+        post(p);
+    }
+
     // Writes a raw CQE at the next CQ slot with the current phase.
     void post_raw(CompletionEntry e) { write_cqe(e, false); }
     // A well-formed completion of `cid` as this controller would post it now
