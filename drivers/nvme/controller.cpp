@@ -139,7 +139,10 @@ Result<std::unique_ptr<ShadowDoorbells>> Controller::queue_doorbells(std::uint16
 
 Status Controller::configure_doorbell_buffer() {
     dbbuf_active_ = false;
+    // Every queue is quiet here (open, or reset with the queues inactive);
+    // none keeps pointers into a buffer that may be replaced below.
     admin_doorbells_->detach();
+    for (auto& q : io_queues_) q->doorbells_->detach();
     if (!options_.shadow_doorbells || !info_.supports_doorbell_buffer_config()) return {};
     const std::string who = "nvme " + bus_->name() + ": ";
     const std::uint32_t shift = cap_.doorbell_stride_shift();
