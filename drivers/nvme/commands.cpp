@@ -82,6 +82,17 @@ Result<SubmissionEntry> set_number_of_queues(std::uint32_t sq_count, std::uint32
     return set_features(feature::number_of_queues, (sq_count - 1) | (cq_count - 1) << 16);
 }
 
+Result<SubmissionEntry> doorbell_buffer_config(std::uint64_t shadow, std::uint64_t event_idx, std::uint64_t page_size) {
+    // §5.7: both buffers memory page aligned; 0 is no buffer at all.
+    if (page_size == 0 || shadow == 0 || event_idx == 0 || shadow % page_size != 0 || event_idx % page_size != 0) {
+        return Error(EINVAL, "Doorbell Buffer Config needs two page-aligned, non-zero buffer addresses");
+    }
+    SubmissionEntry e = with_opcode(admin_opcode::doorbell_buffer_config);
+    e.prp1 = shadow;
+    e.prp2 = event_idx;
+    return e;
+}
+
 Result<SubmissionEntry> create_io_cq(const CreateCqParams& p) {
     DMAKIT_TRY(check_queue("completion", p.qid, p.entries, p.base));
     SubmissionEntry e = with_opcode(admin_opcode::create_io_cq);

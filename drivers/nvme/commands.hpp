@@ -88,6 +88,7 @@ inline constexpr std::uint8_t get_features = 0x0a;
 inline constexpr std::uint8_t async_event_request = 0x0c;
 inline constexpr std::uint8_t namespace_attachment = 0x15;
 inline constexpr std::uint8_t keep_alive = 0x18;
+inline constexpr std::uint8_t doorbell_buffer_config = 0x7c;  // NVMe 1.3 §5.7
 }  // namespace admin_opcode
 
 // NVMe 1.4 §6 NVM Command Set opcodes.
@@ -168,6 +169,11 @@ struct QueueCounts {
 [[nodiscard]] constexpr QueueCounts decode_number_of_queues(std::uint32_t dw0) noexcept {
     return {(dw0 & 0xffffu) + 1, (dw0 >> 16) + 1};
 }
+
+// NVMe 1.3 §5.7 Doorbell Buffer Config: PRP1 the shadow doorbell buffer,
+// PRP2 the EventIdx buffer, both page aligned (see shadow_doorbells.hpp).
+[[nodiscard]] Result<SubmissionEntry> doorbell_buffer_config(std::uint64_t shadow, std::uint64_t event_idx,
+                                                             std::uint64_t page_size);
 
 // NVMe 1.4 §5.3 Create I/O Completion Queue. `entries` is 2..65536 (QSIZE
 // is 0-based); `base` is the queue's device address (PRP1; PC=1 means one

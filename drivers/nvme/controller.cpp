@@ -114,6 +114,7 @@ Result<std::unique_ptr<Controller>> Controller::open(std::unique_ptr<ControllerB
     if (auto s = c->enable(); !s.ok()) return fail(s.error());
     if (auto s = c->identify_all(); !s.ok()) return fail(s.error());
     if (auto s = c->negotiate_queues(); !s.ok()) return fail(s.error());
+    if (auto s = c->configure_doorbell_buffer(); !s.ok()) return fail(s.error());
     if (options.interrupts) {
         auto irq = vfio::Interrupts::enable(*c->bus_->vfio(), vfio::IrqKind::msix, c->io_queues_granted_ + 1);
         if (!irq.ok()) return fail(irq.error().with_context("enabling MSI-X"));
@@ -144,11 +145,72 @@ Status Controller::read_capabilities() {
     return {};
 }
 
-Result<std::unique_ptr<Doorbells>> Controller::queue_doorbells(std::uint16_t qid) {
+Result<std::unique_ptr<ShadowDoorbells>> Controller::queue_doorbells(std::uint16_t qid) {
     DMAKIT_ASSIGN_OR_RETURN(DoorbellOffsets offsets,
                             mapped_doorbells(qid, cap_.doorbell_stride_shift(),
                                              [this](std::uint64_t o, std::uint64_t l) { return bus_->is_mapped(o, l); }));
-    return bus_->doorbells(offsets);
+    // Register writes only until attach_shadow / configure_doorbell_buffer.
+    return std::make_unique<ShadowDoorbells>(bus_->doorbells(offsets), qid == 0);
+}
+
+Status Controller::configure_doorbell_buffer() {
+    dbbuf_active_ = false;
+    // Every queue is quiet here (open, or reset with the queues inactive);
+    // none keeps pointers into a buffer that may be replaced below.
+    admin_doorbells_->detach();
+    for (auto& q : io_queues_) q->doorbells_->detach();
+    if (!options_.shadow_doorbells || !info_.supports_doorbell_buffer_config()) return {};
+    const std::string who = "nvme " + bus_->name() + ": ";
+    const std::uint32_t shift = cap_.doorbell_stride_shift();
+    const auto max_qid = static_cast<std::uint16_t>(io_queues_granted_);
+    if (!dbbuf_.covers(max_qid, shift)) {
+        // First time, or more queues / a wider stride since: the controller
+        // is freshly enabled and holds no old buffer (§7.3.2), so the old
+        // one may go.
+        auto b = DoorbellBuffer::allocate(dma(), max_qid, shift, page_size_);
+        if (!b.ok()) {
+            logger_->warning(who + "shadow doorbells off, using doorbell registers only: " + b.error().message());
+            return {};
+        }
+        dbbuf_ = std::move(b).value();
+    }
+    dbbuf_.clear();
+    DMAKIT_ASSIGN_OR_RETURN(SubmissionEntry sqe, doorbell_buffer_config(dbbuf_.shadow_dma().value(),
+                                                                        dbbuf_.event_dma().value(), page_size_));
+    {
+        // The admin entries follow the registers from this command on, so
+        // they agree from the moment the controller takes the buffers
+        // (§5.7: for the admin queue the host writes both, always).
+        std::lock_guard lock(admin_mutex_);
+        admin_doorbells_->attach(dbbuf_.slots(0, shift), static_cast<std::uint16_t>(admin_->sq_tail()),
+                                 static_cast<std::uint16_t>(admin_->cq_head()));
+    }
+    // A timeout fails like any admin command (the controller may hold the
+    // buffers: they stay until it is disabled); a refusal is only a fallback.
+    auto r = admin_named(sqe, "Doorbell Buffer Config");
+    if (!r.ok() || !r->status.ok()) admin_doorbells_->detach();
+    if (!r.ok()) return std::move(r).error();
+    if (!r->status.ok()) {
+        logger_->warning(who + status_error(r->status, "Doorbell Buffer Config").message() +
+                         "; shadow doorbells off, using doorbell registers only");
+        return {};
+    }
+    dbbuf_active_ = true;
+    logger_->info(who + "shadow doorbells on (Doorbell Buffer Config accepted)");
+    return {};
+}
+
+void Controller::attach_shadow(ShadowDoorbells& doorbells, std::uint16_t qid) noexcept {
+    const std::uint32_t shift = cap_.doorbell_stride_shift();
+    if (!dbbuf_active_ || !dbbuf_.covers(qid, shift)) {
+        doorbells.detach();
+        return;
+    }
+    // A new queue starts at 0 (§5.3/§5.4); an earlier queue with this QID
+    // may have left its values, and a stale EventIdx would hold back the
+    // first doorbell.
+    dbbuf_.clear_queue(qid, shift);
+    doorbells.attach(dbbuf_.slots(qid, shift), 0, 0);
 }
 
 Status Controller::wait_ready(bool ready, std::string_view why) {
@@ -227,7 +289,7 @@ Status Controller::setup_admin_queue() {
     } else {
         admin_->cancel_all_and_reset();
         // After a reset CAP.DSTRD may place the doorbells elsewhere (§3.1.1).
-        DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<Doorbells> doorbells, queue_doorbells(0));
+        DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<ShadowDoorbells> doorbells, queue_doorbells(0));
         DMAKIT_TRY(admin_->rebuild(depth, doorbells.get()));
         admin_doorbells_ = std::move(doorbells);
     }
@@ -630,6 +692,7 @@ Status Controller::create_queue_on_device(IoQueue& q, bool& maybe_held) {
     // again: then the controller may hold the rings (`maybe_held`).
     maybe_held = false;
     const std::string qid = std::to_string(q.qid_);
+    attach_shadow(*q.doorbells_, q.qid_);
     CreateCqParams cq;
     cq.qid = q.qid_;
     cq.entries = q.depth_;
@@ -686,6 +749,7 @@ Status Controller::stop_controller_dma(std::string_view why) {
     for (auto& q : io_queues_) q->active_ = false;  // no doorbell for queues the controller drops
     auto s = disable_or_function_reset();
     admin_broken_ = true;  // the admin queue is gone with the rest: only reset() helps
+    dbbuf_active_ = false;  // a disabled controller forgets the doorbell buffers (§5.7)
     if (!s.ok()) {
         dma_unsafe_ = true;
         return s.error().with_context(why);
@@ -809,6 +873,7 @@ Status Controller::reset() {
     // controller will never complete, bring it up again, rebuild the queues.
     // Until that has worked, admin commands and I/O are refused.
     admin_broken_ = true;
+    dbbuf_active_ = false;
     for (auto& q : io_queues_) q->active_ = false;
     if (auto s = disable_or_function_reset(); !s.ok()) {
         // Still running: its memory stays untouched (and is leaked at
@@ -826,6 +891,8 @@ Status Controller::reset() {
     DMAKIT_TRY(enable());
     admin_broken_ = false;
     DMAKIT_TRY(negotiate_queues());
+    // §5.7: a reset forgets the doorbell buffers; before any queue is created again.
+    DMAKIT_TRY(configure_doorbell_buffer());
     arm_async_events();
     // Every queue again with its old rings, sized by the new CAP. One the
     // controller refuses stays inactive (its memory is not the controller's);
@@ -946,6 +1013,10 @@ Controller::~Controller() {
         auto memory = std::make_unique<AbandonedDmaMemory>();
         memory->queues = std::move(leaked_queues_);
         for (auto* b : {&admin_sq_mem_, &admin_cq_mem_, &scratch_}) memory->buffers.push_back(std::move(*b));
+        if (dbbuf_) {
+            memory->buffers.push_back(dbbuf_.take_shadow());  // it may still write EventIdx
+            memory->buffers.push_back(dbbuf_.take_event());
+        }
         logger_->error("nvme " + bus_->name() + ": controller did not stop; " + std::to_string(memory->queues.size()) +
                        " I/O queue(s) and the admin rings are leaked deliberately (the device may still write them)");
         keep_forever(std::move(memory));

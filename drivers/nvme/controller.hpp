@@ -38,6 +38,7 @@
 #include "queue.hpp"
 #include "registers.hpp"
 #include "sgl.hpp"
+#include "shadow_doorbells.hpp"
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/pci_domain.hpp>
@@ -71,6 +72,12 @@ struct ControllerOptions {
     // MSI-X: vector q signals I/O queue q (IEN=1 on its CQ); the admin queue
     // is always polled. Off: every queue is polled.
     bool interrupts = false;
+    // Shadow doorbells (Doorbell Buffer Config, NVMe 1.3 §5.7) when the
+    // controller offers them (OACS bit 8): doorbell values go to host memory
+    // and a register is written only when the controller's EventIdx asks for
+    // it. Sent again after every reset; a refusal falls back to register
+    // writes with a log line.
+    bool shadow_doorbells = true;
     std::chrono::milliseconds admin_timeout{10'000};
     std::chrono::milliseconds io_timeout{10'000};
     // Largest transfer per command the driver builds, also bounded by MDTS
@@ -137,6 +144,8 @@ public:
     [[nodiscard]] std::uint32_t io_queues_granted() const noexcept { return io_queues_granted_; }
     [[nodiscard]] std::uint32_t max_io_queue_depth() const noexcept { return cap_.max_queue_entries(); }
     [[nodiscard]] bool interrupts_enabled() const noexcept { return interrupts_.has_value(); }
+    // Whether the controller accepted the doorbell buffers (see ControllerOptions::shadow_doorbells).
+    [[nodiscard]] bool shadow_doorbells_active() const noexcept { return dbbuf_active_; }
 
     // Creates an I/O CQ/SQ pair (§5.3, §5.4) with its own PRP-list pool.
     // `depth` 0 means ControllerOptions::io_queue_depth; above max_queue_depth
@@ -250,7 +259,11 @@ private:
     void write64(std::uint32_t offset, std::uint64_t value) noexcept;
 
     [[nodiscard]] Status read_capabilities();
-    [[nodiscard]] Result<std::unique_ptr<Doorbells>> queue_doorbells(std::uint16_t qid);
+    [[nodiscard]] Result<std::unique_ptr<ShadowDoorbells>> queue_doorbells(std::uint16_t qid);
+    // Doorbell Buffer Config after each enable (the controller forgets it at reset).
+    [[nodiscard]] Status configure_doorbell_buffer();
+    // Shadow entries for a queue about to be created, or register writes only.
+    void attach_shadow(ShadowDoorbells& doorbells, std::uint16_t qid) noexcept;
     // After a failed queue delete: disable so the controller owns no memory.
     [[nodiscard]] Status stop_controller_dma(std::string_view why);
     void forget_leaked() noexcept;
@@ -298,7 +311,10 @@ private:
     dma::CoherentBuffer admin_sq_mem_;
     dma::CoherentBuffer admin_cq_mem_;
     dma::CoherentBuffer scratch_;  // 4 KiB for identify and log pages, under admin_mutex_
-    std::unique_ptr<Doorbells> admin_doorbells_;
+    std::unique_ptr<ShadowDoorbells> admin_doorbells_;
+    // Declared before the queues: their doorbells point into it.
+    DoorbellBuffer dbbuf_;
+    bool dbbuf_active_ = false;
     std::optional<QueuePair> admin_;
 
     // AERs: completions waiting for process_events() (reserved, so the

@@ -54,6 +54,8 @@ struct ControllerInfo {
     [[nodiscard]] bool supports_format_nvm() const noexcept { return (oacs & (1u << 1)) != 0; }
     [[nodiscard]] bool supports_firmware() const noexcept { return (oacs & (1u << 2)) != 0; }
     [[nodiscard]] bool supports_ns_management() const noexcept { return (oacs & (1u << 3)) != 0; }
+    // Doorbell Buffer Config (NVMe 1.3 §5.7): shadow doorbells.
+    [[nodiscard]] bool supports_doorbell_buffer_config() const noexcept { return (oacs & (1u << 8)) != 0; }
     // ONCS bits (§5.15.2.1).
     [[nodiscard]] bool supports_compare() const noexcept { return (oncs & (1u << 0)) != 0; }
     [[nodiscard]] bool supports_write_uncorrectable() const noexcept { return (oncs & (1u << 1)) != 0; }

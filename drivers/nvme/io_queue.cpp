@@ -122,7 +122,7 @@ Status IoQueue::fit_to_controller() {
     // §5.3/§5.4). requests_ keeps one per ring entry; QueuePair bounds how
     // many are in use.
     const std::uint32_t depth = std::min(qp_->ring_entries(), ctrl_.cap().max_queue_entries());
-    DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<Doorbells> doorbells, ctrl_.queue_doorbells(qid_));
+    DMAKIT_ASSIGN_OR_RETURN(std::unique_ptr<ShadowDoorbells> doorbells, ctrl_.queue_doorbells(qid_));
     DMAKIT_TRY(qp_->rebuild(depth, doorbells.get()));
     doorbells_ = std::move(doorbells);
     depth_ = depth;

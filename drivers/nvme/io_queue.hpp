@@ -37,6 +37,7 @@
 #include "prp.hpp"
 #include "sgl.hpp"
 #include "queue.hpp"
+#include "shadow_doorbells.hpp"
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/pool.hpp>
@@ -95,6 +96,9 @@ public:
     [[nodiscard]] bool can_submit() const noexcept { return qp_->can_submit() && !free_requests_.empty(); }
     [[nodiscard]] const QueueStats& stats() const noexcept { return qp_->stats(); }
     [[nodiscard]] const IoQueueStats& io_stats() const noexcept { return io_stats_; }
+    // Register writes made and skipped (shadow doorbells: the EventIdx rule).
+    [[nodiscard]] const DoorbellCounts& doorbell_counts() const noexcept { return doorbells_->counts(); }
+    [[nodiscard]] bool shadow_doorbells() const noexcept { return doorbells_->shadowed(); }
     // Timed-out sync commands whose buffers are still quarantined (see below).
     [[nodiscard]] std::uint32_t quarantined() const noexcept { return quarantined_; }
     // MSI-X vector of this queue, when the controller runs with interrupts.
@@ -247,7 +251,7 @@ private:
     dma::CoherentBuffer cq_mem_;
     std::unique_ptr<dma::DmaPool> prp_pool_;
     std::unique_ptr<PoolAllocator> prp_alloc_;
-    std::unique_ptr<Doorbells> doorbells_;
+    std::unique_ptr<ShadowDoorbells> doorbells_;
     std::optional<QueuePair> qp_;
     std::vector<std::unique_ptr<Request>> requests_;
     std::vector<Request*> free_requests_;

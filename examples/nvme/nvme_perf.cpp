@@ -1,11 +1,14 @@
 // nvme_perf: I/O load generator in the manner of spdk_nvme_perf, on dmakit's
-// NVMe driver. One thread and one I/O queue pair per -c; a line per second,
+// NVMe driver. One thread and one I/O queue pair per -c, each thread pinned
+// to its own CPU (round robin over the allowed ones); a line per second,
 // then IOPS, MiB/s and latency percentiles per queue and in total, and CPU
 // time per I/O (getrusage). --sweep runs the DMA-throughput table instead.
 #include "common.hpp"
 
 #include <dmakit/dma/large_buffer.hpp>
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -25,7 +28,7 @@ const char* const prog = "nvme_perf";
 void help() {
     std::printf(
         "usage: nvme_perf [-d BDF] [-q DEPTH] [-o SIZE] [-w PATTERN] [-M READ%%] [-t SECONDS]\n"
-        "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--iommu MODE]\n"
+        "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--no-dbbuf] [--iommu MODE]\n"
         "                 [--transfer MODE] [--json]\n"
         "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--iommu MODE] [--json]\n"
         "Drives an NVMe namespace through dmakit's user-space driver and reports IOPS,\n"
@@ -37,12 +40,14 @@ void help() {
         "  -w PATTERN      read | write | randread | randwrite | rw | randrw (default randread)\n"
         "  -M PERCENT      reads in rw/randrw (default 50)\n"
         "  -t SECONDS      run time (default 5)\n"
-        "  -c, --queues N  I/O queue pairs, one thread each (default 1)\n"
+        "  -c, --queues N  I/O queue pairs, one thread each, pinned to CPUs in turn (default 1)\n"
         "  -n NSID         namespace (default: the first)\n"
         "  -m MEMORY       data buffers: hugepage (default; alloc_coherent, mapped once),\n"
         "                  4k_pages (alloc_large) or map_single (caller memory, mapped and\n"
         "                  unmapped around every command: the per-I/O cost strict mode adds)\n"
-        "  --interrupts    wait on MSI-X eventfds instead of busy polling\n"
+        "  --interrupts    wait on MSI-X eventfds instead of busy polling (a vector per queue)\n"
+        "  --no-dbbuf      no shadow doorbells (Doorbell Buffer Config): every doorbell\n"
+        "                  is a register write, to compare\n"
         "  --iommu MODE    IOMMU policy: pool (default; pool memory mapped once) or strict\n"
         "                  (every buffer mapped on its own, with its direction's permission)\n"
         "  --transfer MODE data pointers: auto (default), prp or sgl (NVMe 1.4 §4.3, §4.4)\n"
@@ -243,9 +248,29 @@ private:
     std::uint64_t base_dma_ = 0;
 };
 
+// Pins the calling thread to the `index`-th CPU this process may run on
+// (modulo their count), so -c N spreads N queues over N cores. Returns the CPU.
+int pin_to_cpu(unsigned index) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) == 0) return -1;
+    const unsigned want = index % static_cast<unsigned>(CPU_COUNT(&allowed));
+    for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        if (static_cast<unsigned>(seen++) != want) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0 ? cpu : -1;
+    }
+    return -1;
+}
+
 struct RunOutput {
     std::vector<JobResult> per_queue;
     std::vector<std::uint16_t> qids;
+    std::vector<int> cpus;                       // where each queue's thread ran (-1: not pinned)
+    std::vector<nvme::DoorbellCounts> doorbells;  // register writes made and skipped, per queue
     std::vector<std::uint64_t> per_second;  // total I/Os completed in each second
     double seconds = 0;
 };
@@ -272,10 +297,14 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
     for (auto* q : qs) workers.push_back(std::make_unique<Worker>(*q, c.dma(), cfg, stop));
     RunOutput out;
     out.per_queue.resize(queues);
+    out.cpus.assign(queues, -1);
     std::vector<std::thread> threads;
     const auto t0 = Clock::now();
     for (unsigned i = 0; i < queues; ++i) {
-        threads.emplace_back([&, i] { out.per_queue[i] = workers[i]->run(); });
+        threads.emplace_back([&, i] {
+            out.cpus[i] = pin_to_cpu(i);
+            out.per_queue[i] = workers[i]->run();
+        });
     }
     std::uint64_t last = 0;
     const auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -305,6 +334,7 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
     out.seconds = seconds;
     for (auto* q : qs) {
         out.qids.push_back(q->qid());
+        out.doorbells.push_back(q->doorbell_counts());
         if (auto s = c.delete_io_queue(q); !s.ok()) {
             std::fprintf(stderr, "%s: deleting queue: %s\n", prog, s.error().message().c_str());
         }
@@ -321,7 +351,7 @@ int main(int argc, char** argv) {
     std::optional<pci::PciAddress> device;
     std::string_view pattern = "randread";
     std::uint64_t depth = 0, io_size = 4096, seconds = 0, queues = 1, read_pct = 50, nsid = 0;
-    bool json = false, sweep = false, interrupts = false;
+    bool json = false, sweep = false, interrupts = false, dbbuf = true;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     Mem mem = Mem::hugepage;
     nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
@@ -345,6 +375,7 @@ int main(int argc, char** argv) {
             else examples::usage_error(prog, "-m wants hugepage, 4k_pages or map_single, got '" + std::string(m) + "'");
         }
         else if (a == "--interrupts") interrupts = true;
+        else if (a == "--no-dbbuf") dbbuf = false;
         else if (a == "--sweep") sweep = true;
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
         else if (a == "--transfer") transfer = args.data_transfer(prog);
@@ -363,6 +394,7 @@ int main(int argc, char** argv) {
     const auto address = examples::device_or_default(prog, device);
     nvme::ControllerOptions options;
     options.interrupts = interrupts;
+    options.shadow_doorbells = dbbuf;
     options.max_io_queues = static_cast<std::uint32_t>(std::max<std::uint64_t>(queues, 1));
     auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
@@ -461,10 +493,11 @@ int main(int argc, char** argv) {
     }
     const double secs = double(seconds ? seconds : 5);
     if (!json) {
-        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s, %s memory, IOMMU %s\n",
+        std::fprintf(stderr, "nvme_perf %s nsid %u: %s, %llu bytes, depth %u, %llu queue(s), %.0f s%s, %s memory, IOMMU %s, shadow doorbells %s\n",
                      address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                      static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues), secs,
-                     interrupts ? ", MSI-X interrupts" : ", polling", mem_name(mem), to_string(iommu).data());
+                     interrupts ? ", MSI-X interrupts" : ", polling", mem_name(mem), to_string(iommu).data(),
+                     c.shadow_doorbells_active() ? "on" : (dbbuf ? "off (not offered or refused)" : "off (--no-dbbuf)"));
     }
     rusage ru0{}, ru1{};
     getrusage(RUSAGE_SELF, &ru0);
@@ -484,7 +517,7 @@ int main(int argc, char** argv) {
         std::printf("%-6s %12s %10s %10s %10s %10s %10s %10s\n", "queue", "IOPS", "MiB/s", "avg us", "p50 us",
                     "p99 us", "p99.9 us", "errors");
     }
-    auto line = [&](const std::string& name, const JobResult& j, const examples::Histogram& h) {
+    auto line = [&](const std::string& name, const JobResult& j, const examples::Histogram& h, int cpu) {
         const double iops = double(j.ios) / r->seconds;
         const double mibps = double(j.bytes) / r->seconds / (1 << 20);
         if (json) {
@@ -494,7 +527,8 @@ int main(int argc, char** argv) {
                    examples::json_number(h.percentile_us(50)) + ", \"lat_p99_us\": " +
                    examples::json_number(h.percentile_us(99)) + ", \"lat_p999_us\": " +
                    examples::json_number(h.percentile_us(99.9)) + ", \"errors\": " + std::to_string(j.errors) +
-                   ", \"cpu_seconds\": " + examples::json_number(j.cpu_seconds) + "}";
+                   ", \"cpu_seconds\": " + examples::json_number(j.cpu_seconds) +
+                   (cpu >= 0 ? ", \"cpu\": " + std::to_string(cpu) : std::string()) + "}";
         }
         std::printf("%-6s %12.0f %10.2f %10.1f %10.1f %10.1f %10.1f %10llu\n", name.c_str(), iops, mibps, h.mean_us(),
                     h.percentile_us(50), h.percentile_us(99), h.percentile_us(99.9),
@@ -503,28 +537,40 @@ int main(int argc, char** argv) {
     };
     for (std::size_t i = 0; i < r->per_queue.size(); ++i) {
         const JobResult& j = r->per_queue[i];
-        qjson += (i ? ", " : "") + line(std::to_string(r->qids[i]), j, j.latency);
+        qjson += (i ? ", " : "") + line(std::to_string(r->qids[i]), j, j.latency, r->cpus[i]);
         all.merge(j.latency);
         total.ios += j.ios;
         total.bytes += j.bytes;
         total.errors += j.errors;
         total.cpu_seconds += j.cpu_seconds;
     }
-    const std::string tjson = line("total", total, all);
+    const std::string tjson = line("total", total, all, -1);
+    std::uint64_t mmio_writes = 0, mmio_skipped = 0;
+    for (const nvme::DoorbellCounts& d : r->doorbells) {
+        mmio_writes += d.mmio_writes;
+        mmio_skipped += d.mmio_skipped;
+    }
+    const double writes_per_io = total.ios ? double(mmio_writes) / double(total.ios) : 0.0;
     const double cpu_us_per_io = total.ios ? total.cpu_seconds / double(total.ios) * 1e6 : 0.0;
     if (json) {
         std::string per_sec;
         for (std::size_t i = 0; i < r->per_second.size(); ++i) per_sec += (i ? ", " : "") + std::to_string(r->per_second[i]);
         std::printf("{\"address\": \"%s\", \"nsid\": %u, \"pattern\": \"%s\", \"io_size\": %llu, \"depth\": %u, "
                     "\"queues\": %llu, \"seconds\": %.3f, \"interrupts\": %s, \"memory\": \"%s\", \"iommu\": \"%s\", \"per_queue\": [%s], \"total\": %s, "
-                    "\"cpu_seconds\": %.6f, \"process_cpu_seconds\": %.6f, \"cpu_us_per_io\": %.4f, \"per_second_ios\": [%s]}\n",
+                    "\"cpu_seconds\": %.6f, \"process_cpu_seconds\": %.6f, \"cpu_us_per_io\": %.4f, \"per_second_ios\": [%s], "
+                    "\"dbbuf\": %s, \"doorbell_writes\": %llu, \"doorbell_writes_skipped\": %llu, \"doorbell_writes_per_io\": %.4f}\n",
                     address.to_string().c_str(), cfg.nsid, std::string(pattern).c_str(),
                     static_cast<unsigned long long>(io_size), cfg.depth, static_cast<unsigned long long>(queues),
                     r->seconds, interrupts ? "true" : "false", mem_name(mem), to_string(iommu).data(), qjson.c_str(), tjson.c_str(), total.cpu_seconds,
-                    process_cpu, cpu_us_per_io, per_sec.c_str());
+                    process_cpu, cpu_us_per_io, per_sec.c_str(), c.shadow_doorbells_active() ? "true" : "false",
+                    static_cast<unsigned long long>(mmio_writes), static_cast<unsigned long long>(mmio_skipped),
+                    writes_per_io);
     } else {
         std::printf("CPU: %.3f s in I/O threads (%.3f s whole process), %.2f us per I/O\n", total.cpu_seconds,
                     process_cpu, cpu_us_per_io);
+        std::printf("Doorbells: shadow %s, %llu register writes (%.2f per I/O), %llu left to the shadow\n",
+                    c.shadow_doorbells_active() ? "on" : "off", static_cast<unsigned long long>(mmio_writes),
+                    writes_per_io, static_cast<unsigned long long>(mmio_skipped));
     }
     return total.errors == 0 ? 0 : 1;
 }

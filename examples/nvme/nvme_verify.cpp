@@ -25,7 +25,7 @@ const char* const prog = "nvme_verify";
 void help() {
     std::printf(
         "usage: nvme_verify [-d BDF] [-n NSID] [--lbas N] [--start LBA] [--seed S] [-c QUEUES]\n"
-        "                   [--iommu MODE] [--transfer MODE] [--json]\n"
+        "                   [--iommu MODE] [--transfer MODE] [--no-dbbuf] [--json]\n"
         "Writes a seeded pattern with a checksum in every block across N LBAs, reads it back\n"
         "and verifies it, once per (queue depth, I/O size, memory) pass: depths 1, 8, 64;\n"
         "sizes 4 KiB, 64 KiB, 128 KiB, 1 MiB; memory hugepage (coherent), map_single and\n"
@@ -41,6 +41,7 @@ void help() {
         "               (every buffer mapped on its own, with its direction's permission)\n"
         "  --transfer MODE  data pointers: auto (default; SGL for scattered buffers where the\n"
         "               controller has SGLs, else PRP), prp or sgl\n"
+        "  --no-dbbuf   no shadow doorbells (Doorbell Buffer Config): register writes only\n"
         "  --json       results as one JSON object\n"
         "  -h, --help   this text\n");
 }
@@ -276,7 +277,7 @@ private:
 int main(int argc, char** argv) {
     std::optional<pci::PciAddress> device;
     std::uint64_t nsid = 0, lbas = 8192, start = 0, seed = 1, queues = 2;
-    bool json = false;
+    bool json = false, dbbuf = true;
     nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     examples::Args args(argc, argv);
@@ -291,12 +292,14 @@ int main(int argc, char** argv) {
         else if (a == "-c" || a == "--queues") queues = args.number(prog, 1, 64);
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
         else if (a == "--transfer") transfer = args.data_transfer(prog);
+        else if (a == "--no-dbbuf") dbbuf = false;
         else if (a == "--json") json = true;
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
     }
     const auto address = examples::device_or_default(prog, device);
     nvme::ControllerOptions options;
     options.max_io_queues = static_cast<std::uint32_t>(queues);
+    options.shadow_doorbells = dbbuf;
     auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
         std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());

@@ -403,6 +403,86 @@ TEST_P(NvmeVm, InterruptModeCompletesThroughMsixEventfds) {
     EXPECT_EQ(first_bad(back.data(), bs, 9000, n, 3), -1);
 }
 
+// QEMU 7.2 offers Doorbell Buffer Config (OACS bit 8, since 7.1): on by
+// default, data right through it, sent again after a reset (the controller
+// forgets it), and off on request.
+TEST_P(NvmeVm, ShadowDoorbellsCarryDataAndAreConfiguredAgainAfterAReset) {
+    const std::uint32_t bs = ns1_.block_size(), n = 8192 / bs;
+    std::vector<std::byte> data(8192), back(8192);
+    auto round_trip = [&](IoQueue& q, std::uint32_t nsid, std::uint64_t lba, std::uint64_t tag) {
+        lba = spot(ns1_, lba);
+        fill(data.data(), bs, lba, n, tag);
+        ASSERT_TRUE(q.write_host_sync(nsid, lba, n, data.data()).ok());
+        ASSERT_TRUE(q.read_host_sync(nsid, lba, n, back.data()).ok());
+        EXPECT_EQ(first_bad(back.data(), bs, lba, n, tag), -1) << "LBA " << lba;
+    };
+    {
+        auto c = open();
+        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE((*c)->info().supports_doorbell_buffer_config()) << "QEMU 7.1+ sets OACS bit 8";
+        EXPECT_TRUE((*c)->shadow_doorbells_active());
+        const std::uint32_t nsid = (*c)->namespaces()[0].nsid;
+        auto q = (*c)->create_io_queue(16);
+        ASSERT_TRUE(q.ok()) << q.error().message();
+        EXPECT_TRUE((*q)->shadow_doorbells());
+        for (std::uint64_t i = 0; i < 40; ++i) round_trip(**q, nsid, 12000 + i * n, 7);  // wraps the ring
+        ASSERT_TRUE((*c)->reset().ok());
+        EXPECT_TRUE((*c)->shadow_doorbells_active());
+        EXPECT_TRUE((*q)->shadow_doorbells());
+        for (std::uint64_t i = 0; i < 40; ++i) round_trip(**q, nsid, 12000 + i * n, 8);
+        EXPECT_EQ((*q)->stats().device_errors(), 0u);
+    }
+    ControllerOptions off;
+    off.shadow_doorbells = false;
+    auto plain = open(off);
+    ASSERT_TRUE(plain.ok()) << plain.error().message();
+    EXPECT_FALSE((*plain)->shadow_doorbells_active());
+    auto q = (*plain)->create_io_queue(16);
+    ASSERT_TRUE(q.ok()) << q.error().message();
+    EXPECT_FALSE((*q)->shadow_doorbells());
+    round_trip(**q, (*plain)->namespaces()[0].nsid, 12000, 9);
+    EXPECT_EQ((*q)->doorbell_counts().mmio_skipped, 0u);
+}
+
+// nvme_perf -c N: a queue per thread, each with its own MSI-X vector, all
+// at once, every block checked.
+TEST_P(NvmeVm, TwoQueuesOnTwoThreadsEachWithItsOwnVector) {
+    ControllerOptions o;
+    o.interrupts = true;
+    auto c = open(o);
+    ASSERT_TRUE(c.ok()) << c.error().message();
+    const NamespaceInfo& ns = (*c)->namespaces()[0];
+    const std::uint32_t bs = ns.block_size(), n = 8192 / bs;
+    std::vector<IoQueue*> qs;
+    for (int i = 0; i < 2; ++i) {
+        auto q = (*c)->create_io_queue(32);
+        ASSERT_TRUE(q.ok()) << q.error().message();
+        qs.push_back(*q);
+    }
+    ASSERT_NE(qs[0]->vector(), qs[1]->vector());
+    std::vector<std::string> failures(2);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&, t] {
+            IoQueue& q = *qs[t];
+            std::vector<std::byte> data(8192), back(8192);
+            for (std::uint64_t i = 0; i < 64 && failures[t].empty(); ++i) {
+                const std::uint64_t lba = spot(ns, 20000 + (std::uint64_t(t) * 64 + i) * n);
+                fill(data.data(), bs, lba, n, 20 + t);
+                auto w = q.write_host_sync(ns.nsid, lba, n, data.data());
+                auto r = w.ok() ? q.read_host_sync(ns.nsid, lba, n, back.data()) : w;
+                if (!r.ok()) failures[t] = r.error().message();
+                else if (first_bad(back.data(), bs, lba, n, 20 + t) != -1) failures[t] = "mismatch at LBA " + std::to_string(lba);
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failures[0], "");
+    EXPECT_EQ(failures[1], "");
+    EXPECT_EQ(qs[0]->stats().completed, 128u);
+    EXPECT_EQ(qs[1]->stats().completed, 128u);
+}
+
 TEST_P(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     const std::uint32_t bs = ns1_.block_size(), n = 4096 / bs;
     const std::uint64_t lba = spot(ns1_, 11000), far = spot(ns1_, 20000);

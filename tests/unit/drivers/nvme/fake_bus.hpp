@@ -12,11 +12,14 @@
 // 512-byte blocks), Get Log Page (SMART at 300 K, others zero), Set
 // Features Number of Queues, Create I/O CQ/SQ (checked
 // against CAP.MQES and the granted count, §5.3/§5.4), Delete I/O CQ/SQ,
-// Abort (never finds the command). I/O commands complete with success unless
-// a handler says else; with move_data, Read and Write move their data
-// through the PRPs or SGL they carry (fake_data_path.hpp) to a media image,
-// refusing what a controller refuses: above MDTS, an SGL where SGLS says
-// none, a malformed list.
+// Abort (never finds the command), Doorbell Buffer Config (§5.7, offered in
+// OACS bit 8 unless offer_doorbell_buffer is off: from then on every queue,
+// the admin queue included, takes its SQ tail and CQ head from the shadow
+// buffer and writes EventIdx, as QEMU does; see FakeController). I/O
+// commands complete with success unless a handler says else; with
+// move_data, Read and Write move their data through the PRPs or SGL they
+// carry (fake_data_path.hpp) to a media image, refusing what a controller
+// refuses: above MDTS, an SGL where SGLS says none, a malformed list.
 // Namespaces: 1..namespace_count less `detached`, each of `formats[nsid]`
 // (512-byte blocks without metadata unless set). Asynchronous events (§5.2):
 // AERs are kept (up to AERL + 1, beyond that Asynchronous Event Request
@@ -90,6 +93,12 @@ public:
     // Asynchronous events.
     std::uint8_t aerl = 3;                 // Identify Controller AERL, 0-based
     std::size_t max_queued_events = 64;    // events beyond these are dropped (QEMU: aer_max_queued)
+    bool offer_doorbell_buffer = true;  // OACS bit 8
+    // Every I/O command is kept in io_commands. Off for tests that drive
+    // queues from several threads (the queues are independent; the list is not).
+    bool record_io = true;
+    // New I/O queues wake only on FakeController::process() (see `deferred` there).
+    bool defer_io = false;
     // Answers an admin command instead of the model when it returns a value.
     std::function<std::optional<Response>(const SubmissionEntry&)> on_admin;
     // Response to Delete I/O SQ / CQ (default: success, queue deleted).
@@ -149,6 +158,10 @@ public:
         changed_nsids_.insert(changed_nsids_.end(), nsids.begin(), nsids.end());
         raise_event(AsyncEventType::notice, notice_info::namespace_attribute_changed, log_page::changed_namespace_list);
     }
+    [[nodiscard]] bool doorbell_buffer_enabled() const noexcept { return dbbuf_shadow_ != 0; }
+    // The shadow doorbell and EventIdx buffers' device addresses (0: none).
+    [[nodiscard]] std::uint64_t doorbell_buffer() const noexcept { return dbbuf_shadow_; }
+    [[nodiscard]] std::uint64_t eventidx_buffer() const noexcept { return dbbuf_event_; }
     // The CPU address the device reaches at `iova`, or null (an IOMMU fault).
     [[nodiscard]] void* device_view(std::uint64_t iova, std::uint64_t length, iommu::Access access) {
         auto cpu = iommu_.translate(iova, length, access);
@@ -295,6 +308,7 @@ private:
         // A controller reset ends every AER; the host is told nothing more (§5.2).
         aer_cids_.clear();
         masked_types_ = 0;
+        dbbuf_shadow_ = dbbuf_event_ = 0;  // a reset forgets the doorbell buffers
         admin_.reset();
         io_.clear();
         pending_cq_.clear();
@@ -334,6 +348,16 @@ private:
             post_events();  // an event that waited for an AER goes now
             return never_answered();  // kept: completed by an event
         case admin_opcode::abort: return Response{{}, 1};  // bit 0 set: not aborted
+        case admin_opcode::doorbell_buffer_config: {
+            if (!offer_doorbell_buffer) return Response{{sc::invalid_opcode, sct::generic}};
+            if (e.prp1 % 4096 != 0 || e.prp2 % 4096 != 0) return Response{{sc::invalid_field, sct::generic}};
+            dbbuf_shadow_ = e.prp1;
+            dbbuf_event_ = e.prp2;
+            // Queues that exist now use it at once (QEMU: the admin queue).
+            if (admin_) shadow(*admin_, 0);
+            for (auto& [id, q] : io_) shadow(*q, id);
+            return {};
+        }
         case admin_opcode::get_log_page: return answer_log_page(e);
         case admin_opcode::create_io_cq: {
             auto* ring = static_cast<CompletionEntry*>(device_view(e.prp1, entries * 16ull, iommu::Access::write));
@@ -350,10 +374,12 @@ private:
             }
             auto q = std::make_unique<FakeController>(ring, cq->second.ring, entries, qid);
             q->handler = [this](const SubmissionEntry& io) {
-                io_commands.push_back(io);
+                if (record_io) io_commands.push_back(io);
                 if (on_io) return on_io(io);
                 return move_data ? transfer(io) : Response{};
             };
+            q->deferred = defer_io;
+            if (dbbuf_shadow_ != 0) shadow(*q, qid);
             io_[qid] = std::move(q);
             return {};
         }
@@ -419,6 +445,20 @@ private:
             at += p.len;
         }
         return {};
+    }
+
+    // Points queue `qid` at its entries (§3.1.24/25 layout at CAP.DSTRD): the
+    // shadow read, EventIdx written, through the IOMMU like any DMA.
+    void shadow(FakeController& q, std::uint16_t qid) {
+        const std::uint64_t stride = 4ull << ((cap >> 32) & 0xfu);
+        auto at = [&](std::uint64_t base, bool cq, iommu::Access access) {
+            return static_cast<std::uint32_t*>(device_view(base + (2ull * qid + (cq ? 1 : 0)) * stride, 4, access));
+        };
+        std::uint32_t* sq_tail = at(dbbuf_shadow_, false, iommu::Access::read);
+        std::uint32_t* cq_head = at(dbbuf_shadow_, true, iommu::Access::read);
+        std::uint32_t* sq_event = at(dbbuf_event_, false, iommu::Access::write);
+        std::uint32_t* cq_event = at(dbbuf_event_, true, iommu::Access::write);
+        if (sq_tail && cq_head && sq_event && cq_event) q.use_shadow(sq_tail, sq_event, cq_head, cq_event);
     }
 
     // SMART / Health with a composite temperature of 300 K; the Changed
@@ -497,6 +537,7 @@ private:
             put(512, std::uint8_t{0x66});        // SQES
             put(513, std::uint8_t{0x44});        // CQES
             put(259, aerl);                      // AERL
+            put(256, static_cast<std::uint16_t>(offer_doorbell_buffer ? 0x100u : 0u));  // OACS bit 8: Doorbell Buffer Config
             put(516, namespace_count);           // NN
             put(520, std::uint16_t{0x000c});     // ONCS: DSM, Write Zeroes
             put(536, sgls);                      // SGLS
@@ -535,6 +576,8 @@ private:
     std::deque<AsyncEventCompletion> queued_events_;  // raised, not yet posted
     std::vector<std::uint32_t> changed_nsids_;
     unsigned masked_types_ = 0;
+    std::uint64_t dbbuf_shadow_ = 0;
+    std::uint64_t dbbuf_event_ = 0;
 };
 
 // Lends a bus the test keeps to a Controller (which owns its bus), so the

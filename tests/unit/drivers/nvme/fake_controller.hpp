@@ -7,6 +7,14 @@
 // CQ head doorbell (the CQ-full rule), and it checks the host, counting CID
 // conflicts and invalid doorbell values. Faults can be queued for the next
 // commands to exercise the host's "never trust the device" paths.
+//
+// Shadow doorbells (NVMe 1.3 §5.7), as QEMU's controller does them
+// (hw/nvme/ctrl.c since 7.1): once use_shadow() gave it the entries, a
+// doorbell write only wakes it; it then takes the SQ tail and CQ head from
+// the shadow buffer, and writes EventIdx = the SQ tail it has fetched up to
+// and the CQ head it has seen, reading the shadow again after each EventIdx
+// write. `deferred` makes it wake only on process() (QEMU's timer), so the
+// host sees EventIdx lag behind and skips register writes.
 #pragma once
 
 #include <nvme/commands.hpp>
@@ -57,6 +65,42 @@ public:
     // Decides each command's response; default is success with DW0 = 0.
     std::function<Response(const SubmissionEntry&)> handler;
 
+    // Doorbell writes only count; the work waits for process().
+    bool deferred = false;
+
+    void use_shadow(const volatile std::uint32_t* sq_tail, volatile std::uint32_t* sq_event,
+                    const volatile std::uint32_t* cq_head, volatile std::uint32_t* cq_event) {
+        shadow_sq_tail_ = sq_tail;
+        sq_event_ = sq_event;
+        shadow_cq_head_ = cq_head;
+        cq_event_ = cq_event;
+    }
+    [[nodiscard]] bool shadowed() const noexcept { return shadow_sq_tail_ != nullptr; }
+
+    // What the controller does when it wakes: fetch up to the SQ tail
+    // (the shadow's, when shadowed) and post what it can.
+    void process() noexcept {
+        if (!shadowed()) {
+            fetch_to(sq_tail_);
+            drain_backlog();
+            return;
+        }
+        read_shadow_cq_head();
+        drain_backlog();
+        // QEMU's loop: EventIdx = tail fetched, then the shadow again, until
+        // no new tail shows up (so a host update between the two is seen).
+        for (;;) {
+            const std::uint32_t tail = *shadow_sq_tail_;
+            if (tail >= depth_) {
+                ++bad_doorbells;
+                return;
+            }
+            fetch_to(tail);
+            *sq_event_ = sq_tail_;
+            if (*shadow_sq_tail_ == sq_tail_) break;
+        }
+    }
+
     // Faults apply in order to the next commands fetched (at the next SQ doorbell).
     void fault_next(Fault f) { faults_.push_back(f); }
 
@@ -66,6 +110,16 @@ public:
             ++bad_doorbells;  // a real controller raises an async event (§5.2)
             return;
         }
+        if (shadowed()) {
+            // §5.7: the register and the shadow must agree when both are written.
+            if (*shadow_sq_tail_ != tail) ++shadow_mismatches;
+        } else {
+            sq_tail_ = tail;
+        }
+        if (!deferred) process();
+    }
+
+    void fetch_to(std::uint32_t tail) noexcept {
         sq_tail_ = tail;
         while (sq_head_ != sq_tail_) {
             SubmissionEntry e;
@@ -80,14 +134,12 @@ public:
 
     void ring_cq_head(std::uint16_t head) noexcept override {
         ++cq_doorbells;
-        // The head may only move over entries that were posted.
-        const std::uint32_t advance = (head + depth_ - host_cq_head_) % depth_;
-        const std::uint32_t posted = (cq_tail_ + depth_ - host_cq_head_) % depth_;
-        if (head >= depth_ || advance > posted) {
-            ++bad_doorbells;
+        if (shadowed()) {
+            if (*shadow_cq_head_ != head) ++shadow_mismatches;
+            if (!deferred) process();
             return;
         }
-        host_cq_head_ = head;
+        move_cq_head(head);
         drain_backlog();
     }
 
@@ -142,9 +194,26 @@ public:
     std::uint64_t fetched = 0;
     std::uint64_t posted = 0;
     std::uint64_t cq_full_stalls = 0;
+    std::uint64_t shadow_mismatches = 0;  // a register written with another value than its shadow
     std::vector<std::uint8_t> fetched_opcodes;
 
 private:
+    // The head may only move over entries that were posted.
+    void move_cq_head(std::uint32_t head) noexcept {
+        const std::uint32_t advance = (head + depth_ - host_cq_head_) % depth_;
+        const std::uint32_t posted = (cq_tail_ + depth_ - host_cq_head_) % depth_;
+        if (head >= depth_ || advance > posted) {
+            ++bad_doorbells;
+            return;
+        }
+        host_cq_head_ = head;
+    }
+    void read_shadow_cq_head() noexcept {
+        if (!shadowed()) return;
+        move_cq_head(*shadow_cq_head_);
+        *cq_event_ = host_cq_head_;
+    }
+
     struct Pending {
         CompletionEntry cqe;
         bool duplicate = false;
@@ -206,6 +275,8 @@ private:
 
     void drain_backlog() {
         while (!backlog_.empty()) {
+            // QEMU reads the shadow head when the CQ looks full.
+            if ((cq_tail_ + 1) % depth_ == host_cq_head_) read_shadow_cq_head();
             if ((cq_tail_ + 1) % depth_ == host_cq_head_) {
                 ++cq_full_stalls;  // §4.1.2: the controller waits for the host to free entries
                 return;
@@ -241,6 +312,10 @@ private:
     std::deque<CompletionEntry> backlog_;
     std::deque<bool> wrong_phase_;
     std::set<std::uint16_t> outstanding_;
+    const volatile std::uint32_t* shadow_sq_tail_ = nullptr;
+    volatile std::uint32_t* sq_event_ = nullptr;
+    const volatile std::uint32_t* shadow_cq_head_ = nullptr;
+    volatile std::uint32_t* cq_event_ = nullptr;
 };
 
 // Ring memory for one queue pair, aligned as a DMA allocation would be.
