@@ -118,7 +118,8 @@ static int e1000_wait(struct e1000_adapter *a, u32 reg, u32 mask, u32 want, unsi
         if ((v & mask) == want) return 0;
         msleep(1);
     }
-    dev_err(a->dev, "timed out after %u ms %s; reset it (dmakit reset %s)", ms, what, dev_name(a->dev));
+    dev_err(a->dev, "timed out after %u ms %s; reset the function: dmakit unbind %s && dmakit bind %s", ms, what,
+            dev_name(a->dev), dev_name(a->dev));
     return -ETIMEDOUT;
 }
 

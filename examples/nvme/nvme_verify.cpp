@@ -104,6 +104,7 @@ struct Pass {
 struct Failure {
     std::uint64_t lba = 0;
     std::string what;
+    bool device_error = false;  // the controller failed the command (not a data mismatch)
 };
 
 struct FreeDeleter {
@@ -244,7 +245,7 @@ public:
                 for (auto& io : batch) {
                     if (!io.ok) {
                         return std::optional<Failure>(
-                            Failure{io.lba, std::string(writing ? "write" : "read") + " failed: " + io.status});
+                            Failure{io.lba, std::string(writing ? "write" : "read") + " failed: " + io.status, true});
                     }
                     if (!writing) {
                         std::vector<std::byte> want_md(ms);
@@ -363,7 +364,10 @@ int main(int argc, char** argv) {
             result = "error: " + r.error().message();
             ++failures;
         } else if (r->has_value()) {
-            result = "MISMATCH at LBA " + std::to_string((*r)->lba) + ": " + (*r)->what;
+            result = (*r)->device_error
+                         ? "DEVICE ERROR at LBA " + std::to_string((*r)->lba) + ": " + (*r)->what +
+                               " (the controller failed the command: read its SMART log with nvme_identify --smart)"
+                         : "MISMATCH at LBA " + std::to_string((*r)->lba) + ": " + (*r)->what;
             ++failures;
             if (!first) first = **r;
         } else {
@@ -391,7 +395,9 @@ int main(int argc, char** argv) {
                     first ? std::to_string(first->lba).c_str() : "null", static_cast<unsigned long long>(device_errors));
     } else {
         std::printf("%s: %zu passes, %d failed%s\n", failures ? "FAILED" : "verified", passes.size(), failures,
-                    first ? (", first mismatch at LBA " + std::to_string(first->lba)).c_str() : "");
+                    first ? (std::string(first->device_error ? ", first device error at LBA " : ", first mismatch at LBA ") +
+                             std::to_string(first->lba)).c_str()
+                          : "");
     }
     return failures == 0 ? 0 : 1;
 }

@@ -37,8 +37,9 @@ Result<std::uint32_t> poll(RegisterAccess& regs, std::uint32_t offset, Done done
         if (waited >= timeout) {
             return Error(ETIMEDOUT, std::string("e1000e: timed out after ") +
                                         std::to_string(timeout.count()) + " us " + what +
-                                        "; reset the function (dmakit reset <bdf>) or check "
-                                        "that the device is an 82574");
+                                        "; check that the device is an 82574, then give it a "
+                                        "function reset: dmakit unbind <bdf> && dmakit bind <bdf> "
+                                        "(vfio-pci resets it when it is opened again)");
         }
         pause(sleep, interval);
         waited += interval;
