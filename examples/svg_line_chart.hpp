@@ -146,7 +146,9 @@ inline std::string to_svg(const LineChart& chart) {
     out += "<rect x=\"0\" y=\"0\" width=\"" + num(width) + "\" height=\"" + num(height) + "\" fill=\"white\"/>\n";
     out += text(width / 2, 22, chart.title, "text-anchor=\"middle\" font-size=\"14\"");
 
-    const int e_stride = (e_max - e_min) > 12 ? 2 : 1;  // at most about a dozen x labels
+    // A grid line at every power of two, a label only every `label_stride`
+    // so labels (up to "512 KiB") stay about 48 px apart.
+    const int label_stride = std::max(1, static_cast<int>(std::ceil((e_max - e_min + 1) * 48 / panel_w)));
     for (std::size_t p = 0; p < chart.panels.size(); ++p) {
         const ChartPanel& panel = chart.panels[p];
         const double x0 = left + double(p) * (panel_w + gap), y0 = top + panel_h;
@@ -158,9 +160,11 @@ inline std::string to_svg(const LineChart& chart) {
             out += line(x0, py(y), x0 + panel_w, py(y), "stroke=\"#dddddd\"");
             if (p == 0) out += text(x0 - 6, py(y) + 4, tick(y), "text-anchor=\"end\"");
         }
-        for (double e = e_min; e <= e_max; e += e_stride) {
+        for (double e = e_min; e <= e_max; e += 1) {
             const double x = std::exp2(e);
             out += line(px(x), top, px(x), y0, "stroke=\"#eeeeee\"");
+            if (static_cast<int>(e - e_min) % label_stride != 0) continue;
+            out += line(px(x), y0, px(x), y0 + 4, "stroke=\"black\"");
             out += text(px(x), y0 + 16, chart.x_tick_text ? chart.x_tick_text(x) : num(x), "text-anchor=\"middle\"");
         }
         out += "<rect x=\"" + num(x0) + "\" y=\"" + num(top) + "\" width=\"" + num(panel_w) + "\" height=\"" +
