@@ -2,14 +2,20 @@
 // NVMe driver. One thread and one I/O queue pair per -c, each thread pinned
 // to its own CPU (round robin over the allowed ones); a line per second,
 // then IOPS, MiB/s and latency percentiles per queue and in total, and CPU
-// time per I/O (getrusage). --sweep runs the DMA-throughput table instead.
+// time per I/O (getrusage). --sweep runs the DMA-throughput table instead
+// (--plot FILE.svg draws it).
 #include "common.hpp"
+#include "../svg_line_chart.hpp"
 
 #include <dmakit/dma/large_buffer.hpp>
 
 #include <pthread.h>
 #include <sched.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +37,7 @@ void help() {
         "                 [-c QUEUES] [-n NSID] [-m MEMORY] [--interrupts] [--no-dbbuf] [--iommu MODE]\n"
         "                 [--transfer MODE] [--json]\n"
         "       nvme_perf [-d BDF] --sweep [-q DEPTH] [-t SECONDS_PER_CELL] [--iommu MODE] [--json]\n"
+        "                 [--plot FILE.svg]\n"
         "Drives an NVMe namespace through dmakit's user-space driver and reports IOPS,\n"
         "MiB/s and latency (avg, p50, p99, p99.9) per queue and in total.\n"
         "  -d BDF          controller (default: the first NVMe controller on vfio-pci)\n"
@@ -56,6 +63,9 @@ void help() {
         "                  caller memory (map_single per command), each with PRPs and (where\n"
         "                  the controller has them) SGLs; a MiB/s table\n"
         "                  (-t is per cell, default 1; -q default 8)\n"
+        "  --plot FILE.svg with --sweep: also draw the sweep as an SVG chart, MiB/s against\n"
+        "                  transfer size, a line per memory kind and data path, reads and\n"
+        "                  writes side by side\n"
         "  --json          results as one JSON object\n"
         "  -h, --help      this text\n");
 }
@@ -345,6 +355,59 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
     return out;
 }
 
+// Why `path` cannot take the chart, checked before any device is touched:
+// empty when it can.
+std::string plot_path_problem(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    struct stat st {};
+    if (slash + 1 == path.size()) return "--plot wants a file name, got the folder '" + path + "'";
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return "--plot " + path + " is a folder; give a file name";
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return "--plot " + path + ": folder " + dir + " does not exist";
+    // Opening it is the only true test (read-only mounts, /proc, root's
+    // bypass of permission bits); a file made here is removed again.
+    const bool existed = access(path.c_str(), F_OK) == 0;
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return "--plot " + path + ": cannot write there (" + std::strerror(errno) + ")";
+    close(fd);
+    if (!existed) unlink(path.c_str());
+    return {};
+}
+
+struct SweepCell {
+    bool write;
+    std::uint64_t size;
+    Mem memory;
+    nvme::DataTransfer path;
+    double mibps;
+};
+
+// The sweep as a chart: a panel per direction, a line per memory kind
+// (colour) and data path (solid PRP, dashed SGL).
+examples::LineChart sweep_chart(const std::vector<SweepCell>& cells, std::vector<std::string> footnote) {
+    examples::LineChart chart;
+    chart.title = "DMA throughput against transfer size (nvme_perf --sweep)";
+    chart.x_label = "transfer size per I/O (log2 scale)";
+    chart.y_label = "throughput (MiB/s)";
+    chart.x_tick_text = examples::byte_size_text;
+    chart.footnote = std::move(footnote);
+    for (bool write : {false, true}) {
+        examples::ChartPanel panel{write ? "sequential write" : "sequential read", {}};
+        for (const SweepCell& cell : cells) {
+            if (cell.write != write) continue;
+            std::string name = std::string(mem_name(cell.memory)) + " " + (cell.path == nvme::DataTransfer::sgl ? "SGL" : "PRP");
+            auto it = std::find_if(panel.series.begin(), panel.series.end(), [&](const auto& s) { return s.name == name; });
+            if (it == panel.series.end()) {
+                panel.series.push_back({name, {}, static_cast<int>(cell.memory), cell.path == nvme::DataTransfer::sgl});
+                it = panel.series.end() - 1;
+            }
+            it->points.emplace_back(double(cell.size), cell.mibps);
+        }
+        chart.panels.push_back(std::move(panel));
+    }
+    return chart;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -352,6 +415,7 @@ int main(int argc, char** argv) {
     std::string_view pattern = "randread";
     std::uint64_t depth = 0, io_size = 4096, seconds = 0, queues = 1, read_pct = 50, nsid = 0;
     bool json = false, sweep = false, interrupts = false, dbbuf = true;
+    std::string plot;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     Mem mem = Mem::hugepage;
     nvme::DataTransfer transfer = nvme::DataTransfer::automatic;
@@ -380,7 +444,12 @@ int main(int argc, char** argv) {
         else if (a == "--iommu") iommu = args.iommu_policy(prog);
         else if (a == "--transfer") transfer = args.data_transfer(prog);
         else if (a == "--json") json = true;
+        else if (a == "--plot") plot = args.value(prog);
         else examples::usage_error(prog, "unknown option '" + std::string(a) + "'");
+    }
+    if (!plot.empty()) {
+        if (!sweep) examples::usage_error(prog, "--plot draws the DMA sweep: give --sweep too");
+        if (auto problem = plot_path_problem(plot); !problem.empty()) examples::usage_error(prog, problem);
     }
     JobConfig cfg;
     if (pattern == "read" || pattern == "randread") cfg.read_percent = 100;
@@ -432,6 +501,7 @@ int main(int argc, char** argv) {
         std::vector<nvme::DataTransfer> paths{nvme::DataTransfer::prp};
         if (c.sgl_support().supported) paths.push_back(nvme::DataTransfer::sgl);
         std::string rows;
+        std::vector<SweepCell> cells;
         if (!json) {
             std::printf("DMA throughput sweep, %s nsid %u, sequential, queue depth %u, %.0f s per cell, "
                         "IOMMU %s, MiB/s\n",
@@ -461,6 +531,7 @@ int main(int argc, char** argv) {
                         return 1;
                     }
                     mibps[w] = double(r->per_queue[0].bytes) / r->seconds / (1 << 20);
+                    cells.push_back({w == 1, size, m, path, mibps[w]});
                     if (json) {
                         rows += std::string(rows.empty() ? "" : ", ") + "{\"op\": \"" + (w ? "write" : "read") +
                                 "\", \"size\": " + std::to_string(size) + ", \"memory\": \"" + mem_name(m) +
@@ -480,6 +551,25 @@ int main(int argc, char** argv) {
         if (json) {
             std::printf("{\"address\": \"%s\", \"depth\": %u, \"iommu\": \"%s\", \"sweep\": [%s]}\n",
                         address.to_string().c_str(), cfg.depth, to_string(iommu).data(), rows.c_str());
+        }
+        if (!plot.empty()) {
+            std::string command = "nvme_perf";
+            for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+            utsname un{};
+            uname(&un);
+            char setup[256];
+            std::snprintf(setup, sizeof setup, "controller %s (%s), nsid %u, queue depth %u, %.0f s per cell, IOMMU %s; %s %s %s",
+                          address.to_string().c_str(), c.info().model.c_str(), cfg.nsid, cfg.depth, cell,
+                          to_string(iommu).data(), un.sysname, un.release, un.machine);
+            const std::string svg = examples::to_svg(sweep_chart(cells, {command, setup}));
+            std::FILE* f = std::fopen(plot.c_str(), "w");
+            const bool written = f && std::fwrite(svg.data(), 1, svg.size(), f) == svg.size();
+            if (f && std::fclose(f) != 0) f = nullptr;
+            if (!written || !f) {
+                std::fprintf(stderr, "%s: cannot write the chart to %s: %s\n", prog, plot.c_str(), std::strerror(errno));
+                return 1;
+            }
+            std::fprintf(stderr, "%s: chart written to %s\n", prog, plot.c_str());
         }
         return 0;
     }

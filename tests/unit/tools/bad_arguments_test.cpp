@@ -172,6 +172,22 @@ TEST(BadArguments, DuplicateDeviceMessagesNameTheDevice) {
     }
 }
 
+TEST(BadArguments, NvmePerfPlotNeedsTheSweepAndAWritablePath) {
+    const std::vector<std::pair<Args, std::string>> cases = {
+        {{"-d", a, "--plot", "/tmp/sweep.svg"}, "--plot draws the DMA sweep: give --sweep too"},
+        {{"-d", a, "--sweep", "--plot", "/nonexistent/dir/sweep.svg"}, "folder /nonexistent/dir does not exist"},
+        {{"-d", a, "--sweep", "--plot", "/tmp"}, "is a folder"},
+        {{"-d", a, "--sweep", "--plot", "/tmp/"}, "wants a file name"},
+        {{"-d", a, "--sweep", "--plot", "/proc/sweep.svg"}, "cannot write there"},
+        {{"-d", a, "--sweep", "--plot"}, "needs a value"},
+    };
+    for (const auto& [args, says] : cases) {
+        auto run = run_program(path_of("nvme_perf"), args);
+        EXPECT_TRUE(IsUsageError(run)) << shown(args);
+        EXPECT_NE(run.err.find(says), std::string::npos) << shown(args) << ": " << run.err;
+    }
+}
+
 TEST(BadArguments, NanMessageSaysWhatIsWanted) {
     auto run = run_program(path_of("pktgen"), {"-d", a, "-t", "nan"});
     EXPECT_EQ(run.err, "pktgen: -t wants a number from 0.1 to 1e+06, got 'nan' (see pktgen --help)\n");
