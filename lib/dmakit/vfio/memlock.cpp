@@ -65,26 +65,27 @@ Result<MemlockState> read_memlock_state(const std::string& proc_root) {
     return state;
 }
 
+std::string memlock_remedy(const MemlockState& state, std::uint64_t bytes) {
+    // What the limit must be, in whole MiB: ulimit -l and limits.conf count KiB.
+    const std::uint64_t need_mib = (state.locked + bytes + (1u << 20) - 1) >> 20;
+    const std::string kib = std::to_string(need_mib << 10);
+    const bool soft_can_rise = !state.hard_limit || *state.hard_limit >= (need_mib << 20);
+    return "raise it to at least " + std::to_string(need_mib) + " MiB: ulimit -l " + kib +
+           " in the shell that starts the program" +
+           (soft_can_rise ? "" : " (above the hard limit " + limit_text(state.hard_limit) + ", so as root first)") +
+           ", or 'USER - memlock " + kib + "' in /etc/security/limits.conf (next login), or LimitMEMLOCK=" +
+           std::to_string(need_mib) + "M in its systemd unit, or prlimit --memlock=" +
+           std::to_string(need_mib << 20) + " -- COMMAND; or run it with CAP_IPC_LOCK (root has it)";
+}
+
 Status check_memlock(const MemlockState& state, std::uint64_t bytes, std::string_view what) {
     if (state.cap_ipc_lock || !state.soft_limit) return {};
     const std::uint64_t limit = *state.soft_limit;
     if (state.locked <= limit && bytes <= limit - state.locked) return {};
-    // What the limit must be, in whole MiB: ulimit -l and limits.conf count KiB.
-    const std::uint64_t need = state.locked + bytes;
-    const std::uint64_t need_mib = (need + (1u << 20) - 1) >> 20;
-    const std::string kib = std::to_string(need_mib << 10);
-    const bool soft_can_rise = !state.hard_limit || *state.hard_limit >= (need_mib << 20);
-    return Error(ENOMEM,
-                 "the locked-memory limit (RLIMIT_MEMLOCK, ulimit -l) is " + format_byte_size(limit) +
-                     (state.locked != 0 ? " with " + format_byte_size(state.locked) + " already locked" : "") +
-                     ", but " + std::string(what) + " pins " + format_byte_size(bytes) +
-                     " (VFIO charges every mapped page to it); raise it to at least " +
-                     std::to_string(need_mib) + " MiB: ulimit -l " + kib + " in the shell that starts the program" +
-                     (soft_can_rise ? "" : " (above the hard limit " + limit_text(state.hard_limit) +
-                                               ", so as root first)") +
-                     ", or '" + "USER - memlock " + kib + "' in /etc/security/limits.conf (next login), or "
-                     "LimitMEMLOCK=" + std::to_string(need_mib) + "M in its systemd unit, or prlimit --memlock=" +
-                     std::to_string(need_mib << 20) + " -- COMMAND; or run it with CAP_IPC_LOCK (root has it)");
+    return Error(ENOMEM, "the locked-memory limit (RLIMIT_MEMLOCK, ulimit -l) is " + format_byte_size(limit) +
+                             (state.locked != 0 ? " with " + format_byte_size(state.locked) + " already locked" : "") +
+                             ", but " + std::string(what) + " pins " + format_byte_size(bytes) +
+                             " (VFIO charges every mapped page to it); " + memlock_remedy(state, bytes));
 }
 
 }  // namespace dmakit::vfio

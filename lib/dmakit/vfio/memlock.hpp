@@ -31,6 +31,10 @@ struct MemlockState {
 // it could not understand.
 [[nodiscard]] Result<MemlockState> read_memlock_state(const std::string& proc_root = "/proc");
 
+// What to do when `bytes` more cannot be pinned: the limit to set, and how
+// (ulimit -l, limits.conf, systemd LimitMEMLOCK, prlimit, CAP_IPC_LOCK).
+[[nodiscard]] std::string memlock_remedy(const MemlockState& state, std::uint64_t bytes);
+
 // Fine when `bytes` more can be pinned; otherwise ENOMEM saying the limit,
 // what `what` pins, and how to raise the limit (ulimit -l, limits.conf,
 // systemd LimitMEMLOCK, prlimit) or bypass it (CAP_IPC_LOCK).
