@@ -25,10 +25,12 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import bench_nvme  # noqa: E402
+
 UID = 4242
 SMALL_MEMLOCK = 8 << 20
 ENOUGH_MEMLOCK = 512 << 20
-NVME = ("0x1b36", "0x0010")
 E1000E = ("0x8086", "0x10d3")
 
 
@@ -94,11 +96,15 @@ def main():
     for program in (tool, verify, pktcheck):
         if not os.access(program, os.X_OK):
             fail(f"{program} is missing; build first: ninja -C {build_dir}")
-    nvmes, nics = on_vfio(NVME), on_vfio(E1000E)
-    if len(nvmes) != 1 or len(nics) < 2:
-        fail(f"needs the NVMe controller and two e1000e on vfio-pci, found {nvmes} and {nics}; "
+    nics = on_vfio(E1000E)
+    if len(nics) < 2:
+        fail(f"needs two e1000e on vfio-pci, found {nics}; "
              "tests/vm/guest-init binds them unless scripts/vm ran with --no-bind")
-    devices = [nvmes[0], nics[0], nics[1]]
+    try:
+        nvme = bench_nvme.controller(build_dir, 0)  # one namespace of 512-byte blocks
+    except RuntimeError as e:
+        fail(str(e))
+    devices = [nvme, nics[0], nics[1]]
 
     # The user really is unprivileged: its own uid, no capabilities.
     status = expect(as_user(["cat", "/proc/self/status"], SMALL_MEMLOCK), "the user's /proc/self/status", True)
@@ -107,10 +113,10 @@ def main():
 
     try:
         # 1. The group nodes are root's: doctor names the fix, the program is refused.
-        node = group_node(nvmes[0])
-        expect(as_user([tool, "doctor", nvmes[0]], ENOUGH_MEMLOCK), "doctor as the user, before bind --user",
-               False, f"FAIL {node}: uid {UID} may not open it", f"fix: as root: dmakit bind --user {UID} {nvmes[0]}")
-        expect(as_user([verify, "-d", nvmes[0], "--lbas", "256"], ENOUGH_MEMLOCK),
+        node = group_node(nvme)
+        expect(as_user([tool, "doctor", nvme], ENOUGH_MEMLOCK), "doctor as the user, before bind --user",
+               False, f"FAIL {node}: uid {UID} may not open it", f"fix: as root: dmakit bind --user {UID} {nvme}")
+        expect(as_user([verify, "-d", nvme, "--lbas", "256"], ENOUGH_MEMLOCK),
                "nvme_verify as the user, before bind --user", False, f"no permission for {node} (uid {UID})",
                f"dmakit bind --user {UID} BDF")
 
@@ -123,9 +129,9 @@ def main():
                 fail(f"bind --user did not say it gave {group_node(bdf)} to uid {UID}")
 
         # 2. A memlock limit too small: refused before pinning, with how to raise it.
-        expect(as_user([tool, "doctor", nvmes[0]], SMALL_MEMLOCK), "doctor as the user, 8 MiB memlock", False,
+        expect(as_user([tool, "doctor", nvme], SMALL_MEMLOCK), "doctor as the user, 8 MiB memlock", False,
                "FAIL locked-memory limit: 8 MiB, but the DMA pool pins 64 MiB", "ulimit -l 65536")
-        expect(as_user([verify, "-d", nvmes[0], "--lbas", "256"], SMALL_MEMLOCK),
+        expect(as_user([verify, "-d", nvme, "--lbas", "256"], SMALL_MEMLOCK),
                "nvme_verify as the user, 8 MiB memlock", False,
                "the locked-memory limit (RLIMIT_MEMLOCK, ulimit -l) is 8 MiB", "ulimit -l 65536",
                must_not_contain=("VFIO_IOMMU_MAP_DMA",))
@@ -134,7 +140,7 @@ def main():
         expect(as_user([tool, "doctor"] + devices, ENOUGH_MEMLOCK), "doctor as the user, 512 MiB memlock", True,
                "ok   locked-memory limit: 512 MiB")
         for policy in ("pool", "strict"):
-            expect(as_user([verify, "--iommu", policy, "-d", nvmes[0], "--lbas", "2048"], ENOUGH_MEMLOCK),
+            expect(as_user([verify, "--iommu", policy, "-d", nvme, "--lbas", "2048"], ENOUGH_MEMLOCK),
                    f"nvme_verify --iommu {policy} as uid {UID}", True, "36 passes, 0 failed",
                    must_not_contain=("falling back to 4 KiB pages",))
         expect(as_user([pktcheck, "-a", nics[0], "-b", nics[1], "-n", "5000"], ENOUGH_MEMLOCK),
