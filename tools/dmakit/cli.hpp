@@ -72,5 +72,6 @@ private:
 [[nodiscard]] int run_bind(const GlobalOptions& options, ArgReader args, const Io& io);
 [[nodiscard]] int run_unbind(const GlobalOptions& options, ArgReader args, const Io& io);
 [[nodiscard]] int run_hugepages(const GlobalOptions& options, ArgReader args, const Io& io);
+[[nodiscard]] int run_doctor(const GlobalOptions& options, ArgReader args, const Io& io);
 
 }  // namespace dmakit::tool

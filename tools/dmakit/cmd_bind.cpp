@@ -2,15 +2,20 @@
 #include "cli.hpp"
 
 #include <dmakit/pci/binding.hpp>
+#include <dmakit/support/number_text.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace dmakit::tool {
 namespace {
 
 constexpr std::string_view bind_help =
-    "usage: dmakit bind [--force] BDF...\n"
+    "usage: dmakit bind [--force] [--user USER] BDF...\n"
     "\n"
     "Move each device to vfio-pci: set its driver_override, unbind it from its\n"
     "current driver and probe it again, then check that vfio-pci took it.\n"
@@ -27,7 +32,12 @@ constexpr std::string_view bind_help =
     "group holds such a member. Binding several devices is all or nothing: if\n"
     "one fails, those already moved go back to their drivers.\n"
     "\n"
-    "  --force   bind even a device the host is using (it loses the device)\n"
+    "  --force       bind even a device the host is using (it loses the device)\n"
+    "  --user USER   then give each device's /dev/vfio/N to USER (a name or a\n"
+    "                numeric uid): owner USER, mode 0600, so USER can run the\n"
+    "                driver without root (it also needs a memlock limit: see\n"
+    "                dmakit doctor). Lasts until the device is unbound or the\n"
+    "                machine reboots\n"
     "\n"
     "BDF is a PCI address such as 0000:00:04.0 or 00:04.0; see: dmakit list\n";
 
@@ -40,10 +50,50 @@ constexpr std::string_view unbind_help =
     "\n"
     "BDF is a PCI address such as 0000:00:04.0 or 00:04.0; see: dmakit list\n";
 
+// The user `--user` names: a numeric uid (which needs no passwd entry: a
+// container or chroot may have none) or a name from the password database.
+struct Owner {
+    uid_t uid = 0;
+    std::string label;  // "uid 1000 (alice)" or "uid 1000"
+};
+
+Result<Owner> resolve_user(const std::string& text) {
+    if (auto uid = parse_integer<std::uint32_t>(text); uid && *uid != static_cast<std::uint32_t>(-1)) {
+        const passwd* entry = ::getpwuid(*uid);
+        return Owner{*uid, "uid " + text + (entry != nullptr ? " (" + std::string(entry->pw_name) + ")" : "")};
+    }
+    errno = 0;
+    const passwd* entry = text.empty() ? nullptr : ::getpwnam(text.c_str());
+    if (entry == nullptr) {
+        return Error(EINVAL, "--user: no user '" + text +
+                                 "' in the password database; give an existing user name or a numeric uid "
+                                 "(0 to 4294967294)");
+    }
+    return Owner{entry->pw_uid, "uid " + std::to_string(entry->pw_uid) + " (" + text + ")"};
+}
+
+// Gives the group's /dev/vfio/N to `owner`, mode 0600: VFIO asks nothing
+// more of a user than opening that node (Documentation/driver-api/vfio.rst).
+Result<std::string> give_group_node(const GlobalOptions& options, const pci::Sysfs& sysfs,
+                                    const pci::PciAddress& address, const Owner& owner) {
+    DMAKIT_ASSIGN_OR_RETURN(auto group, sysfs.iommu_group(address));
+    if (!group) return Error(ENODEV, address.to_string() + " is in no IOMMU group, so it has no /dev/vfio node");
+    const std::string node = "/dev/vfio/" + std::to_string(*group);
+    // Read through PROC/self/root like the other device-node lookups, so a
+    // fake --proc-root brings its own /dev.
+    const std::string path = options.proc_root + "/self/root" + node;
+    if (::chown(path.c_str(), owner.uid, static_cast<gid_t>(-1)) != 0 || ::chmod(path.c_str(), 0600) != 0) {
+        return system_error(errno, "giving " + node + " to " + owner.label,
+                            ::geteuid() != 0 ? "run as root" : "is the device bound to vfio-pci?");
+    }
+    return node;
+}
+
 int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bind) {
     const std::string_view command = bind ? "bind" : "unbind";
     std::vector<pci::PciAddress> addresses;
     pci::BindOptions bind_options;
+    std::optional<Owner> owner;
     bind_options.host.proc_root = options.proc_root;
     // The kernel's IPv4 addresses are this machine's; a fake --proc-root (a
     // test tree) describes another one, which has none to offer.
@@ -60,6 +110,15 @@ int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bi
         }
         if (bind && args.flag("--force")) {
             bind_options.force = true;
+            continue;
+        }
+        std::string value;
+        std::string error;
+        if (bind && args.option("--user", value, error)) {
+            if (!error.empty()) return usage_error(io, error, command);
+            auto resolved = resolve_user(value);
+            if (!resolved.ok()) return usage_error(io, resolved.error().message(), command);
+            owner = *resolved;
             continue;
         }
         std::string arg = args.take();
@@ -93,6 +152,14 @@ int run_move(const GlobalOptions& options, ArgReader args, const Io& io, bool bi
         const std::string is = now.ok() && *now ? **now : "none";
         io.out << addresses[i].to_string() << ": " << (was == is ? "already on " : "") << is;
         if (was != is) io.out << " (was " << was << ")";
+        if (owner) {
+            auto node = give_group_node(options, binder.sysfs(), addresses[i], *owner);
+            if (!node.ok()) {
+                io.out << '\n';
+                return fail(io, node.error());
+            }
+            io.out << "; " << *node << " given to " << owner->label << ", mode 0600";
+        }
         io.out << '\n';
     }
     return exit_ok;

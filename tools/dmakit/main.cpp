@@ -1,4 +1,5 @@
-// dmakit: list PCI devices, move them to vfio-pci and back, manage hugepages.
+// dmakit: list PCI devices, move them to vfio-pci and back, manage hugepages,
+// check a machine's setup.
 //
 // The library never prints; this program is where errors become one line on
 // stderr ("dmakit: error: ...") and an exit code (1 runtime, 2 usage).
@@ -25,6 +26,8 @@ constexpr std::string_view main_help =
     "  unbind BDF...                 give devices back to their kernel drivers\n"
     "  hugepages [--reserve N] [--size 2M|1G] [--node N] [--json]\n"
     "                                show or reserve hugepages per size and NUMA node\n"
+    "  doctor [--json] [BDF...]      check the IOMMU, VFIO, permissions, memlock limit and\n"
+    "                                hugepages, each problem with its fix\n"
     "\n"
     "BDF is a PCI address such as 0000:00:04.0 or 00:04.0.\n"
     "Run 'dmakit COMMAND --help' for a command's options. bind, unbind and\n"
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
     if (command == "bind") return run_bind(options, std::move(reader), io);
     if (command == "unbind") return run_unbind(options, std::move(reader), io);
     if (command == "hugepages") return run_hugepages(options, std::move(reader), io);
+    if (command == "doctor") return run_doctor(options, std::move(reader), io);
     if (command.starts_with("-")) return usage_error(io, "unknown option '" + command + "'", "");
     return usage_error(io, "unknown command '" + command + "'", "");
 }

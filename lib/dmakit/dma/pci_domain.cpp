@@ -2,6 +2,7 @@
 
 #include <dmakit/iommu/pci_windows.hpp>
 #include <dmakit/pci/sysfs.hpp>
+#include <dmakit/vfio/memlock.hpp>
 #include <dmakit/vfio/type1_backend.hpp>
 
 #include <algorithm>
@@ -16,6 +17,18 @@ Status reserve_pci_windows(PciDmaOptions& options) {
     }
     const Logger to_stderr;
     return iommu::reserve_pci_windows(options.domain, sources, to_stderr);
+}
+
+Status check_memlock_for_pool(const PciDmaOptions& options) {
+    // Under the pool policy the first allocation maps (pins) a whole region;
+    // under strict each buffer is pinned alone, at least one 2 MiB page's worth.
+    const bool pool = options.context.policy == IommuPolicy::pool;
+    const std::uint64_t bytes = pool ? options.context.pages.region_size : std::uint64_t{2} << 20;
+    auto state = vfio::read_memlock_state(options.proc);
+    // Without a readable /proc the map itself still reports ENOMEM with the remedy.
+    if (!state.ok()) return {};
+    return vfio::check_memlock(*state, bytes,
+                               pool ? "the DMA pool's first region" : "the first DMA buffer (strict policy)");
 }
 
 PciDomain::~PciDomain() {
@@ -77,6 +90,7 @@ Result<std::unique_ptr<PciDomain>> PciDomain::open(std::span<const pci::PciAddre
         domain->functions_.push_back(std::unique_ptr<PciFunction>(new PciFunction(std::move(device).value())));
     }
     if (auto reserved = reserve_pci_windows(options); !reserved.ok()) return fail_all(reserved.error());
+    if (auto memlock = check_memlock_for_pool(options); !memlock.ok()) return fail_all(memlock.error());
     auto iommu = vfio::create_type1_domain(domain->container_, options.domain);
     if (!iommu.ok()) return fail_all(iommu.error());
     if (options.pages.logger == nullptr) options.pages.logger = options.context.logger;

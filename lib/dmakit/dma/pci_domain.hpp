@@ -16,7 +16,9 @@
 // the NVMe controller, without a copy — as the kernel does for devices
 // behind one IOMMU domain. Every failure is an Error that says what to do: a
 // function on another driver names `dmakit bind BDF`, a group that is not
-// viable names the member in the way, /dev/vfio/N without permission says so.
+// viable names the member in the way, /dev/vfio/N without permission says so,
+// a locked-memory limit too small for the pool says how to raise it (checked
+// before anything is pinned: check_memlock_for_pool).
 //
 // Independent domains (each its own mappings) are separate PciDomains.
 #pragma once
@@ -44,6 +46,7 @@ struct PciDmaOptions {
     iommu::DomainConfig domain;
     vfio::VfioPaths paths;             // /dev/vfio and /sys (tests)
     std::string iomem = "/proc/iomem"; // host bridge windows (tests: a fake file)
+    std::string proc = "/proc";        // RLIMIT_MEMLOCK and capabilities (tests: a fake tree)
     bool enable_bus_master = true;
 };
 
@@ -52,6 +55,12 @@ struct PciDmaOptions {
 // so that no IOVA of the domain aliases MMIO. PciDomain::open calls it before
 // the domain is created. Warnings go to options.context.logger (stderr when null).
 [[nodiscard]] Status reserve_pci_windows(PciDmaOptions& options);
+
+// Refuses (ENOMEM, saying how to raise it) a locked-memory limit that cannot
+// hold what the pool pins first: one region (context.pages.region_size)
+// under the pool policy, 2 MiB under strict. CAP_IPC_LOCK (root) passes.
+// PciDomain::open calls it before anything is mapped.
+[[nodiscard]] Status check_memlock_for_pool(const PciDmaOptions& options);
 
 class PciDomain;
 

@@ -56,6 +56,19 @@ template <std::integral T>
     return *value * multiplier;
 }
 
+// "64 MiB", "2 GiB", "12 KiB", "100 bytes": the largest binary unit that
+// divides the count exactly, for messages about sizes and limits.
+[[nodiscard]] inline std::string format_byte_size(std::uint64_t bytes) {
+    constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+    std::string unit = "bytes";
+    for (const char* name : units) {
+        if (bytes == 0 || bytes % 1024 != 0) break;
+        bytes /= 1024;
+        unit = name;
+    }
+    return std::to_string(bytes) + " " + unit;
+}
+
 // "0x1f"-style hex for messages (addresses, offsets, register values).
 [[nodiscard]] inline std::string to_hex(std::uint64_t value) {
     char buffer[2 + 16] = {'0', 'x'};

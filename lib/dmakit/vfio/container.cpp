@@ -10,6 +10,7 @@
 #include <linux/vfio.h>
 #include <string>
 #include <sys/ioctl.h>
+#include <unistd.h>
 #include <vector>
 
 namespace dmakit::vfio {
@@ -86,7 +87,11 @@ Error explain_group_open_failure(unsigned group, int err, const VfioPaths& paths
     const std::string number = std::to_string(group);
     const std::string path = paths.dev_vfio + "/" + number;
     if (err == EACCES || err == EPERM) {
-        return Error(err, "no permission for " + path + "; run as root or chown it");
+        // The group node is root's, mode 0600, until someone gives it away.
+        const std::string uid = std::to_string(::geteuid());
+        return Error(err, "no permission for " + path + " (uid " + uid + "); give it to this user as root: "
+                          "dmakit bind --user " + uid + " BDF (any device of group " + number +
+                          "), or run as root");
     }
     if (err == EBUSY) {
         return Error(err, "IOMMU group " + number + " (" + path + ") is already open; a group can "

@@ -49,6 +49,12 @@ std::vector<Program> programs() {
         {"dmakit", {"--sysfs-root", "/nonexistent/sys", "--proc-root", "/nonexistent/proc", "hugepages"},
          {{"--reserve", {}}, {"--node", {"1024", "2147483648"}}},
          {{"bind", a, a}, {"bind", "00FE:FF:1F.6", a}, {"unbind", a, a}}},
+        // --user takes a uid or a name: every bad number is an unknown user.
+        {"dmakit", {"--sysfs-root", "/nonexistent/sys", "--proc-root", "/nonexistent/proc", "bind", a},
+         {{"--user", {"4294967295", "4294967296"}}},
+         {{"bind", "--user", "0", a, a}}},
+        {"dmakit", {"--sysfs-root", "/nonexistent/sys", "--proc-root", "/nonexistent/proc", "doctor"}, {},
+         {{"doctor", a, a}, {"doctor", "--json", a, "00FE:FF:1F.6"}}},
         {"pktgen", {"-d", a},
          {{"-t", {"0", "0.09", "1000001"}}, {"--time", {}}, {"-s", {"59", "1515"}}, {"-b", {"0", "513"}},
           {"-r", {"0", "0.5", "1000000001"}}, {"--queues", {"0", "65", "1.5"}}},

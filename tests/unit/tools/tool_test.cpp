@@ -10,6 +10,7 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace dmakit::testing {
@@ -64,7 +65,8 @@ protected:
 
 TEST_F(ToolTest, HelpEverywhere) {
     for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"--help"}, {"list", "--help"}, {"bind", "--help"}, {"unbind", "-h"}, {"hugepages", "--help"}}) {
+             {"--help"}, {"list", "--help"}, {"bind", "--help"}, {"unbind", "-h"}, {"hugepages", "--help"},
+             {"doctor", "--help"}}) {
         auto run = dmakit(args);
         EXPECT_EQ(run.exit_code, 0) << args[0];
         EXPECT_NE(run.out.find("usage: dmakit"), std::string::npos) << run.out;
@@ -120,6 +122,51 @@ TEST_F(ToolTest, AlreadyBoundIsSuccess) {
     auto run = dmakit({"bind", "00:04.0"});
     EXPECT_EQ(run.exit_code, 0) << run.err;
     EXPECT_EQ(run.out, "0000:00:04.0: already on vfio-pci\n");
+}
+
+TEST_F(ToolTest, BindUserGivesTheGroupNode) {
+    fake.set_driver("0000:00:04.0", "vfio-pci");
+    fake.add_dev_node("vfio/3");
+    const std::string node = fake.root() + "/rootfs/dev/vfio/3";
+    ASSERT_EQ(::chmod(node.c_str(), 0644), 0);
+    // Root may give the node to anyone; anyone else only to themselves.
+    const uid_t uid = ::geteuid() == 0 ? 54321 : ::geteuid();
+    auto run = dmakit({"bind", "--user", std::to_string(uid), "0000:00:04.0"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out.rfind("0000:00:04.0: already on vfio-pci; /dev/vfio/3 given to uid " + std::to_string(uid), 0),
+              0u) << run.out;
+    EXPECT_NE(run.out.find(", mode 0600\n"), std::string::npos) << run.out;
+    struct stat st {};
+    ASSERT_EQ(::stat(node.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, uid);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+    // By name: root is in every password database (only root may give a node to root).
+    if (::geteuid() == 0) {
+        auto by_name = dmakit({"bind", "--user=root", "00:04.0"});
+        EXPECT_EQ(by_name.exit_code, 0) << by_name.err;
+        EXPECT_NE(by_name.out.find("given to uid 0 (root), mode 0600"), std::string::npos) << by_name.out;
+        ASSERT_EQ(::stat(node.c_str(), &st), 0);
+        EXPECT_EQ(st.st_uid, 0u);
+    }
+}
+
+TEST_F(ToolTest, BindUserRefusesUnknownUsersBeforeBinding) {
+    for (const char* user : {"no-such-user-dmakit", "4294967295", ""}) {
+        auto run = dmakit({"bind", "--user", user, "0000:00:04.0"});
+        EXPECT_EQ(run.exit_code, 2) << user;
+        EXPECT_TRUE(IsOneErrorLine(run.err));
+        EXPECT_NE(run.err.find(std::string("no user '") + user + "'"), std::string::npos) << run.err;
+    }
+    EXPECT_EQ(fake.read("bus/pci/devices/0000:00:04.0/driver_override"), "") << "nothing may be written";
+    EXPECT_EQ(fake.read("bus/pci/drivers_probe"), "");
+}
+
+TEST_F(ToolTest, BindUserWithoutTheNodeFails) {
+    fake.set_driver("0000:00:04.0", "vfio-pci");
+    auto run = dmakit({"bind", "--user", "1000", "0000:00:04.0"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_NE(run.err.find("dmakit: error: giving /dev/vfio/3 to uid 1000"), std::string::npos) << run.err;
 }
 
 TEST_F(ToolTest, BindWritesTheSysfsSequence) {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 namespace dmakit::vfio {
 namespace {
@@ -69,7 +70,10 @@ TEST_F(VfioDiagnosis, MissingDeviceIsNamed) {
 TEST_F(VfioDiagnosis, NoPermissionForTheGroup) {
     auto error = explain_group_open_failure(5, EACCES, paths);
     EXPECT_EQ(error.code(), EACCES);
-    EXPECT_EQ(error.message(), "no permission for " + paths.dev_vfio + "/5; run as root or chown it");
+    const std::string uid = std::to_string(::geteuid());
+    EXPECT_EQ(error.message(), "no permission for " + paths.dev_vfio + "/5 (uid " + uid +
+                                   "); give it to this user as root: dmakit bind --user " + uid +
+                                   " BDF (any device of group 5), or run as root");
 }
 
 TEST_F(VfioDiagnosis, NoDevVfioMeansNoIommuGroups) {
