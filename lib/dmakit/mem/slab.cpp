@@ -179,8 +179,8 @@ Result<void*> SlabCache::alloc_one_locked(Gfp flags) {
 Error SlabCache::zone_error() const {
     return Error(EINVAL, "slab cache '" + name_ + "': Gfp::dma32 asked of a cache whose slabs "
                          "are not kept below 4 GiB device address; create the cache with "
-                         "SlabCacheOptions::page_flags = Gfp::dma32 (a DmaPool: with "
-                         "DmaPoolOptions::dma32), or use alloc_pages(order, Gfp::dma32)");
+                         "SlabCacheOptions::page_flags = Gfp::dma32 (a DmaPool: pass "
+                         "Gfp::dma32 to DmaPool::create), or use alloc_pages(order, Gfp::dma32)");
 }
 
 void* SlabCache::refuse_zone(Gfp flags) noexcept {
