@@ -138,10 +138,13 @@ Result<CoherentBuffer> DmaDevice::allocate_coherent(std::size_t size, mem::Gfp f
     if (!block.ok()) {
         Error error = std::move(block).error().with_context(name_ + ": alloc_coherent of " + bytes_text(size));
         if (has(flags, Gfp::dma32) && error.code() == ENOMEM) {
-            return Error(ENOMEM, error.message() + "; for DMA32 memory, allocate with gfp_kernel "
-                                                   "(the pool then grows a region below 4 GiB), or "
-                                                   "create the DmaContext with pool_dma_mask = "
-                                                   "dma_bit_mask(32)");
+            const char* first = has(flags, Gfp::may_grow)
+                                    ? "free device addresses below 4 GiB (unmap what lies there)"
+                                    : "allocate with gfp_kernel (the pool then grows a region "
+                                      "below 4 GiB)";
+            return Error(ENOMEM, error.message() + "; for DMA32 memory, " + first +
+                                     ", or create the DmaContext with pool_dma_mask = "
+                                     "dma_bit_mask(32) so that all pool memory lies below 4 GiB");
         }
         return error;
     }

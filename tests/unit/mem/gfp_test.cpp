@@ -33,7 +33,9 @@ using testing::test_options;
 
 struct Pool {
     CountingSource* source = nullptr;
-    std::unique_ptr<BuddyAllocator> buddy;
+    std::unique_ptr<BuddyAllocator> buddy;  // declared first: outlives the two below
+    std::unique_ptr<SlabCache> cache;
+    std::unique_ptr<Kmalloc> kmalloc;
 };
 
 // One 4 MiB region at most: an atomic allocation can drain it.
@@ -46,6 +48,14 @@ Pool make_pool(const Logger& logger, std::size_t max_managed = std::size_t{4} <<
     auto buddy = BuddyAllocator::create(std::move(source), options);
     EXPECT_TRUE(buddy.ok()) << buddy.error().message();
     pool.buddy = std::move(buddy).value();
+    return pool;
+}
+
+// A pool with room to grow (so growth would show), a slab cache and kmalloc.
+Pool make_pool_with_allocators(const Logger& logger, const char* cache_name, std::size_t size) {
+    Pool pool = make_pool(logger, std::size_t{64} << 20);
+    pool.cache = SlabCache::create(*pool.buddy, cache_name, size).value();
+    pool.kmalloc = Kmalloc::create(*pool.buddy).value();
     return pool;
 }
 
@@ -173,43 +183,41 @@ TEST(Gfp, ZeroFlagZeroesPagesSlabObjectsAndKmalloc) {
 
 TEST(Gfp, AtomicSlabAndKmallocUseOnlyThePoolAndFailCleanly) {
     CapturedLog log;
-    Pool pool = make_pool(log.logger(), std::size_t{64} << 20);  // room to grow: growth would show
+    Pool pool = make_pool_with_allocators(log.logger(), "gfp-atomic", 512);
     BuddyAllocator& buddy = *pool.buddy;
-    auto cache = SlabCache::create(buddy, "gfp-atomic", 512);
-    ASSERT_TRUE(cache.ok());
-    auto kmalloc = Kmalloc::create(buddy);
-    ASSERT_TRUE(kmalloc.ok());
+    SlabCache* cache = pool.cache.get();
+    Kmalloc* kmalloc = pool.kmalloc.get();
     warm(buddy);
     ASSERT_EQ(pool.source->maps(), 1);
 
     // Atomic allocations may make slabs from free buddy pages, never grow.
     std::vector<void*> objects;
-    while (void* object = (*cache)->alloc(gfp_atomic | Gfp::no_warn)) objects.push_back(object);
+    while (void* object = cache->alloc(gfp_atomic | Gfp::no_warn)) objects.push_back(object);
     std::vector<void*> small;
-    while (void* object = (*kmalloc)->kmalloc(64, gfp_atomic | Gfp::no_warn)) small.push_back(object);
+    while (void* object = kmalloc->kmalloc(64, gfp_atomic | Gfp::no_warn)) small.push_back(object);
     EXPECT_GT(objects.size(), 1000u);
     EXPECT_EQ(pool.source->maps(), 1) << "an atomic slab allocation grew the pool";
     EXPECT_TRUE(log.lines().empty());
 
-    auto failed = (*cache)->try_alloc(gfp_atomic);
+    auto failed = cache->try_alloc(gfp_atomic);
     ASSERT_FALSE(failed.ok());
     EXPECT_EQ(failed.error().code(), ENOMEM);
     EXPECT_NE(failed.error().message().find("slab cache 'gfp-atomic'"), std::string::npos)
         << failed.error().message();
     EXPECT_EQ(log.count_containing("slab cache 'gfp-atomic'"), 1u);
-    auto failed_kmalloc = (*kmalloc)->try_kmalloc(3000, gfp_atomic | Gfp::no_warn);
+    auto failed_kmalloc = kmalloc->try_kmalloc(3000, gfp_atomic | Gfp::no_warn);
     EXPECT_FALSE(failed_kmalloc.ok());
-    EXPECT_EQ((*kmalloc)->kmalloc(std::size_t{1} << 20, gfp_atomic | Gfp::no_warn), nullptr);
+    EXPECT_EQ(kmalloc->kmalloc(std::size_t{1} << 20, gfp_atomic | Gfp::no_warn), nullptr);
     EXPECT_EQ(pool.source->maps(), 1);
 
     // Intact: every object goes back, every slab empties.
-    for (void* object : objects) EXPECT_TRUE((*cache)->try_free(object).ok());
-    for (void* object : small) EXPECT_TRUE((*kmalloc)->try_kfree(object).ok());
-    (*cache)->drain_thread_cache();
-    (*kmalloc)->drain_thread_caches();
-    EXPECT_EQ((*cache)->info().active_objects, 0u);
-    (*cache)->shrink();
-    for (std::size_t size : Kmalloc::kClassSizes) (*kmalloc)->cache_for(size).shrink();
+    for (void* object : objects) EXPECT_TRUE(cache->try_free(object).ok());
+    for (void* object : small) EXPECT_TRUE(kmalloc->try_kfree(object).ok());
+    cache->drain_thread_cache();
+    kmalloc->drain_thread_caches();
+    EXPECT_EQ(cache->info().active_objects, 0u);
+    cache->shrink();
+    for (std::size_t size : Kmalloc::kClassSizes) kmalloc->cache_for(size).shrink();
     buddy.drain_thread_cache();
     EXPECT_EQ(buddy.stats().free_bytes, buddy.stats().managed_bytes);
     expect_fully_coalesced(buddy);
@@ -270,15 +278,13 @@ int run_without_system_calls(Body&& body) {
 
 TEST(GfpSeccomp, AtomicAllocationsMakeNoSystemCall) {
     CapturedLog log;
-    Pool pool = make_pool(log.logger(), std::size_t{64} << 20);  // room to grow: growth would show
+    Pool pool = make_pool_with_allocators(log.logger(), "seccomp", 256);
     BuddyAllocator& buddy = *pool.buddy;
-    auto cache = SlabCache::create(buddy, "seccomp", 256);
-    ASSERT_TRUE(cache.ok());
-    auto kmalloc = Kmalloc::create(buddy);
-    ASSERT_TRUE(kmalloc.ok());
+    SlabCache* cache = pool.cache.get();
+    Kmalloc* kmalloc = pool.kmalloc.get();
     // Warm this thread's caches (their first use allocates bookkeeping).
-    (*cache)->free((*cache)->alloc());
-    (*kmalloc)->kfree((*kmalloc)->kmalloc(64));
+    cache->free(cache->alloc());
+    kmalloc->kfree(kmalloc->kmalloc(64));
     warm(buddy);
 
     const int status = run_without_system_calls([&]() -> int {
@@ -292,11 +298,11 @@ TEST(GfpSeccomp, AtomicAllocationsMakeNoSystemCall) {
             }
         }
         for (int i = 0; i < 500; ++i) {
-            void* object = (*cache)->alloc(gfp_atomic);
-            void* small = (*kmalloc)->kmalloc(64, gfp_atomic);
+            void* object = cache->alloc(gfp_atomic);
+            void* small = kmalloc->kmalloc(64, gfp_atomic);
             if (object == nullptr || small == nullptr) return 2;
             pages.push_back(object);
-            (*kmalloc)->kfree(small);
+            kmalloc->kfree(small);
         }
         // Drain the pool atomically: every failure is a clean null.
         while (void* page = buddy.alloc_pages(0, gfp_atomic | Gfp::no_warn)) pages.push_back(page);
