@@ -73,6 +73,8 @@ BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions 
     : source_(std::move(source)),
       options_(options),
       topology_(std::move(topology)),
+      multi_node_(topology_.multi_node()),
+      only_node_(topology_.nodes().front()),
       owned_logger_(std::move(owned_logger)),
       logger_(options.logger != nullptr ? options.logger : owned_logger_.get()),
       map_(std::move(map)),
@@ -98,7 +100,7 @@ BuddyAllocator::~BuddyAllocator() {
 // ---- free lists (lock_ held) ----------------------------------------------
 
 int BuddyAllocator::node_of(const Region& region) const noexcept {
-    if (!topology_.multi_node()) return topology_.nodes().front();  // all memory is on it
+    if (!multi_node_) return only_node_;  // all memory is on it
     const int node = region.numa_node();
     return node >= 0 && node < kMaxNumaNodes ? node : -1;
 }
@@ -110,19 +112,20 @@ unsigned BuddyAllocator::area_of(const Region& region) const noexcept {
     return slot * kZoneCount + (dma32 ? kZoneDma32 : kZoneNormal);
 }
 
-void BuddyAllocator::list_add(unsigned area_index, unsigned order, std::uint32_t index) noexcept {
+// Inlined: give_block and take_from run them once per merge and split.
+[[gnu::always_inline]] inline void BuddyAllocator::list_add(unsigned area_index, unsigned order,
+                                                            std::uint32_t index) noexcept {
     FreeArea& area = areas_[area_index];
     PageDesc& desc = descs_[index];
     desc.prev = kNoPage;
     desc.next = area.head[order];
     if (desc.next != kNoPage) descs_[desc.next].prev = index;
     area.head[order] = index;
-    ++area.count[order];
-    area.orders |= 1u << order;
     nonempty_areas_ |= std::uint64_t{1} << area_index;
 }
 
-void BuddyAllocator::list_remove(unsigned area_index, unsigned order, std::uint32_t index) noexcept {
+[[gnu::always_inline]] inline void BuddyAllocator::list_remove(unsigned area_index, unsigned order,
+                                                               std::uint32_t index) noexcept {
     FreeArea& area = areas_[area_index];
     PageDesc& desc = descs_[index];
     if (desc.prev != kNoPage) {
@@ -132,17 +135,20 @@ void BuddyAllocator::list_remove(unsigned area_index, unsigned order, std::uint3
     }
     if (desc.next != kNoPage) descs_[desc.next].prev = desc.prev;
     desc.next = desc.prev = kNoPage;
-    if (--area.count[order] == 0) {
-        area.orders &= ~(1u << order);
-        if (area.orders == 0) nonempty_areas_ &= ~(std::uint64_t{1} << area_index);
-    }
+    // The area's bit in nonempty_areas_ is cleared lazily, by take_from:
+    // frees merge blocks all the time, and must not pay for it.
+    (void)area_index;
 }
 
 std::uint32_t BuddyAllocator::take_from(unsigned area_index, unsigned order) noexcept {
     FreeArea& area = areas_[area_index];
-    const std::uint32_t fitting = order < 32 ? area.orders >> order : 0;
-    if (fitting == 0) return kNoPage;
-    unsigned found = order + static_cast<unsigned>(std::countr_zero(fitting));
+    unsigned found = order;
+    while (found < kOrderCount && area.head[found] == kNoPage) ++found;
+    if (found == kOrderCount) {
+        // Nothing this big; if nothing at all, the area is empty.
+        if (order == 0) nonempty_areas_ &= ~(std::uint64_t{1} << area_index);
+        return kNoPage;
+    }
     const std::uint32_t index = area.head[found];
     list_remove(area_index, found, index);
     // Split: keep the lower half, free the upper half one order down.
@@ -165,7 +171,7 @@ std::uint32_t BuddyAllocator::take_block(unsigned order, int node, bool dma32,
     // for those who need it.
     const unsigned first_zone = dma32 ? kZoneDma32 : kZoneNormal;
     std::uint64_t tried = 0;
-    if (node >= 0 && topology_.multi_node()) {
+    if (node >= 0 && multi_node_) {
         const unsigned base = static_cast<unsigned>(node + 1) * kZoneCount;
         for (unsigned zone = first_zone; zone < kZoneCount; ++zone) {
             const std::uint32_t index = take_from(base + zone, order);

@@ -152,8 +152,6 @@ private:
     // Free lists of one node and zone (the kernel's free_area[] of a zone).
     struct FreeArea {
         std::array<std::uint32_t, kOrderCount> head;
-        std::array<std::size_t, kOrderCount> count{};
-        std::uint32_t orders = 0;  // bit n: the order-n list is not empty
     };
     static constexpr unsigned kZoneNormal = 0;
     static constexpr unsigned kZoneDma32 = 1;
@@ -192,6 +190,8 @@ private:
     std::unique_ptr<PageSource> source_;
     BuddyOptions options_;
     NumaTopology topology_;
+    bool multi_node_;     // topology_.multi_node(), read on every free
+    int only_node_;       // the node of a one-node machine
     std::unique_ptr<Logger> owned_logger_;
     const Logger* logger_;
     PageMap map_;
@@ -205,7 +205,8 @@ private:
 
     mutable SpinLock lock_;  // free lists, head descriptors, counters
     std::array<FreeArea, kAreaCount> areas_{};
-    std::uint64_t nonempty_areas_ = 0;  // bit a: area a has a free block
+    // Bit a clear: area a has no free block; set: it may have (cleared lazily).
+    std::uint64_t nonempty_areas_ = 0;
     std::size_t free_pages_ = 0;
     std::size_t managed_pages_ = 0;
 
