@@ -1,5 +1,5 @@
 // NUMA placement on the real stack. Not part of the default vm suite: it
-// needs a guest with two NUMA nodes and a second NVMe controller behind a
+// needs a guest with two NUMA nodes and one more NVMe controller behind a
 // PCIe expander bridge on node 1 (docs/testing.md, "NUMA geometry"):
 //   scripts/vm --hugepages 256 --qemu-arg ... -- build/tests/vm/dma/vm_numa
 // It checks that PciDomain takes the device's node from sysfs, that
