@@ -1,5 +1,6 @@
 #include <dmakit/dma/context.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <string>
@@ -61,7 +62,8 @@ Status DmaContext::region_added(mem::Region& region) {
     // Map the whole region once, aligned to its size (up to 1 GiB) so the
     // IOMMU can use large pages.
     iommu::MapOptions options;
-    options.dma_mask = config_.pool_dma_mask;
+    // A region grown for a Gfp::dma32 allocation goes below 4 GiB (its dma_limit).
+    options.dma_mask = std::min<std::uint64_t>(config_.pool_dma_mask, region.dma_limit());
     options.align = std::min<std::uint64_t>(std::bit_ceil(region.length()), std::uint64_t{1} << 30);
     auto mapped = domain_->map(region.cpu_base(), region.length(), iommu::Access::read_write, options);
     if (!mapped.ok()) {

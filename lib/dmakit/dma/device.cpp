@@ -1,6 +1,7 @@
 #include <dmakit/dma/device.hpp>
 #include <dmakit/support/mmio.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -93,19 +94,59 @@ Status DmaDevice::set_mask_and_coherent(std::uint64_t mask) {
     return set_coherent_mask(mask);
 }
 
+// ---- NUMA ----------------------------------------------------------------
+
+Status DmaDevice::set_numa_node(int node) {
+    DMAKIT_TRY(context_.pages().topology().check_node(node, name_));
+    numa_node_.store(node, std::memory_order_relaxed);
+    return {};
+}
+
 // ---- coherent ------------------------------------------------------------
 
-Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, std::source_location site) {
+Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, mem::Gfp flags,
+                                                 std::source_location site) {
+    auto buffer = allocate_coherent(size, flags, site);
+    if (!buffer.ok() && !has(flags, mem::Gfp::no_warn)) context_.logger().warning(buffer.error().message());
+    return buffer;
+}
+
+Result<CoherentBuffer> DmaDevice::allocate_coherent(std::size_t size, mem::Gfp flags,
+                                                    std::source_location site) {
+    using mem::Gfp;
     if (size == 0) return Error(EINVAL, name_ + ": alloc_coherent of 0 bytes");
+    // Under the strict policy every coherent buffer is an IOMMU map of its
+    // own: a system call an atomic allocation may not make.
+    if (strict() && !has(flags, Gfp::may_grow)) {
+        return Error(ENOMEM, name_ + ": atomic alloc_coherent (no Gfp::may_grow) is impossible "
+                                     "under IommuPolicy::strict, where each buffer needs its own "
+                                     "IOMMU map (a system call); allocate with gfp_kernel, or "
+                                     "use IommuPolicy::pool");
+    }
     if (size > (std::size_t{1} << (mem::kMaxOrder + 12))) {
         return Error(EINVAL, name_ + ": alloc_coherent of " + bytes_text(size) +
                                  " is larger than the largest block (1 GiB); use alloc_large");
     }
     const std::size_t pages = (size + kPage - 1) / kPage;
     const auto order = static_cast<unsigned>(std::bit_width(std::bit_ceil(pages)) - 1);
-    auto block = context_.pages().try_alloc_pages(order);
+    // The page allocator logs nothing: this call does, once. DMA32 is the
+    // pool's zone under the pool policy; under strict the IOMMU map below
+    // places it. Coherent memory is zeroed below in any case.
+    const Gfp page_flags = (flags & Gfp::may_grow) | Gfp::no_warn |
+                           (strict() ? Gfp::none : (flags & Gfp::dma32));
+    auto block = context_.pages().try_alloc_pages(order, page_flags, numa_node());
     if (!block.ok()) {
-        return std::move(block).error().with_context(name_ + ": alloc_coherent of " + bytes_text(size));
+        Error error = std::move(block).error().with_context(name_ + ": alloc_coherent of " + bytes_text(size));
+        if (has(flags, Gfp::dma32) && error.code() == ENOMEM) {
+            const char* first = has(flags, Gfp::may_grow)
+                                    ? "free device addresses below 4 GiB (unmap what lies there)"
+                                    : "allocate with gfp_kernel (the pool then grows a region "
+                                      "below 4 GiB)";
+            return Error(ENOMEM, error.message() + "; for DMA32 memory, " + first +
+                                     ", or create the DmaContext with pool_dma_mask = "
+                                     "dma_bit_mask(32) so that all pool memory lies below 4 GiB");
+        }
+        return error;
     }
     void* cpu = *block;
     std::optional<DmaAddr> dma;
@@ -113,6 +154,7 @@ Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, std::source_l
         // Its own read-write mapping, below the coherent mask, torn down at free.
         iommu::MapOptions options;
         options.dma_mask = coherent_mask();
+        if (has(flags, Gfp::dma32)) options.dma_mask = std::min(options.dma_mask, dma_bit_mask(32));
         auto mapped = context_.domain().map(cpu, pages * kPage, iommu::Access::read_write, options);
         if (!mapped.ok()) {
             context_.pages().free_pages(cpu);

@@ -42,6 +42,7 @@
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
 #include <dmakit/dma/types.hpp>
+#include <dmakit/mem/gfp.hpp>
 #include <dmakit/support/result.hpp>
 
 #include <atomic>
@@ -81,10 +82,23 @@ public:
     void set_segment_limits(SegmentLimits limits) noexcept { limits_ = limits; }
     [[nodiscard]] const SegmentLimits& segment_limits() const noexcept { return limits_; }
 
+    // dev_to_node / set_dev_node: the NUMA node the device sits on (-1: no
+    // preference). PciDomain sets it from sysfs (bus/pci/devices/ADDR/
+    // numa_node); set_numa_node overrides it, EINVAL for a node that does
+    // not exist. Coherent buffers and DmaPool slabs come from this node.
+    [[nodiscard]] int numa_node() const noexcept { return numa_node_.load(std::memory_order_relaxed); }
+    [[nodiscard]] Status set_numa_node(int node);
+
     // dma_alloc_coherent: zeroed memory of at least `size` bytes from the
-    // page allocator, aligned to its power-of-two size, below the coherent mask.
+    // page allocator, aligned to its power-of-two size, below the coherent
+    // mask, from the device's NUMA node when it has one. Flags (mem/gfp.hpp):
+    // without Gfp::may_grow only pool memory already there (never a system
+    // call; under IommuPolicy::strict that is refused, since each buffer
+    // needs its own map); Gfp::dma32 puts it below 4 GiB device address;
+    // a failure is logged unless Gfp::no_warn. Always zeroed.
     [[nodiscard]] Result<CoherentBuffer> alloc_coherent(
-        std::size_t size, std::source_location site = std::source_location::current());
+        std::size_t size, mem::Gfp flags = mem::gfp_kernel,
+        std::source_location site = std::source_location::current());
 
     // dma_map_single / dma_unmap_single for any memory.
     [[nodiscard]] Result<DmaAddr> map_single(
@@ -140,6 +154,8 @@ private:
     friend class CoherentBuffer;
     friend class LargeBuffer;
 
+    [[nodiscard]] Result<CoherentBuffer> allocate_coherent(std::size_t size, mem::Gfp flags,
+                                                           std::source_location site);
     [[nodiscard]] Result<DmaAddr> map_any(void* cpu, std::size_t length, MappingKind kind,
                                           DmaDirection dir, std::source_location site);
     [[nodiscard]] Status unmap_any(DmaAddr addr, std::size_t length, MappingKind kind,
@@ -162,6 +178,7 @@ private:
     std::string name_;
     std::atomic<std::uint64_t> mask_{dma_bit_mask(32)};  // the kernel's default
     std::atomic<std::uint64_t> coherent_mask_{dma_bit_mask(32)};
+    std::atomic<int> numa_node_{-1};
     SegmentLimits limits_;
     LiveMappings live_;
 };

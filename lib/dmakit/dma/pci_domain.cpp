@@ -103,6 +103,13 @@ Result<std::unique_ptr<PciDomain>> PciDomain::open(std::span<const pci::PciAddre
     domain->context_ = std::move(context).value();
     for (auto& f : domain->functions_) {
         f->dma_ = std::make_unique<DmaDevice>(*domain->context_, f->address().to_string());
+        // dev_to_node: the kernel's numa_node attribute (-1 or absent: none).
+        if (auto node = sysfs.numa_node(f->address()); node.ok() && node->has_value()) {
+            if (auto set = f->dma_->set_numa_node(**node); !set.ok()) {
+                domain->context_->logger().warning(set.error().message() +
+                                                   "; its DMA memory comes from any node");
+            }
+        }
         if (options.enable_bus_master) {
             if (auto s = f->device_.enable_bus_master(); !s.ok()) {
                 return std::move(s).error().with_context("opening " + f->address().to_string());

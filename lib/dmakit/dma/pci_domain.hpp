@@ -10,7 +10,8 @@
 // group attached once (functions sharing a group share it); the type1
 // IommuDomain with the machine's PCI windows reserved; one DmaContext whose
 // pool is backed by hugepages (4 KiB pages when none are reserved, with one
-// warning); one vfio::Device and one DmaDevice per function; bus mastering
+// warning); one vfio::Device and one DmaDevice per function, on the NUMA
+// node sysfs gives it (DmaDevice::set_numa_node overrides); bus mastering
 // on. Every pool buffer then has one device address for every function, so a
 // frame received by one port can be sent by another, or written to disk by
 // the NVMe controller, without a copy — as the kernel does for devices

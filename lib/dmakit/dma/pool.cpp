@@ -8,16 +8,25 @@
 namespace dmakit::dma {
 
 DmaPool::DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,
-                 std::unique_ptr<mem::SlabCache> cache)
-    : name_(std::move(name)), device_(device), size_(size), boundary_(boundary), cache_(std::move(cache)) {}
+                 bool dma32, std::unique_ptr<mem::SlabCache> cache)
+    : name_(std::move(name)),
+      device_(device),
+      size_(size),
+      boundary_(boundary),
+      dma32_(dma32),
+      cache_(std::move(cache)) {}
 
 DmaPool::~DmaPool() = default;
 
 Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& device,
                                                  std::size_t size, std::size_t align,
-                                                 std::size_t boundary) {
+                                                 std::size_t boundary, mem::Gfp zone) {
     const std::string what = "DMA pool '" + name + "' for " + device.name();
     if (size == 0) return Error(EINVAL, what + ": block size 0");
+    if (zone != mem::Gfp::none && zone != mem::Gfp::dma32) {
+        return Error(EINVAL, what + ": the zone may be Gfp::dma32 or none; pass other flags to alloc()");
+    }
+    const bool dma32 = zone == mem::Gfp::dma32;
     if (align == 0) align = 8;
     if (!std::has_single_bit(align)) return Error(EINVAL, what + ": alignment " + std::to_string(align) + " is not a power of two");
     if (boundary != 0 && (!std::has_single_bit(boundary) || boundary < size)) {
@@ -42,15 +51,30 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& de
         options.align = std::min<std::size_t>(object_size, mem::kPageSize);
         if (object_size > mem::kPageSize) options.debug_options.red_zone = false;
     }
-    auto cache = device.context().create_device_slab("dma-" + name, object_size, std::move(options),
-                                                     device.coherent_mask());
+    // Zone and node of the slabs. Under the strict policy slabs are mapped
+    // one by one: DMA32 is then the mask of that map, not a pool zone.
+    std::uint64_t mask = device.coherent_mask();
+    if (dma32 && device.context().config().policy == IommuPolicy::strict) {
+        mask = std::min(mask, dma_bit_mask(32));
+    } else if (dma32) {
+        options.page_flags = mem::Gfp::dma32;
+    }
+    options.numa_node = device.numa_node();
+    auto cache = device.context().create_device_slab("dma-" + name, object_size, std::move(options), mask);
     if (!cache.ok()) return std::move(cache).error().with_context(what);
     return std::unique_ptr<DmaPool>(
-        new DmaPool(std::move(name), device, size, boundary, std::move(cache).value()));
+        new DmaPool(std::move(name), device, size, boundary, dma32, std::move(cache).value()));
 }
 
-Result<DmaPool::Block> DmaPool::alloc() {
-    auto object = cache_->try_alloc();
+Result<DmaPool::Block> DmaPool::alloc(mem::Gfp flags) {
+    if (has(flags, mem::Gfp::dma32) && !dma32_) {
+        Error error(EINVAL, "DMA pool '" + name_ + "': Gfp::dma32 asked of a pool not created "
+                            "for DMA32; create it with DmaPool::create(..., Gfp::dma32)");
+        if (!has(flags, mem::Gfp::no_warn)) device_.context().logger().warning(error.message());
+        return error;
+    }
+    // The cache's zone is the pool's; the call's dma32 is satisfied by it.
+    auto object = cache_->try_alloc(flags & (mem::Gfp::may_grow | mem::Gfp::zero | mem::Gfp::no_warn));
     if (!object.ok()) return std::move(object).error().with_context("DMA pool '" + name_ + "'");
     void* cpu = *object;
     auto dma = device_.context().device_slab_address(*cache_, cpu);
@@ -70,8 +94,8 @@ Result<DmaPool::Block> DmaPool::alloc() {
     return Block{cpu, *dma};
 }
 
-Result<DmaPool::Block> DmaPool::zalloc() {
-    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc());
+Result<DmaPool::Block> DmaPool::zalloc(mem::Gfp flags) {
+    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc(flags));
     std::memset(block.cpu, 0, size_);
     return block;
 }

@@ -34,17 +34,24 @@ public:
 
     // `size` bytes per block, aligned to `align` (a power of two; 0 means 8),
     // never crossing a `boundary` (0: no constraint, else a power of two
-    // >= size). EINVAL otherwise. The device must outlive the pool.
+    // >= size). EINVAL otherwise. The device must outlive the pool. Blocks
+    // come from the device's NUMA node (as it is at creation); `zone`
+    // Gfp::dma32 keeps every block below 4 GiB device address.
     [[nodiscard]] static Result<std::unique_ptr<DmaPool>> create(std::string name, DmaDevice& device,
                                                                 std::size_t size, std::size_t align,
-                                                                std::size_t boundary);
+                                                                std::size_t boundary,
+                                                                mem::Gfp zone = mem::Gfp::none);
     ~DmaPool();
     DmaPool(const DmaPool&) = delete;
     DmaPool& operator=(const DmaPool&) = delete;
 
-    // dma_pool_alloc / dma_pool_zalloc. ENOMEM when the page allocator is out.
-    [[nodiscard]] Result<Block> alloc();
-    [[nodiscard]] Result<Block> zalloc();
+    // dma_pool_alloc / dma_pool_zalloc. ENOMEM when the page allocator is
+    // out. Flags as SlabCache::alloc: without Gfp::may_grow only blocks and
+    // pages already in the pool (and under IommuPolicy::strict, where a new
+    // slab needs an IOMMU map, only slabs already mapped); Gfp::dma32 only
+    // from a pool created with that zone (else EINVAL, saying so).
+    [[nodiscard]] Result<Block> alloc(mem::Gfp flags = mem::gfp_kernel);
+    [[nodiscard]] Result<Block> zalloc(mem::Gfp flags = mem::gfp_kernel);
     // dma_pool_free. A pointer that is not a live block of this pool (a
     // double free, a pointer inside a block, another pool's block) is
     // refused with EINVAL, logged and counted, and nothing changes.
@@ -57,12 +64,13 @@ public:
 
 private:
     DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,
-            std::unique_ptr<mem::SlabCache> cache);
+            bool dma32, std::unique_ptr<mem::SlabCache> cache);
 
     std::string name_;
     DmaDevice& device_;
     std::size_t size_;
     std::size_t boundary_;
+    bool dma32_;
     std::unique_ptr<mem::SlabCache> cache_;
 };
 

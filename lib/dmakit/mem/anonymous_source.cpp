@@ -1,5 +1,6 @@
 #include <dmakit/mem/anonymous_source.hpp>
 
+#include <dmakit/mem/numa.hpp>
 #include <dmakit/mem/page.hpp>
 #include <dmakit/support/log.hpp>
 
@@ -13,8 +14,17 @@ namespace dmakit::mem {
 std::size_t AnonymousSource::alignment() const noexcept { return kPageSize; }
 
 Result<RegionBacking> AnonymousSource::map(void* address, std::size_t length) {
+    return map_bound(address, length, -1);
+}
+
+Result<RegionBacking> AnonymousSource::map_on_node(void* address, std::size_t length, int node) {
+    return map_bound(address, length, node);
+}
+
+Result<RegionBacking> AnonymousSource::map_bound(void* address, std::size_t length, int node) {
+    // With a node the pages must be faulted after mbind, so no MAP_POPULATE.
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
-    if (options_.populate) flags |= MAP_POPULATE;
+    if (options_.populate && node < 0) flags |= MAP_POPULATE;
     void* p = ::mmap(address, length, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) {
         const int err = errno;
@@ -24,7 +34,17 @@ Result<RegionBacking> AnonymousSource::map(void* address, std::size_t length) {
                             "the system is out of memory or the address-space limit "
                             "(ulimit -v) is too small");
     }
-    RegionBacking backing{kPageSize, kPageSize, -1, false};
+    if (node >= 0) {
+        if (auto bound = bind_to_node(address, length, node); !bound.ok()) {
+            (void)reset_to_reservation(address, length);
+            return std::move(bound).error();
+        }
+        if (options_.populate) {
+            auto* bytes = static_cast<volatile unsigned char*>(address);
+            for (std::size_t off = 0; off < length; off += kPageSize) bytes[off] = 0;
+        }
+    }
+    RegionBacking backing{kPageSize, kPageSize, node, false};
     if (options_.lock) {
         if (::mlock(address, length) == 0) {
             backing.locked = true;

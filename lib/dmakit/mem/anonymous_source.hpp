@@ -24,10 +24,15 @@ public:
     explicit AnonymousSource(AnonymousSourceOptions options = {}) : options_(options) {}
 
     [[nodiscard]] Result<RegionBacking> map(void* address, std::size_t length) override;
+    // Bound with mbind before the pages are faulted in.
+    [[nodiscard]] Result<RegionBacking> map_on_node(void* address, std::size_t length,
+                                                    int node) override;
     [[nodiscard]] std::size_t alignment() const noexcept override;
     [[nodiscard]] std::string_view name() const noexcept override { return "anonymous-4k"; }
 
 private:
+    [[nodiscard]] Result<RegionBacking> map_bound(void* address, std::size_t length, int node);
+
     AnonymousSourceOptions options_;
     bool warned_lock_ = false;
 };

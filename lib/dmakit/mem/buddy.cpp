@@ -1,9 +1,13 @@
 #include <dmakit/mem/buddy.hpp>
 
+#include <dmakit/support/number_text.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iomanip>
 #include <sstream>
 
 namespace dmakit::mem {
@@ -16,6 +20,9 @@ std::string describe(const void* p) {
 }
 
 std::string mib(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+// Highest device address of the DMA32 zone (GFP_DMA32: 32-bit masks).
+constexpr std::uint64_t kDma32Last = 0xffff'ffffULL;
 
 // The blocks a fresh region of `pages` pages starting at arena page `first`
 // is carved into: the largest size-aligned blocks that fit, left to right.
@@ -46,17 +53,28 @@ Result<std::unique_ptr<BuddyAllocator>> BuddyAllocator::create(std::unique_ptr<P
         (options.page_cache_batch == 0 || options.page_cache_batch > options.page_cache_high)) {
         return Error(EINVAL, "page_cache_batch must be between 1 and page_cache_high");
     }
+    NumaTopology topology;
+    if (options.topology != nullptr) {
+        topology = *options.topology;
+    } else {
+        DMAKIT_ASSIGN_OR_RETURN(topology, NumaTopology::from_sysfs());
+    }
+    options.topology = nullptr;  // copied: the caller's object need not outlive us
     DMAKIT_ASSIGN_OR_RETURN(PageMap map, PageMap::reserve(options.address_space));
     std::unique_ptr<Logger> owned_logger;
     if (options.logger == nullptr) owned_logger = std::make_unique<Logger>();
     return std::unique_ptr<BuddyAllocator>(new BuddyAllocator(
-        std::move(source), options, std::move(map), std::move(owned_logger)));
+        std::move(source), options, std::move(map), std::move(owned_logger), std::move(topology)));
 }
 
 BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options,
-                               PageMap map, std::unique_ptr<Logger> owned_logger)
+                               PageMap map, std::unique_ptr<Logger> owned_logger,
+                               NumaTopology topology)
     : source_(std::move(source)),
       options_(options),
+      topology_(std::move(topology)),
+      multi_node_(topology_.multi_node()),
+      only_node_(topology_.nodes().front()),
       owned_logger_(std::move(owned_logger)),
       logger_(options.logger != nullptr ? options.logger : owned_logger_.get()),
       map_(std::move(map)),
@@ -64,7 +82,7 @@ BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions 
       span_(map_.size()),
       descs_(&map_.desc(0)),
       page_cache_(this, &BuddyAllocator::flush_page_cache, options.page_cache_high) {
-    free_head_.fill(kNoPage);
+    for (FreeArea& area : areas_) area.head.fill(kNoPage);
 }
 
 BuddyAllocator::~BuddyAllocator() {
@@ -81,45 +99,98 @@ BuddyAllocator::~BuddyAllocator() {
 
 // ---- free lists (lock_ held) ----------------------------------------------
 
-void BuddyAllocator::list_add(unsigned order, std::uint32_t index) noexcept {
-    PageDesc& desc = descs_[index];
-    desc.prev = kNoPage;
-    desc.next = free_head_[order];
-    if (desc.next != kNoPage) descs_[desc.next].prev = index;
-    free_head_[order] = index;
-    ++free_count_[order];
+int BuddyAllocator::node_of(const Region& region) const noexcept {
+    if (!multi_node_) return only_node_;  // all memory is on it
+    const int node = region.numa_node();
+    return node >= 0 && node < kMaxNumaNodes ? node : -1;
 }
 
-void BuddyAllocator::list_remove(unsigned order, std::uint32_t index) noexcept {
+unsigned BuddyAllocator::area_of(const Region& region) const noexcept {
+    const auto slot = static_cast<unsigned>(node_of(region) + 1);
+    const auto dma = region.dma_base();
+    const bool dma32 = dma && *dma + (region.length() - 1) <= kDma32Last;
+    return slot * kZoneCount + (dma32 ? kZoneDma32 : kZoneNormal);
+}
+
+// Inlined: give_block and take_from run them once per merge and split.
+[[gnu::always_inline]] inline void BuddyAllocator::list_add(unsigned area_index, unsigned order,
+                                                            std::uint32_t index) noexcept {
+    FreeArea& area = areas_[area_index];
+    PageDesc& desc = descs_[index];
+    desc.prev = kNoPage;
+    desc.next = area.head[order];
+    if (desc.next != kNoPage) descs_[desc.next].prev = index;
+    area.head[order] = index;
+    nonempty_areas_ |= std::uint64_t{1} << area_index;
+}
+
+[[gnu::always_inline]] inline void BuddyAllocator::list_remove(unsigned area_index, unsigned order,
+                                                               std::uint32_t index) noexcept {
+    FreeArea& area = areas_[area_index];
     PageDesc& desc = descs_[index];
     if (desc.prev != kNoPage) {
         descs_[desc.prev].next = desc.next;
     } else {
-        free_head_[order] = desc.next;
+        area.head[order] = desc.next;
     }
     if (desc.next != kNoPage) descs_[desc.next].prev = desc.prev;
     desc.next = desc.prev = kNoPage;
-    --free_count_[order];
+    // The area's bit in nonempty_areas_ is cleared lazily, by take_from:
+    // frees merge blocks all the time, and must not pay for it.
+    (void)area_index;
 }
 
-std::uint32_t BuddyAllocator::take_block(unsigned order) noexcept {
+std::uint32_t BuddyAllocator::take_from(unsigned area_index, unsigned order) noexcept {
+    FreeArea& area = areas_[area_index];
     unsigned found = order;
-    while (found < kOrderCount && free_head_[found] == kNoPage) ++found;
-    if (found == kOrderCount) return kNoPage;
-    const std::uint32_t index = free_head_[found];
-    list_remove(found, index);
+    while (found < kOrderCount && area.head[found] == kNoPage) ++found;
+    if (found == kOrderCount) {
+        // Nothing this big; if nothing at all, the area is empty.
+        if (order == 0) nonempty_areas_ &= ~(std::uint64_t{1} << area_index);
+        return kNoPage;
+    }
+    const std::uint32_t index = area.head[found];
+    list_remove(area_index, found, index);
     // Split: keep the lower half, free the upper half one order down.
     while (found > order) {
         --found;
         const std::uint32_t upper = index + (1u << found);
         descs_[upper].store_state(PageState::free);
         descs_[upper].order = static_cast<std::uint8_t>(found);
-        list_add(found, upper);
+        list_add(area_index, found, upper);
     }
     descs_[index].store_state(PageState::allocated);
     descs_[index].order = static_cast<std::uint8_t>(order);
     free_pages_ -= std::size_t{1} << order;
     return index;
+}
+
+std::uint32_t BuddyAllocator::take_block(unsigned order, int node, bool dma32,
+                                         bool local_only) noexcept {
+    // Normal zone before DMA32, as the kernel's zonelists keep DMA32 memory
+    // for those who need it.
+    const unsigned first_zone = dma32 ? kZoneDma32 : kZoneNormal;
+    std::uint64_t tried = 0;
+    if (node >= 0 && multi_node_) {
+        const unsigned base = static_cast<unsigned>(node + 1) * kZoneCount;
+        for (unsigned zone = first_zone; zone < kZoneCount; ++zone) {
+            const std::uint32_t index = take_from(base + zone, order);
+            if (index != kNoPage) return index;
+        }
+        if (local_only) return kNoPage;
+        tried = std::uint64_t{3} << base;
+    }
+    for (unsigned zone = first_zone; zone < kZoneCount; ++zone) {
+        std::uint64_t candidates = nonempty_areas_ & ~tried;
+        while (candidates != 0) {
+            const auto area = static_cast<unsigned>(std::countr_zero(candidates));
+            candidates &= candidates - 1;
+            if (area % kZoneCount != zone) continue;
+            const std::uint32_t index = take_from(area, order);
+            if (index != kNoPage) return index;
+        }
+    }
+    return kNoPage;
 }
 
 void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
@@ -131,6 +202,7 @@ void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
     // and clear without lock_ (a race found by reading, next to the one
     // ThreadSanitizer reported).
     const Region* home = map_.region_of(map_.page_address(index));
+    const unsigned area = area_of(*home);
     const std::uint32_t region_first = map_.page_index(home->cpu_base());
     const std::uint32_t region_end =
         region_first + static_cast<std::uint32_t>(home->length() >> kPageShift);
@@ -139,7 +211,7 @@ void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
         if (buddy < region_first || buddy >= region_end) break;
         const PageDesc& other = descs_[buddy];
         if (other.load_state() != PageState::free || other.order != order) break;
-        list_remove(order, buddy);
+        list_remove(area, order, buddy);
         const std::uint32_t upper = std::max(index, buddy);
         descs_[upper].store_state(PageState::tail);
         index = std::min(index, buddy);
@@ -147,51 +219,104 @@ void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
     }
     descs_[index].store_state(PageState::free);
     descs_[index].order = static_cast<std::uint8_t>(order);
-    list_add(order, index);
+    list_add(area, order, index);
 }
 
 // ---- allocation ------------------------------------------------------------
 
-Result<void*> BuddyAllocator::try_alloc_pages(unsigned order) {
-    if (order == 0) {
-        if (void* page = alloc_pages(0)) return page;
+Result<void*> BuddyAllocator::try_alloc_pages(unsigned order, Gfp flags, int node) {
+    if (order == 0 && node == -1 && !has(flags, Gfp::dma32)) {
+        if (void* page = alloc_pages(0, flags | Gfp::no_warn)) return page;
     }
-    return allocate_block(order);
-}
-
-Result<void*> BuddyAllocator::allocate_block(unsigned order) {
-    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t index, take_or_grow(order));
-    void* block = map_.page_address(index);
-    asan_unpoison(block, order_bytes(order));
+    auto block = allocate_block(order, flags, node);
+    if (!block.ok()) warn_failure(flags, block.error());
     return block;
 }
 
-Result<void*> BuddyAllocator::alloc_pages_uncached(unsigned order) { return allocate_block(order); }
+void* BuddyAllocator::alloc_block_or_warn(unsigned order, Gfp flags) noexcept {
+    try {
+        auto block = allocate_block(order, flags, -1);
+        if (block.ok()) return *block;
+        warn_failure(flags, block.error());
+    } catch (...) {  // a message that could not be built: still a clean null
+    }
+    return nullptr;
+}
 
-Result<std::uint32_t> BuddyAllocator::take_or_grow(unsigned order) {
+Result<void*> BuddyAllocator::allocate_block(unsigned order, Gfp flags, int node) {
+    DMAKIT_ASSIGN_OR_RETURN(std::uint32_t index, take_or_grow(order, flags, node));
+    void* block = map_.page_address(index);
+    asan_unpoison(block, order_bytes(order));
+    if (has(flags, Gfp::zero)) std::memset(block, 0, order_bytes(order));
+    return block;
+}
+
+Result<void*> BuddyAllocator::alloc_pages_uncached(unsigned order, Gfp flags, int node) {
+    return allocate_block(order, flags, node);
+}
+
+void BuddyAllocator::warn_failure(Gfp flags, const Error& error) const noexcept {
+    if (has(flags, Gfp::no_warn)) return;
+    try {
+        logger_->warning("page allocator: " + error.message());
+    } catch (...) {
+    }
+}
+
+Error BuddyAllocator::no_block_error(unsigned order, Gfp flags, int node) const {
+    std::string what = "no free order-" + std::to_string(order) + " block (" +
+                       std::to_string(order_bytes(order) >> 10) + " KiB)";
+    if (node >= 0 && topology_.multi_node()) what += " on NUMA node " + std::to_string(node) + " or any other";
+    if (has(flags, Gfp::dma32)) what += " below 4 GiB device address";
+    return Error(ENOMEM, what + " in the pool, and an atomic allocation (no Gfp::may_grow) may not "
+                                "grow it; allocate with gfp_kernel outside the hot path, or fill "
+                                "the pool ahead (allocate and free with gfp_kernel)");
+}
+
+Result<std::uint32_t> BuddyAllocator::take_or_grow(unsigned order, Gfp flags, int node) {
     if (order > kMaxOrder) {
         return Error(EINVAL, "order " + std::to_string(order) + " is past the largest order " +
                                  std::to_string(kMaxOrder) + " (1 GiB)");
     }
+    if (node != -1) DMAKIT_TRY(topology_.check_node(node, "page allocation"));
+    const bool dma32 = has(flags, Gfp::dma32);
+    const bool may_grow = has(flags, Gfp::may_grow);
+    // With leave to grow, memory of the wanted node is worth a new region
+    // before another node's free block is.
+    const bool local_first = may_grow && node >= 0 && topology_.multi_node();
     {
         std::lock_guard lock(lock_);
-        const std::uint32_t index = take_block(order);
+        const std::uint32_t index = take_block(order, node, dma32, local_first);
         if (index != kNoPage) return index;
     }
+    // Atomic: what the free lists hold is all there is; no lock that sleeps,
+    // no system call.
+    if (!may_grow) return no_block_error(order, flags, node);
     std::lock_guard grow_lock(grow_mutex_);
     for (int attempt = 0; attempt < 4; ++attempt) {
         {
             std::lock_guard lock(lock_);
-            const std::uint32_t index = take_block(order);
+            const std::uint32_t index = take_block(order, node, dma32, local_first);
             if (index != kNoPage) return index;
         }
-        DMAKIT_TRY(grow(order));
+        auto area = grow(order, node, dma32);
+        if (!area.ok()) {
+            if (local_first) {  // another node's memory beats none
+                std::lock_guard lock(lock_);
+                const std::uint32_t index = take_block(order, node, dma32, false);
+                if (index != kNoPage) return index;
+            }
+            return std::move(area).error();
+        }
+        std::lock_guard lock(lock_);
+        const std::uint32_t index = take_from(*area, order);
+        if (index != kNoPage) return index;
     }
     return Error(ENOMEM, "memory added for an order-" + std::to_string(order) +
                              " block was taken by other threads each time; try again");
 }
 
-Status BuddyAllocator::grow(unsigned order) {
+Result<unsigned> BuddyAllocator::grow(unsigned order, int node, bool dma32) {
     const std::size_t granule = std::max(kRegionGranule, source_->alignment());
     const std::size_t want = std::max(options_.region_size, order_bytes(order));
     const std::size_t length = (want + granule - 1) / granule * granule;
@@ -208,7 +333,9 @@ Status BuddyAllocator::grow(unsigned order) {
         std::max(granule, std::min(std::bit_floor(length), kHugePage1G));
     DMAKIT_ASSIGN_OR_RETURN(std::byte* address, map_.place(length, alignment));
 
-    auto backing = source_->map(address, length);
+    // A node is asked of the source only where nodes differ.
+    const int bind_node = topology_.multi_node() ? node : -1;
+    auto backing = source_->map_on_node(address, length, bind_node);
     if (!backing.ok()) {
         map_.unplace(address, length);
         return backing.error().with_context("growing the page allocator by " + mib(length));
@@ -219,14 +346,35 @@ Status BuddyAllocator::grow(unsigned order) {
     auto region = std::make_unique<Region>(address, length, backing->page_size,
                                            backing->contiguous_bytes, backing->numa_node,
                                            static_cast<std::uint16_t>(slot_index + 1));
+    if (dma32) region->set_dma_limit(kDma32Last);
+    auto drop = [&] {
+        source_->unmap(address, length);
+        map_.unplace(address, length);
+    };
     if (options_.listener != nullptr) {
         auto added = options_.listener->region_added(*region);
         if (!added.ok()) {
-            source_->unmap(address, length);
-            map_.unplace(address, length);
+            drop();
             return added.error().with_context("adding a " + mib(length) + " region");
         }
     }
+    if (dma32 && area_of(*region) % kZoneCount != kZoneDma32) {
+        // Nothing of it is handed out yet: give it back rather than keep a
+        // region the caller cannot use.
+        const auto dma = region->dma_base();
+        if (options_.listener != nullptr) options_.listener->region_removing(*region);
+        drop();
+        if (!dma) {
+            return Error(ENOMEM, "a Gfp::dma32 allocation needs memory below 4 GiB device "
+                                 "address, but this page allocator's regions have no device "
+                                 "address (no DMA mapping); drop Gfp::dma32 or allocate through "
+                                 "a DmaContext");
+        }
+        return Error(ENOMEM, "a Gfp::dma32 allocation grew a region but its mapper placed it at "
+                             "device address " + to_hex(*dma) + ", above 4 GiB; make room below "
+                             "4 GiB in the IOMMU domain (free DMA32 memory or mappings there)");
+    }
+    const unsigned area = area_of(*region);
     map_.init_descs(address, length, region->slot());
     asan_poison(address, length);
     map_.publish(*region);
@@ -240,7 +388,7 @@ Status BuddyAllocator::grow(unsigned order) {
     }
     regions_[slot_index] = std::move(region);
     ++regions_added_;
-    return {};
+    return area;
 }
 
 // ---- free ------------------------------------------------------------------
@@ -324,33 +472,31 @@ std::size_t BuddyAllocator::block_size(const void* block) const noexcept {
 
 // ---- per-thread page cache -------------------------------------------------
 
-void* BuddyAllocator::alloc_page_slow() noexcept {
+void* BuddyAllocator::alloc_page_slow(Gfp flags) noexcept {
     ThreadCache* cache = page_cache_.local();
-    if (cache->capacity == 0) {
-        auto block = allocate_block(0);
-        return block.ok() ? *block : nullptr;
-    }
+    if (cache->capacity == 0) return alloc_block_or_warn(0, flags);
     {
         std::lock_guard lock(lock_);
         refill_page_cache(*cache);
     }
     if (cache->empty()) {
         // Free lists were empty: grow (or fail), then fill the cache too.
-        auto block = allocate_block(0);
-        if (!block.ok()) return nullptr;
+        void* block = alloc_block_or_warn(0, flags);
+        if (block == nullptr) return nullptr;
         std::lock_guard lock(lock_);
         refill_page_cache(*cache);
-        return *block;
+        return block;
     }
     void* page = cache->pop();
     map_.desc_of(page).store_state(PageState::allocated);
     asan_unpoison(page, kPageSize);
+    if (has(flags, Gfp::zero)) std::memset(page, 0, kPageSize);
     return page;
 }
 
 void BuddyAllocator::refill_page_cache(ThreadCache& cache) noexcept {
     for (std::uint32_t i = 0; i < options_.page_cache_batch && !cache.full(); ++i) {
-        const std::uint32_t index = take_block(0);
+        const std::uint32_t index = take_block(0, -1, false, false);
         if (index == kNoPage) break;
         descs_[index].store_state(PageState::thread_cached);
         cache.push(map_.page_address(index));
@@ -392,10 +538,11 @@ std::size_t BuddyAllocator::shrink() {
         {
             std::lock_guard lock(lock_);
             if (!region_is_free(*region)) continue;
+            const unsigned area = area_of(*region);
             for_each_initial_block(map_.page_index(region->cpu_base()),
                                    static_cast<std::uint32_t>(region->length() >> kPageShift),
                                    [&](std::uint32_t index, unsigned order) {
-                                       list_remove(order, index);
+                                       list_remove(area, order, index);
                                        free_pages_ -= std::size_t{1} << order;
                                    });
             managed_pages_ -= region->length() >> kPageShift;
@@ -447,6 +594,8 @@ std::vector<RegionBuddyInfo> BuddyAllocator::buddyinfo() const {
         info.cpu_base = region->cpu_base();
         info.length = region->length();
         info.page_size = region->page_size();
+        info.numa_node = node_of(*region);
+        info.dma32 = area_of(*region) % kZoneCount == kZoneDma32;
         std::uint32_t index = map_.page_index(region->cpu_base());
         const std::uint32_t end = index + static_cast<std::uint32_t>(region->length() >> kPageShift);
         while (index < end) {
@@ -466,12 +615,33 @@ std::vector<RegionBuddyInfo> BuddyAllocator::buddyinfo() const {
 }
 
 std::string BuddyAllocator::format_buddyinfo() const {
+    const std::vector<RegionBuddyInfo> regions = buddyinfo();
+    // Lines in /proc/buddyinfo order: by node, then zone (DMA32 before Normal).
+    std::vector<std::pair<int, bool>> zones;
+    for (const RegionBuddyInfo& info : regions) {
+        const std::pair<int, bool> key{info.numa_node, !info.dma32};
+        if (std::find(zones.begin(), zones.end(), key) == zones.end()) zones.push_back(key);
+    }
+    std::sort(zones.begin(), zones.end());
     std::ostringstream out;
-    for (const RegionBuddyInfo& info : buddyinfo()) {
-        out << "region " << info.slot << " (" << (info.length >> 20) << " MiB, "
-            << (info.page_size >> 10) << " KiB pages)";
-        for (std::size_t count : info.free_blocks) out << ' ' << count;
+    for (const auto& [node, normal] : zones) {
+        std::array<std::size_t, kOrderCount> total{};
+        for (const RegionBuddyInfo& info : regions) {
+            if (info.numa_node != node || info.dma32 == normal) continue;
+            for (unsigned o = 0; o < kOrderCount; ++o) total[o] += info.free_blocks[o];
+        }
+        char head[48];
+        std::snprintf(head, sizeof head, "Node %d, zone %8s", node, normal ? "Normal" : "DMA32");
+        out << head;
+        for (std::size_t count : total) out << ' ' << std::setw(6) << count;
         out << '\n';
+        for (const RegionBuddyInfo& info : regions) {
+            if (info.numa_node != node || info.dma32 == normal) continue;
+            out << "  region " << info.slot << " (" << (info.length >> 20) << " MiB, "
+                << (info.page_size >> 10) << " KiB pages)";
+            for (std::size_t count : info.free_blocks) out << ' ' << count;
+            out << '\n';
+        }
     }
     return out.str();
 }

@@ -16,12 +16,29 @@
 // threads' caches return to the free lists when those threads exit; call
 // drain_thread_cache() on a thread to flush its own.
 //
+// Flags (gfp.hpp) say how an allocation may be satisfied: with
+// Gfp::may_grow (gfp_kernel, the default) a missing block grows the pool by
+// a region (mmap, and the listener's IOMMU map); without it (gfp_atomic)
+// only blocks already in the pool are used, never a system call, and an
+// empty pool is a clean ENOMEM. Failures are logged unless Gfp::no_warn.
+//
+// Zones and nodes (the kernel's struct zone / pglist_data): free lists are
+// kept per NUMA node and per zone. A region is in the DMA32 zone when its
+// whole device address range lies below 4 GiB, else in the normal zone; a
+// region's node is the one its source bound it to (-1: unbound; on a
+// one-node machine every region counts as node 0). An allocation for a node
+// takes from that node first (normal zone before DMA32), grows there, and
+// falls back to other nodes only when growing is not allowed or fails.
+// Gfp::dma32 takes only DMA32 blocks and grows a region placed below 4 GiB.
+//
 // Thread safety: all members may be called concurrently except the
 // destructor. Regions are published to region_of() before any of their
 // memory is handed out.
 #pragma once
 
 #include <dmakit/mem/asan.hpp>
+#include <dmakit/mem/gfp.hpp>
+#include <dmakit/mem/numa.hpp>
 #include <dmakit/mem/page_map.hpp>
 #include <dmakit/mem/page_source.hpp>
 #include <dmakit/mem/region.hpp>
@@ -33,6 +50,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -60,6 +78,9 @@ struct BuddyOptions {
     RegionListener* listener = nullptr;
     // Where warnings (rejected frees, fallbacks) go; null: a stderr Logger.
     const Logger* logger = nullptr;
+    // The machine's NUMA nodes; null: read from /sys at create() (one node
+    // when the kernel has no NUMA). Copied; tests inject a fake topology.
+    const NumaTopology* topology = nullptr;
     // Allocator-wide debug switch: slab caches created over this allocator
     // default to debug mode (poisoning, red zones, double-free detection).
     bool slab_debug = false;
@@ -75,9 +96,11 @@ public:
     BuddyAllocator& operator=(const BuddyAllocator&) = delete;
 
     // A block of 2^order pages aligned to its size, or null; try_alloc_pages
-    // says why (EINVAL: order > kMaxOrder; ENOMEM: no memory, with a hint).
-    [[nodiscard]] void* alloc_pages(unsigned order) noexcept;
-    [[nodiscard]] Result<void*> try_alloc_pages(unsigned order);
+    // says why (EINVAL: order > kMaxOrder or a node that does not exist;
+    // ENOMEM: no memory, with a hint). `node` (-1: any) is where the memory
+    // should come from (alloc_pages_node); see the class comment.
+    [[nodiscard]] void* alloc_pages(unsigned order, Gfp flags = gfp_kernel) noexcept;
+    [[nodiscard]] Result<void*> try_alloc_pages(unsigned order, Gfp flags = gfp_kernel, int node = -1);
 
     // Frees a block from alloc_pages. A pointer this allocator did not hand
     // out, or a second free, is rejected: free_pages logs a warning and counts
@@ -107,34 +130,57 @@ public:
 
     [[nodiscard]] BuddyStats stats() const;
     [[nodiscard]] std::vector<RegionBuddyInfo> buddyinfo() const;
-    // /proc/buddyinfo-style text, one line per region.
+    // /proc/buddyinfo-style text: one "Node N, zone Z" line per node and zone
+    // with free blocks per order, each followed by its regions.
     [[nodiscard]] std::string format_buddyinfo() const;
+    [[nodiscard]] const NumaTopology& topology() const noexcept { return topology_; }
 
     [[nodiscard]] const BuddyOptions& options() const noexcept { return options_; }
     [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
     [[nodiscard]] const PageMap& page_map() const noexcept { return map_; }
 
-    // For slab caches: allocation and free that bypass the page cache.
-    [[nodiscard]] Result<void*> alloc_pages_uncached(unsigned order);
+    // For slab caches: allocation and free that bypass the page cache. The
+    // allocation logs nothing (the caller does, by its own flags).
+    [[nodiscard]] Result<void*> alloc_pages_uncached(unsigned order, Gfp flags = gfp_kernel,
+                                                     int node = -1);
     void free_pages_uncached(void* block) noexcept;  // block must be a valid allocated head
 
 private:
     BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options, PageMap map,
-                   std::unique_ptr<Logger> owned_logger);
+                   std::unique_ptr<Logger> owned_logger, NumaTopology topology);
 
-    [[nodiscard]] void* alloc_page_slow() noexcept;
-    [[nodiscard]] Result<void*> allocate_block(unsigned order);
-    [[nodiscard]] Result<std::uint32_t> take_or_grow(unsigned order);
-    [[nodiscard]] Status grow(unsigned order);
+    // Free lists of one node and zone (the kernel's free_area[] of a zone).
+    struct FreeArea {
+        std::array<std::uint32_t, kOrderCount> head;
+    };
+    static constexpr unsigned kZoneNormal = 0;
+    static constexpr unsigned kZoneDma32 = 1;
+    static constexpr unsigned kZoneCount = 2;
+    // Node slot 0 holds unbound memory, slot n + 1 node n.
+    static constexpr unsigned kAreaCount = (kMaxNumaNodes + 1) * kZoneCount;
+
+    [[nodiscard]] void* alloc_page_slow(Gfp flags) noexcept;
+    [[nodiscard]] void* alloc_block_or_warn(unsigned order, Gfp flags) noexcept;
+    [[nodiscard]] Result<void*> allocate_block(unsigned order, Gfp flags, int node);
+    [[nodiscard]] Result<std::uint32_t> take_or_grow(unsigned order, Gfp flags, int node);
+    // The free area the new region went to.
+    [[nodiscard]] Result<unsigned> grow(unsigned order, int node, bool dma32);
+    [[nodiscard]] Error no_block_error(unsigned order, Gfp flags, int node) const;
+    void warn_failure(Gfp flags, const Error& error) const noexcept;
+    [[nodiscard]] unsigned area_of(const Region& region) const noexcept;
+    [[nodiscard]] int node_of(const Region& region) const noexcept;
     [[nodiscard]] Status validate_free(const void* block) const;
     [[nodiscard]] Status free_slow(void* block);
     void report_invalid_free(const Error& error) const noexcept;
 
     // Free-list primitives; lock_ held.
-    [[nodiscard]] std::uint32_t take_block(unsigned order) noexcept;
+    // From the best area for (node, dma32): see the class comment.
+    [[nodiscard]] std::uint32_t take_block(unsigned order, int node, bool dma32,
+                                           bool local_only) noexcept;
+    [[nodiscard]] std::uint32_t take_from(unsigned area, unsigned order) noexcept;
     void give_block(std::uint32_t index, unsigned order) noexcept;
-    void list_add(unsigned order, std::uint32_t index) noexcept;
-    void list_remove(unsigned order, std::uint32_t index) noexcept;
+    void list_add(unsigned area, unsigned order, std::uint32_t index) noexcept;
+    void list_remove(unsigned area, unsigned order, std::uint32_t index) noexcept;
     [[nodiscard]] bool region_is_free(const Region& region) const noexcept;
 
     static void flush_page_cache(void* self, ThreadCache& cache) noexcept;
@@ -143,6 +189,9 @@ private:
 
     std::unique_ptr<PageSource> source_;
     BuddyOptions options_;
+    NumaTopology topology_;
+    bool multi_node_;     // topology_.multi_node(), read on every free
+    int only_node_;       // the node of a one-node machine
     std::unique_ptr<Logger> owned_logger_;
     const Logger* logger_;
     PageMap map_;
@@ -155,8 +204,9 @@ private:
     ThreadCacheOwner page_cache_;
 
     mutable SpinLock lock_;  // free lists, head descriptors, counters
-    std::array<std::uint32_t, kOrderCount> free_head_{};
-    std::array<std::size_t, kOrderCount> free_count_{};
+    std::array<FreeArea, kAreaCount> areas_{};
+    // Bit a clear: area a has no free block; set: it may have (cleared lazily).
+    std::uint64_t nonempty_areas_ = 0;
     std::size_t free_pages_ = 0;
     std::size_t managed_pages_ = 0;
 
@@ -176,19 +226,20 @@ public:
     }
 };
 
-inline void* BuddyAllocator::alloc_pages(unsigned order) noexcept {
-    if (order == 0) {
+inline void* BuddyAllocator::alloc_pages(unsigned order, Gfp flags) noexcept {
+    // The page cache holds pages of any zone and node: DMA32 requests pass it.
+    if (order == 0 && !has(flags, Gfp::dma32)) {
         ThreadCache* cache = page_cache_.local();
         if (!cache->empty()) [[likely]] {
             void* page = cache->pop();
             descs_[(static_cast<std::byte*>(page) - base_) >> kPageShift].store_state(PageState::allocated);
             asan_unpoison(page, kPageSize);
+            if (has(flags, Gfp::zero)) std::memset(page, 0, kPageSize);
             return page;
         }
-        return alloc_page_slow();
+        return alloc_page_slow(flags);
     }
-    auto block = allocate_block(order);
-    return block.ok() ? *block : nullptr;
+    return alloc_block_or_warn(order, flags);
 }
 
 inline void BuddyAllocator::free_pages(void* block) noexcept {

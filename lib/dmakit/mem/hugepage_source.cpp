@@ -1,6 +1,7 @@
 #include <dmakit/mem/hugepage_source.hpp>
 
 #include <dmakit/config.hpp>
+#include <dmakit/mem/numa.hpp>
 #include <dmakit/mem/page.hpp>
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/text_file.hpp>
@@ -12,10 +13,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if DMAKIT_HAVE_NUMA
-#include <numa.h>
-#include <numaif.h>
-#endif
 
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21U << 26)
@@ -74,13 +71,11 @@ Result<HugepageSource> HugepageSource::create(HugepageSourceOptions options) {
         return Error(EINVAL, "hugepage size " + std::to_string(options.page_size) +
                                  " is not supported; use 2 MiB or 1 GiB");
     }
-#if !DMAKIT_HAVE_NUMA
-    if (options.numa_node >= 0) {
-        return Error(ENOTSUP, "NUMA node " + std::to_string(options.numa_node) +
-                                  " requested but dmakit was built without libnuma; "
-                                  "install libnuma-dev and rebuild, or pass numa_node = -1");
+    if (options.numa_node < -1 || options.numa_node >= kMaxNumaNodes) {
+        return Error(EINVAL, "NUMA node " + std::to_string(options.numa_node) +
+                                 " is out of range; pass -1 (no binding) or 0.." +
+                                 std::to_string(kMaxNumaNodes - 1));
     }
-#endif
     return HugepageSource(options);
 }
 
@@ -90,7 +85,12 @@ HugepageSource::HugepageSource(HugepageSourceOptions options)
       fallback_(AnonymousSourceOptions{true, true, options.logger}) {}
 
 Result<RegionBacking> HugepageSource::map(void* address, std::size_t length) {
-    auto mapped = map_hugepages(address, length);
+    return map_on_node(address, length, -1);
+}
+
+Result<RegionBacking> HugepageSource::map_on_node(void* address, std::size_t length, int node) {
+    if (node < 0) node = options_.numa_node;
+    auto mapped = map_hugepages(address, length, node);
     if (mapped.ok() || !options_.allow_fallback || mapped.error().code() != ENOMEM) {
         return mapped;
     }
@@ -106,10 +106,10 @@ Result<RegionBacking> HugepageSource::map(void* address, std::size_t length) {
                 reserve_hint(options_.page_size, 2 * (length / options_.page_size)));
         }
     }
-    return fallback_.map(address, length);
+    return fallback_.map_on_node(address, length, node);
 }
 
-Result<RegionBacking> HugepageSource::map_hugepages(void* address, std::size_t length) {
+Result<RegionBacking> HugepageSource::map_hugepages(void* address, std::size_t length, int node) {
     const std::size_t pages = length / options_.page_size;
     if (length == 0 || length % options_.page_size != 0) {
         return Error(EINVAL, "region length " + std::to_string(length) +
@@ -117,7 +117,7 @@ Result<RegionBacking> HugepageSource::map_hugepages(void* address, std::size_t l
                                  size_name(options_.page_size));
     }
     // Say why before trying: the kernel's ENOMEM does not tell the user what to do.
-    auto pool = read_hugepage_pool(options_.page_size, options_.numa_node, options_.sysfs_dir);
+    auto pool = read_hugepage_pool(options_.page_size, node, options_.sysfs_dir);
     if (!pool.ok()) {
         return Error(ENOMEM, size_name(options_.page_size) + " hugepages are not available (" +
                                  pool.error().message() + ")");
@@ -137,7 +137,7 @@ Result<RegionBacking> HugepageSource::map_hugepages(void* address, std::size_t l
         return system_error(errno, "sizing a hugetlb memfd to " + size_name(length));
     }
 
-    const bool bind_node = options_.numa_node >= 0;
+    const bool bind_node = node >= 0;
     // With a node binding the pages must be faulted after mbind(), so no MAP_POPULATE.
     const int flags = MAP_SHARED | MAP_FIXED | (bind_node ? 0 : MAP_POPULATE);
     void* p = ::mmap(address, length, PROT_READ | PROT_WRITE, flags, fd.get(), 0);
@@ -148,24 +148,16 @@ Result<RegionBacking> HugepageSource::map_hugepages(void* address, std::size_t l
                                      size_name(options_.page_size) + " hugepages",
                             reserve_hint(options_.page_size, pages));
     }
-#if DMAKIT_HAVE_NUMA
     if (bind_node) {
-        struct bitmask* nodes = numa_allocate_nodemask();
-        numa_bitmask_setbit(nodes, static_cast<unsigned>(options_.numa_node));
-        const long rc = ::mbind(address, length, MPOL_BIND, nodes->maskp, nodes->size + 1, 0);
-        const int err = errno;
-        numa_free_nodemask(nodes);
-        if (rc != 0) {
+        if (auto bound = bind_to_node(address, length, node); !bound.ok()) {
             (void)reset_to_reservation(address, length);
-            return system_error(err, "binding a region to NUMA node " +
-                                         std::to_string(options_.numa_node));
+            return std::move(bound).error();
         }
         // Pre-fault: one write per hugepage now rather than on a hot path.
         auto* bytes = static_cast<volatile unsigned char*>(address);
         for (std::size_t off = 0; off < length; off += options_.page_size) bytes[off] = 0;
     }
-#endif
-    RegionBacking backing{options_.page_size, options_.page_size, options_.numa_node, false};
+    RegionBacking backing{options_.page_size, options_.page_size, node, false};
     backing.locked = ::mlock(address, length) == 0;  // hugetlb pages never swap anyway
     return backing;
 }

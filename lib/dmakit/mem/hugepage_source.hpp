@@ -2,8 +2,8 @@
 //
 // Memory comes from memfd_create(MFD_HUGETLB) mapped MAP_SHARED: the kernel
 // reserves the hugepages at mmap time, so a shortage is a clean ENOMEM here
-// instead of a SIGBUS later. Pages are bound to a NUMA node (libnuma, when
-// built with it), pre-faulted and locked. When the pool cannot supply a
+// instead of a SIGBUS later. Pages are bound to a NUMA node (mbind; the
+// options' node, or the one the allocator asks for), pre-faulted and locked. When the pool cannot supply a
 // region and fallback is allowed, the region comes from 4 KiB anonymous
 // memory instead and the source says once, through the Logger, how to
 // reserve hugepages.
@@ -47,6 +47,9 @@ public:
     [[nodiscard]] static Result<HugepageSource> create(HugepageSourceOptions options = {});
 
     [[nodiscard]] Result<RegionBacking> map(void* address, std::size_t length) override;
+    // `node` -1 means options.numa_node. The 4 KiB fallback is bound too.
+    [[nodiscard]] Result<RegionBacking> map_on_node(void* address, std::size_t length,
+                                                    int node) override;
     [[nodiscard]] std::size_t alignment() const noexcept override { return options_.page_size; }
     [[nodiscard]] std::string_view name() const noexcept override { return name_; }
 
@@ -55,7 +58,7 @@ public:
 
 private:
     explicit HugepageSource(HugepageSourceOptions options);
-    [[nodiscard]] Result<RegionBacking> map_hugepages(void* address, std::size_t length);
+    [[nodiscard]] Result<RegionBacking> map_hugepages(void* address, std::size_t length, int node);
 
     HugepageSourceOptions options_;
     std::string name_;

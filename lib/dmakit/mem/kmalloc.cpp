@@ -22,20 +22,18 @@ Result<std::unique_ptr<Kmalloc>> Kmalloc::create(BuddyAllocator& buddy, KmallocO
     return kmalloc;
 }
 
-void* Kmalloc::kzalloc(std::size_t size) noexcept {
-    void* object = kmalloc(size);
-    if (object != nullptr) std::memset(object, 0, size);
-    return object;
+void* Kmalloc::kzalloc(std::size_t size, Gfp flags) noexcept {
+    return kmalloc(size, flags | Gfp::zero);
 }
 
-Result<void*> Kmalloc::try_kmalloc(std::size_t size) {
+Result<void*> Kmalloc::try_kmalloc(std::size_t size, Gfp flags) {
     if (size == 0) return Error(EINVAL, "kmalloc of zero bytes");
-    if (size <= kMaxSlabSize) return caches_[class_index(size)]->try_alloc();
+    if (size <= kMaxSlabSize) return caches_[class_index(size)]->try_alloc(flags);
     if (size > order_bytes(kMaxOrder)) {
         return Error(EINVAL, "kmalloc of " + std::to_string(size) +
                                  " bytes is past the largest block (1 GiB)");
     }
-    return buddy_.try_alloc_pages(order_for_bytes(size));
+    return buddy_.try_alloc_pages(order_for_bytes(size), flags);
 }
 
 void Kmalloc::kfree(void* object) noexcept {

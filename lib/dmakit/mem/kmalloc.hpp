@@ -34,9 +34,13 @@ public:
                                                                 KmallocOptions options = {});
 
     // Null for a zero size or when memory is exhausted; try_kmalloc says why.
-    [[nodiscard]] void* kmalloc(std::size_t size) noexcept;
-    [[nodiscard]] void* kzalloc(std::size_t size) noexcept;
-    [[nodiscard]] Result<void*> try_kmalloc(std::size_t size);
+    // Flags as for SlabCache::alloc and BuddyAllocator::alloc_pages
+    // (gfp.hpp). Gfp::dma32 is refused for sizes up to kMaxSlabSize, as the
+    // kernel's kmalloc refuses GFP_DMA32: the size classes have no DMA32
+    // zone; larger sizes take DMA32 pages.
+    [[nodiscard]] void* kmalloc(std::size_t size, Gfp flags = gfp_kernel) noexcept;
+    [[nodiscard]] void* kzalloc(std::size_t size, Gfp flags = gfp_kernel) noexcept;
+    [[nodiscard]] Result<void*> try_kmalloc(std::size_t size, Gfp flags = gfp_kernel);
 
     // kfree(nullptr) does nothing, as in the kernel. Pointers this allocator
     // did not hand out are refused (logged, or reported in debug mode).
@@ -72,10 +76,10 @@ private:
     std::array<std::unique_ptr<SlabCache>, kClassSizes.size()> caches_;
 };
 
-inline void* Kmalloc::kmalloc(std::size_t size) noexcept {
-    if (size - 1 < kMaxSlabSize) [[likely]] return caches_[class_index(size)]->alloc();
+inline void* Kmalloc::kmalloc(std::size_t size, Gfp flags) noexcept {
+    if (size - 1 < kMaxSlabSize) [[likely]] return caches_[class_index(size)]->alloc(flags);
     if (size == 0) return nullptr;
-    return buddy_.alloc_pages(order_for_bytes(size));
+    return buddy_.alloc_pages(order_for_bytes(size), flags);
 }
 
 }  // namespace dmakit::mem

@@ -32,6 +32,11 @@ public:
     // alignment(). On failure the range must be left reserved and untouched.
     [[nodiscard]] virtual Result<RegionBacking> map(void* address, std::size_t length) = 0;
 
+    // map() with the memory placed on NUMA node `node` (-1: wherever map()
+    // puts it). The default refuses a node with ENOTSUP.
+    [[nodiscard]] virtual Result<RegionBacking> map_on_node(void* address, std::size_t length,
+                                                            int node);
+
     // Gives the memory back and restores the PROT_NONE reservation.
     virtual void unmap(void* address, std::size_t length) noexcept;
 

@@ -54,6 +54,12 @@ public:
     void set_dma_base(std::uint64_t dma_base) noexcept { dma_base_ = dma_base; }
     void clear_dma_base() noexcept { dma_base_.reset(); }
 
+    // Highest device address the allocator wants this region at, asked for
+    // when it grows for a Gfp::dma32 allocation (zone-like placement); a
+    // mapper places the region at or below it. All ones: no limit.
+    [[nodiscard]] std::uint64_t dma_limit() const noexcept { return dma_limit_; }
+    void set_dma_limit(std::uint64_t limit) noexcept { dma_limit_ = limit; }
+
     // dma_base + offset of p; unset when p is outside or the region is unmapped.
     [[nodiscard]] std::optional<std::uint64_t> dma_address_of(const void* p) const noexcept {
         if (!dma_base_ || !contains(p)) return std::nullopt;
@@ -68,6 +74,7 @@ private:
     int numa_node_;
     std::uint16_t slot_;
     std::optional<std::uint64_t> dma_base_;
+    std::uint64_t dma_limit_ = ~std::uint64_t{0};
 };
 
 // Told about regions as they come and go; the DMA layer maps them into the

@@ -46,6 +46,11 @@ Result<std::unique_ptr<SlabCache>> SlabCache::create(BuddyAllocator& buddy, std:
                                  std::to_string(options.align) +
                                  " must be a power of two no larger than 4096");
     }
+    if (options.page_flags != Gfp::none && options.page_flags != Gfp::dma32) {
+        return Error(EINVAL, "slab cache '" + name + "': page_flags may hold only Gfp::dma32 "
+                             "(the zone of its slabs); pass the other flags to alloc()");
+    }
+    DMAKIT_TRY(buddy.topology().check_node(options.numa_node, "slab cache '" + name + "'"));
     const bool debug = options.debug.value_or(buddy.options().slab_debug);
     auto cache = std::unique_ptr<SlabCache>(
         new SlabCache(buddy, std::move(name), object_size, std::move(options), debug));
@@ -117,39 +122,81 @@ SlabCache::~SlabCache() {
 
 // ---- allocation ------------------------------------------------------------
 
-void* SlabCache::alloc_slow() noexcept {
+void* SlabCache::alloc_slow(Gfp flags) noexcept {
     ThreadCache* cache = thread_cache_.local();
-    if (cache->capacity == 0) {
-        auto object = alloc_one_locked();
-        return object.ok() ? *object : nullptr;
+    try {
+        if (cache->capacity == 0) {
+            auto object = alloc_one_locked(flags);
+            if (object.ok()) return *object;
+            warn_failure(flags, object.error());
+            return nullptr;
+        }
+        Error error(ENOMEM, "");
+        {
+            std::unique_lock lock(lock_);
+            cache->set_count(cache->count + 2 * take_objects(lock, cache->items() + cache->count,
+                                                             batch_, 2, &error, flags));
+        }
+        if (cache->empty()) {
+            warn_failure(flags, error.with_context("slab cache '" + name_ + "'"));
+            return nullptr;
+        }
+    } catch (...) {  // a message that could not be built: still a clean null
+        if (cache->empty()) return nullptr;
     }
-    {
-        std::unique_lock lock(lock_);
-        cache->set_count(cache->count +
-                         2 * take_objects(lock, cache->items() + cache->count, batch_, 2, nullptr));
-    }
-    if (cache->empty()) return nullptr;
-    return alloc();
+    return alloc(flags);
 }
 
-Result<void*> SlabCache::try_alloc() {
-    if (void* object = alloc()) return object;
-    return alloc_one_locked();  // says why, or succeeds if memory came back meanwhile
+Result<void*> SlabCache::try_alloc(Gfp flags) {
+    if (has(flags, Gfp::dma32) && !has(options_.page_flags, Gfp::dma32)) {
+        Error error = zone_error();
+        warn_failure(flags, error);
+        return error;
+    }
+    if (void* object = alloc(flags | Gfp::no_warn)) return object;
+    // Says why, or succeeds if memory came back meanwhile.
+    auto object = alloc_one_locked(flags);
+    if (!object.ok()) warn_failure(flags, object.error());
+    return object;
 }
 
-Result<void*> SlabCache::alloc_one_locked() {
+Result<void*> SlabCache::alloc_one_locked(Gfp flags) {
     void* object = nullptr;
     Error error(ENOMEM, "");
     std::uint32_t got;
     {
         std::unique_lock lock(lock_);
-        got = take_objects(lock, &object, 1, 1, &error);
+        got = take_objects(lock, &object, 1, 1, &error, flags);
     }
     if (got == 0) return error.with_context("slab cache '" + name_ + "'");
     mark_allocated(object);
     if (debug_) check_on_alloc(object);
     asan_unpoison(object, object_size_);
+    if (has(flags, Gfp::zero)) std::memset(object, 0, object_size_);
     return object;
+}
+
+Error SlabCache::zone_error() const {
+    return Error(EINVAL, "slab cache '" + name_ + "': Gfp::dma32 asked of a cache whose slabs "
+                         "are not kept below 4 GiB device address; create the cache with "
+                         "SlabCacheOptions::page_flags = Gfp::dma32 (a DmaPool: pass "
+                         "Gfp::dma32 to DmaPool::create), or use alloc_pages(order, Gfp::dma32)");
+}
+
+void* SlabCache::refuse_zone(Gfp flags) noexcept {
+    try {
+        warn_failure(flags, zone_error());
+    } catch (...) {
+    }
+    return nullptr;
+}
+
+void SlabCache::warn_failure(Gfp flags, const Error& error) const noexcept {
+    if (has(flags, Gfp::no_warn)) return;
+    try {
+        buddy_.logger().warning(error.message());
+    } catch (...) {
+    }
 }
 
 void SlabCache::check_on_alloc(void* object) noexcept {
@@ -307,8 +354,17 @@ std::size_t SlabCache::invalid_frees() const noexcept {
 
 // ---- slabs --------------------------------------------------------------
 
-Result<Slab*> SlabCache::make_slab() {
-    DMAKIT_ASSIGN_OR_RETURN(void* block, buddy_.alloc_pages_uncached(slab_order_));
+Result<Slab*> SlabCache::make_slab(Gfp flags) {
+    if (options_.on_new_slab && !has(flags, Gfp::may_grow)) {
+        return Error(ENOMEM, "no free object, and a new slab would need on_new_slab (an IOMMU "
+                             "map: a system call), which an atomic allocation (no "
+                             "Gfp::may_grow) may not do; allocate with gfp_kernel outside the "
+                             "hot path");
+    }
+    // The slab's pages: its zone and node, grown only if the caller may grow.
+    const Gfp page_flags = (flags & Gfp::may_grow) | options_.page_flags;
+    DMAKIT_ASSIGN_OR_RETURN(void* block,
+                            buddy_.alloc_pages_uncached(slab_order_, page_flags, options_.numa_node));
     void* raw = ::operator new(descriptor_bytes(), std::align_val_t{alignof(Slab)}, std::nothrow);
     if (raw == nullptr) {
         buddy_.free_pages_uncached(block);
@@ -428,14 +484,15 @@ void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
 }
 
 std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** out,
-                                      std::uint32_t count, std::uint32_t step, Error* error) {
+                                      std::uint32_t count, std::uint32_t step, Error* error,
+                                      Gfp flags) {
     std::uint32_t got = 0;
     while (got < count) {
         Slab* slab = lists_[kPartial].head != nullptr ? lists_[kPartial].head : lists_[kEmpty].head;
         if (slab == nullptr) {
             // The page allocator and on_new_slab run without lock_.
             lock.unlock();
-            auto created = make_slab();
+            auto created = make_slab(flags);
             lock.lock();
             if (!created.ok()) {
                 if (error != nullptr) *error = created.error();

@@ -30,6 +30,7 @@
 #include <dmakit/mem/asan.hpp>
 #include <dmakit/mem/buddy.hpp>
 #include <dmakit/mem/debug.hpp>
+#include <dmakit/mem/gfp.hpp>
 #include <dmakit/mem/page.hpp>
 #include <dmakit/mem/spin_lock.hpp>
 #include <dmakit/mem/stats.hpp>
@@ -39,6 +40,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -98,6 +100,12 @@ struct SlabCacheOptions {
     std::uint32_t max_empty_slabs = 2;
     // Objects per thread cache; 0 chooses by object size.
     std::uint32_t thread_cache_size = 0;
+    // Where slab pages come from (kmem_cache_create's SLAB_CACHE_DMA32 and a
+    // kmem_cache_node of one node): Gfp::dma32 (the only flag allowed here)
+    // takes them below 4 GiB device address; numa_node (-1: any) from that
+    // node. A cache has one zone: alloc(Gfp::dma32) on another cache is refused.
+    Gfp page_flags = Gfp::none;
+    int numa_node = -1;
 
     // Slab lifecycle hooks, e.g. for a DMA pool that maps each slab into the
     // IOMMU while it exists (strict mode; the tag is then the slab's IOVA).
@@ -128,8 +136,13 @@ public:
     SlabCache& operator=(const SlabCache&) = delete;
 
     // An object, or null when memory is exhausted (try_alloc says why).
-    [[nodiscard]] void* alloc() noexcept;
-    [[nodiscard]] Result<void*> try_alloc();
+    // Flags (gfp.hpp): without Gfp::may_grow only objects and pages already
+    // in the pool are used (a new slab may take free buddy pages, and its
+    // descriptor comes from the C++ heap; a cache with on_new_slab makes no
+    // new slab at all, since that hook maps memory). A failure is logged
+    // unless Gfp::no_warn.
+    [[nodiscard]] void* alloc(Gfp flags = gfp_kernel) noexcept;
+    [[nodiscard]] Result<void*> try_alloc(Gfp flags = gfp_kernel);
 
     // Returns an object. A pointer that is not an allocated object of this
     // cache (a double free, a slot never handed out, a pointer inside an
@@ -181,8 +194,11 @@ private:
     SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object_size,
               SlabCacheOptions options, bool debug);
 
-    [[nodiscard]] void* alloc_slow() noexcept;
-    [[nodiscard]] Result<void*> alloc_one_locked();
+    [[nodiscard]] void* alloc_slow(Gfp flags) noexcept;
+    [[nodiscard]] Result<void*> alloc_one_locked(Gfp flags);
+    [[nodiscard]] void* refuse_zone(Gfp flags) noexcept;
+    [[nodiscard]] Error zone_error() const;
+    void warn_failure(Gfp flags, const Error& error) const noexcept;
     [[nodiscard]] Status validate(const void* object, Slab** slab, std::uint32_t* index) const;
     [[nodiscard]] Status take_back(void* object, Slab* slab, std::uint32_t index) const;
     [[nodiscard]] Status free_slow(void* object);
@@ -190,7 +206,7 @@ private:
     void refuse_free(const Error& error, const void* object) noexcept;
 
     // Without lock_: buddy pages, descriptor and on_new_slab; and the reverse.
-    [[nodiscard]] Result<Slab*> make_slab();
+    [[nodiscard]] Result<Slab*> make_slab(Gfp flags);
     void release_slabs(Slab* chain) noexcept;
     // Under lock_.
     void unlink(Slab* slab) noexcept;
@@ -200,7 +216,7 @@ private:
     // object's allocated byte (the thread-cache entry layout).
     [[nodiscard]] std::uint32_t take_objects(std::unique_lock<SpinLock>& lock, void** out,
                                              std::uint32_t count, std::uint32_t step,
-                                             Error* error);
+                                             Error* error, Gfp flags);
     void return_objects(void* const* objects, std::uint32_t count, std::uint32_t step) noexcept;
     void move_to(Slab* slab, std::uint8_t list) noexcept;
     [[nodiscard]] std::size_t descriptor_bytes() const noexcept {
@@ -297,7 +313,10 @@ public:
     }
 };
 
-inline void* SlabCache::alloc() noexcept {
+inline void* SlabCache::alloc(Gfp flags) noexcept {
+    if (has(flags, Gfp::dma32) && !has(options_.page_flags, Gfp::dma32)) [[unlikely]] {
+        return refuse_zone(flags);
+    }
     ThreadCache* cache = thread_cache_.local();  // capacity 0 in debug mode
     if (!cache->empty()) [[likely]] {
         void* allocated;
@@ -305,9 +324,10 @@ inline void* SlabCache::alloc() noexcept {
         static_cast<std::atomic<Slab::State>*>(allocated)->store(Slab::State::allocated,
                                                                  std::memory_order_relaxed);
         asan_unpoison(object, object_size_);
+        if (has(flags, Gfp::zero)) std::memset(object, 0, object_size_);
         return object;
     }
-    return alloc_slow();
+    return alloc_slow(flags);
 }
 
 inline void SlabCache::free(void* object) noexcept {

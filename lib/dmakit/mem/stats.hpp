@@ -29,6 +29,8 @@ struct RegionBuddyInfo {
     const std::byte* cpu_base = nullptr;
     std::size_t length = 0;
     std::size_t page_size = 0;
+    int numa_node = -1;  // as the allocator counts it (node 0 on a one-node machine)
+    bool dma32 = false;  // the whole region lies below 4 GiB device address
     std::array<std::size_t, kOrderCount> free_blocks{};
 };
 

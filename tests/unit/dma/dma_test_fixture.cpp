@@ -17,8 +17,9 @@ void DmaTest::make_context(TestContextOptions options) {
     if (options.context.pages.region_size == (std::size_t{64} << 20)) {
         options.context.pages.region_size = std::size_t{4} << 20;  // keep tests light
     }
-    auto context = DmaContext::create(std::move(domain).value(),
-                                      std::make_unique<mem::AnonymousSource>(), options.context);
+    std::unique_ptr<mem::PageSource> source =
+        options.source ? options.source() : std::make_unique<mem::AnonymousSource>();
+    auto context = DmaContext::create(std::move(domain).value(), std::move(source), options.context);
     ASSERT_TRUE(context.ok()) << context.error().message();
     context_ = std::move(context).value();
     device_ = std::make_unique<DmaDevice>(*context_, "0000:00:04.0");

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,8 @@ struct TestContextOptions {
     iommu::TestBackendConfig backend;
     iommu::DomainConfig domain;
     DmaContextConfig context;
+    // The pool's page source; null: plain anonymous memory.
+    std::function<std::unique_ptr<mem::PageSource>()> source;
 };
 
 class DmaTest : public ::testing::Test {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,42 @@ private:
     mutable std::mutex mutex_;
     std::vector<std::string> lines_;
     Logger logger_;
+};
+
+// Anonymous memory that claims whatever NUMA node it is asked for (a fake
+// multi-node machine on a one-node host), counting every call that backs a
+// region: an allocation that grows the pool shows up in maps().
+class CountingSource final : public PageSource {
+public:
+    [[nodiscard]] Result<RegionBacking> map(void* address, std::size_t length) override {
+        return map_on_node(address, length, -1);
+    }
+    [[nodiscard]] Result<RegionBacking> map_on_node(void* address, std::size_t length,
+                                                    int node) override {
+        maps_.fetch_add(1);
+        {
+            std::lock_guard lock(mutex_);
+            nodes_.push_back(node);
+        }
+        auto backing = inner_.map(address, length);
+        if (backing.ok()) backing->numa_node = node;
+        return backing;
+    }
+    [[nodiscard]] std::size_t alignment() const noexcept override { return inner_.alignment(); }
+    [[nodiscard]] std::string_view name() const noexcept override { return "counting-fake-numa"; }
+
+    [[nodiscard]] int maps() const { return maps_.load(); }
+    // The node each map was asked for (-1: none).
+    [[nodiscard]] std::vector<int> nodes() const {
+        std::lock_guard lock(mutex_);
+        return nodes_;
+    }
+
+private:
+    AnonymousSource inner_{AnonymousSourceOptions{false, true, nullptr}};
+    std::atomic<int> maps_{0};
+    mutable std::mutex mutex_;
+    std::vector<int> nodes_;
 };
 
 // Small, test-sized defaults: 4 MiB regions in a 4 GiB window over 4 KiB
