@@ -162,15 +162,16 @@ static void e1000_free_ring(struct e1000_adapter *a, struct e1000_ring *ring, en
     ring->desc = NULL;
 }
 
-/* Gives the device a buffer in every free RX slot (one slot stays empty). */
-static int e1000_alloc_rx_buffers(struct e1000_adapter *a)
+/* Gives the device a buffer in every free RX slot (one slot stays empty).
+ * GFP_KERNEL at open (the pool may grow), GFP_ATOMIC from the RX path. */
+static int e1000_alloc_rx_buffers(struct e1000_adapter *a, gfp_t gfp)
 {
     struct e1000_ring *ring = &a->rx_ring;
     struct e1000_rx_desc *desc = ring->desc;
     unsigned int i = ring->next_to_use, filled = 0;
     while (((i + 1) % ring->count) != ring->next_to_clean) {
         struct e1000_buffer *b = &ring->buffer_info[i];
-        b->data = kmem_cache_alloc(a->buffers, GFP_ATOMIC);
+        b->data = kmem_cache_alloc(a->buffers, gfp);
         if (!b->data) break;
         b->dma = dma_map_single(a->dev, b->data, BUFFER_SIZE, DMA_FROM_DEVICE);
         if (dma_mapping_error(a->dev, b->dma)) {
@@ -314,7 +315,7 @@ static void e1000_clean_rx_irq(struct e1000_adapter *a, u32 run, struct rx_count
         b->data = NULL;
         ring->next_to_clean = (i + 1) % ring->count;
     }
-    (void)e1000_alloc_rx_buffers(a);
+    (void)e1000_alloc_rx_buffers(a, GFP_ATOMIC);
 }
 
 static int e1000_probe(struct e1000_adapter *a, struct device *dev, struct kmem_cache *buffers)
@@ -335,7 +336,7 @@ static int e1000_probe(struct e1000_adapter *a, struct device *dev, struct kmem_
     if (!err) err = e1000_setup_ring(a, &a->rx_ring);
     if (err) return err;
     e1000_configure(a);
-    return e1000_alloc_rx_buffers(a);
+    return e1000_alloc_rx_buffers(a, GFP_KERNEL);
 }
 
 static void e1000_remove(struct e1000_adapter *a)

@@ -66,17 +66,11 @@ int dma_set_mask_and_coherent(struct device* dev, u64 mask) {
 void* dmakit_dma_alloc_coherent(struct device* dev, size_t size, dma_addr_t* handle, gfp_t flags, const char* file,
                                 int line) {
     if (dev == nullptr || handle == nullptr) return nullptr;
-    auto buffer = dev->dma->alloc_coherent(size);
+    auto buffer = dev->dma->alloc_coherent(size, to_gfp(flags) | Gfp::no_warn);
     if (!buffer.ok()) {
         dev->kernel->warn(to_gfp(flags), dev->name + ": dma_alloc_coherent(" + std::to_string(size) + ") at " +
                                              (file != nullptr ? file : "?") + ":" + std::to_string(line) + ": " +
                                              buffer.error().message());
-        return nullptr;
-    }
-    if (dmakit::mem::has(to_gfp(flags), Gfp::dma32) && buffer->dma().value() + buffer->size() > (u64{1} << 32)) {
-        dev->kernel->warn(to_gfp(flags), dev->name + ": dma_alloc_coherent(" + std::to_string(size) +
-                                             ", GFP_DMA32): the pool's memory lies above 4 GiB for the device; "
-                                             "keep DmaContextConfig::pool_dma_mask at 32 bits");
         return nullptr;
     }
     void* cpu = buffer->cpu();
@@ -213,7 +207,7 @@ struct dma_pool* dma_pool_create(const char* name, struct device* dev, size_t si
 
 void* dma_pool_alloc(struct dma_pool* pool, gfp_t flags, dma_addr_t* handle) {
     if (pool == nullptr || handle == nullptr) return nullptr;
-    auto block = dmakit::mem::has(to_gfp(flags), Gfp::zero) ? pool->pool->zalloc() : pool->pool->alloc();
+    auto block = pool->pool->alloc(to_gfp(flags) | Gfp::no_warn);  // zeroes when the flags say so
     if (!block.ok()) {
         pool->dev->kernel->warn(to_gfp(flags), pool->dev->name + ": dma_pool_alloc(" + pool->pool->name() +
                                                    "): " + block.error().message());

@@ -20,14 +20,19 @@ std::string site(const char* file, int line) {
     return file != nullptr ? std::string(" at ") + file + ":" + std::to_string(line) : std::string();
 }
 
+// The C layer logs its own failures (with the caller's file:line), so the
+// C++ allocators are asked not to.
+Gfp quiet(Gfp flags) { return flags | Gfp::no_warn; }
+
 // The one place an object of `size` bytes is taken for the C layer: the
 // inline fast path first; only a miss asks try_kmalloc, which either gets
-// one after all or says why not.
+// one after all or says why not. The flags go through: an atomic request
+// never grows the pool, zero zeroes.
 void* kmalloc_in(dmakit_kernel& kernel, std::size_t size, Gfp flags, const char* call, const char* file, int line) {
     if (size == 0) [[unlikely]] return ZERO_SIZE_PTR;
-    void* object = kernel.kmalloc().kmalloc(size);
+    void* object = kernel.kmalloc().kmalloc(size, quiet(flags));
     if (object == nullptr) [[unlikely]] {
-        auto retry = kernel.kmalloc().try_kmalloc(size);
+        auto retry = kernel.kmalloc().try_kmalloc(size, quiet(flags));
         if (!retry.ok()) {
             kernel.warn(flags, std::string(call) + "(" + std::to_string(size) + ")" + site(file, line) + ": " +
                                    retry.error().message());
@@ -35,7 +40,6 @@ void* kmalloc_in(dmakit_kernel& kernel, std::size_t size, Gfp flags, const char*
         }
         object = *retry;
     }
-    if (dmakit::mem::has(flags, Gfp::zero)) std::memset(object, 0, size);
     return object;
 }
 
@@ -128,14 +132,13 @@ struct kmem_cache* dmakit_kmem_cache_create(const char* name, unsigned int size,
 
 void* dmakit_kmem_cache_alloc(struct kmem_cache* cache, gfp_t flags, const char* file, int line) {
     if (cache == nullptr) return nullptr;
-    auto object = cache->slab->try_alloc();
+    auto object = cache->slab->try_alloc(quiet(to_gfp(flags)));
     if (!object.ok()) {
         cache->kernel->warn(to_gfp(flags), "kmem_cache_alloc(" + cache->slab->name() + ")" + site(file, line) +
                                                ": " + object.error().message());
         return nullptr;
     }
-    if (dmakit::mem::has(to_gfp(flags), Gfp::zero)) std::memset(*object, 0, cache->slab->object_size());
-    return *object;
+    return *object;  // zeroed by the cache when the flags say so
 }
 
 void kmem_cache_free(struct kmem_cache* cache, void* object) {
@@ -163,13 +166,12 @@ void kmem_cache_destroy(struct kmem_cache* cache) {
 struct page* dmakit_alloc_pages(gfp_t flags, unsigned int order, const char* file, int line) {
     dmakit_kernel* kernel = current_or_complain("alloc_pages");
     if (kernel == nullptr) return nullptr;
-    auto block = kernel->context().pages().try_alloc_pages(order);
+    auto block = kernel->context().pages().try_alloc_pages(order, quiet(to_gfp(flags)));
     if (!block.ok()) {
         kernel->warn(to_gfp(flags), "alloc_pages(order " + std::to_string(order) + ")" + site(file, line) + ": " +
                                         block.error().message());
         return nullptr;
     }
-    if (dmakit::mem::has(to_gfp(flags), Gfp::zero)) std::memset(*block, 0, PAGE_SIZE << order);
     return static_cast<struct page*>(*block);
 }
 

@@ -237,3 +237,19 @@ const char *case_bad_input(struct device *dev)
     vfree(&on_stack);
     return NULL;
 }
+
+const char *case_atomic_from_an_empty_pool(void)
+{
+    /* Nothing in the pool yet: an atomic allocation may not grow it. */
+    EXPECT(kmalloc(64, GFP_ATOMIC | __GFP_NOWARN) == NULL);
+    EXPECT(alloc_pages(GFP_NOWAIT | __GFP_NOWARN, 0) == NULL);
+    EXPECT(kmalloc(64, GFP_ATOMIC) == NULL); /* this one says so */
+    void *grown = kmalloc(64, GFP_KERNEL);   /* may grow: takes a region */
+    EXPECT(grown != NULL);
+    u8 *atomic = kzalloc(64, GFP_ATOMIC);    /* now there is pool memory */
+    EXPECT(atomic != NULL);
+    for (int i = 0; i < 64; ++i) EXPECT(atomic[i] == 0);
+    kfree(atomic);
+    kfree(grown);
+    return NULL;
+}

@@ -33,6 +33,7 @@ const char *case_dma_streaming(struct device *dev, struct kmem_cache *packets, s
 const char *case_dma_unmap_streaming(struct device *dev, struct kmem_cache *packets, struct stream_seen *seen);
 const char *case_dma_pool(struct device *dev);
 const char *case_bad_input(struct device *dev);
+const char *case_atomic_from_an_empty_pool(void);
 
 #ifdef __cplusplus
 }

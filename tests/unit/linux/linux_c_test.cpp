@@ -120,6 +120,8 @@ protected:
 TEST_F(LinuxCStrict, StreamingMapsGiveTheDirectionsPermission) {
     kmem_cache* packets = dmakit_kmem_cache_create("packets", 2048, 64, 0, nullptr, __FILE__, __LINE__);
     ASSERT_NE(packets, nullptr);
+    // The frames are taken GFP_ATOMIC, as on a transmit path: the cache needs a slab first.
+    kmem_cache_free(packets, dmakit_kmem_cache_alloc(packets, GFP_KERNEL, __FILE__, __LINE__));
     stream_seen seen{};
     EXPECT_CASE(case_dma_streaming(dev_, packets, &seen));
     // TX: the device reads the frame and may not write it.
@@ -212,6 +214,23 @@ TEST_F(LinuxC, CloseFreesWhatTheCodeLeftAndSaysSo) {
     kernel_.reset();
     EXPECT_TRUE(logged("left 1 kmem_cache(s), 1 dma_pool(s), 1 coherent buffer(s)")) << log_text();
     EXPECT_EQ(dmakit_kernel_current(), nullptr);
+}
+
+// GFP_ATOMIC: only what the pool holds, never a system call (no region
+// mapped, so the IOMMU backend sees nothing); __GFP_NOWARN keeps it quiet.
+TEST_F(LinuxC, AtomicAllocationFromAnEmptyPoolFailsWithoutGrowingIt) {
+    const auto operations = backend_->operations().size();
+    const auto managed = context_->pages().stats().managed_bytes;
+    ASSERT_EQ(managed, 0u) << "the test needs a pool that has not grown yet";
+    EXPECT_CASE(case_atomic_from_an_empty_pool());
+    // Exactly one growth (the GFP_KERNEL call): one region mapped.
+    EXPECT_EQ(backend_->operations().size(), operations + 1);
+    std::size_t messages = 0;
+    {
+        std::lock_guard hold(mutex_);
+        for (const auto& line : lines_) messages += line.find("kmalloc(64)") != std::string::npos ? 1 : 0;
+    }
+    EXPECT_EQ(messages, 1u) << "one message for the one atomic failure without __GFP_NOWARN:\n" << log_text();
 }
 
 TEST(LinuxCOpen, BadAddressesFailWithAClearMessage) {
