@@ -18,7 +18,11 @@ MEM_METRICS = {
     "buddy_pair": ("ns", "lower", ["rte_malloc"]),
     # kmalloc + kfree through <dmakit/linux.h> against the C++ Kmalloc under it
     "kmalloc_c_pair": ("ns", "lower", ["dmakit_cpp"]),
+    "kmalloc_pair": ("ns", "lower", ["glibc"]),
 }
+# Leak tracking on ("dmakit_tracked") against off ("dmakit") in the same run:
+# row "<metric>_leak_tracked" with peer "untracked".
+LEAK_TRACKED_METRICS = ["slab_pair", "kmalloc_pair", "buddy_pair"]
 
 
 def to_ns(entry):
@@ -74,6 +78,13 @@ def mem_rows(results):
                     continue
                 peer_value = round(to_ns(peer_entry), 2)
                 rows.append(row(metric, size, 1, unit, better, value, peer, peer_value))
+    for metric in LEAK_TRACKED_METRICS:
+        for (m, impl, size, threads), tracked in sorted(by_key.items()):
+            untracked = by_key.get((metric, "dmakit", size, 1))
+            if m != metric or impl != "dmakit_tracked" or threads != 1 or untracked is None:
+                continue
+            rows.append(row(metric + "_leak_tracked", size, 1, "ns", "lower",
+                            round(to_ns(tracked), 2), "untracked", round(to_ns(untracked), 2)))
     one = by_key.get(("slab_scaling", "dmakit", "64B", 1))
     two = by_key.get(("slab_scaling", "dmakit", "64B", 2))
     if one and two:

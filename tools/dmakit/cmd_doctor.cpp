@@ -1,7 +1,7 @@
 // dmakit doctor: is this machine ready for user-space drivers, and if not, what to do.
 #include "cli.hpp"
 #include "doctor.hpp"
-#include "json_writer.hpp"
+#include <dmakit/support/json_writer.hpp>
 
 #include <dmakit/mem/buddy.hpp>
 

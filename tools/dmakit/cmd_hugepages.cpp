@@ -1,7 +1,7 @@
 // dmakit hugepages: show the hugepage pools per size and NUMA node, and reserve pages.
 #include "cli.hpp"
 #include "hugepages.hpp"
-#include "json_writer.hpp"
+#include <dmakit/support/json_writer.hpp>
 #include "table.hpp"
 
 #include <dmakit/support/number_text.hpp>

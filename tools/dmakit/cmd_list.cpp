@@ -2,7 +2,7 @@
 // and NUMA node, as a table or (--json) as a JSON array; -v adds each
 // function's capabilities, read from its config space.
 #include "cli.hpp"
-#include "json_writer.hpp"
+#include <dmakit/support/json_writer.hpp>
 #include "table.hpp"
 
 #include <dmakit/pci/capabilities.hpp>

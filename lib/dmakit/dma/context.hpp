@@ -67,6 +67,9 @@ public:
     [[nodiscard]] DmaDebug* debug() noexcept { return debug_.get(); }
     [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
     [[nodiscard]] const DmaContextConfig& config() const noexcept { return config_; }
+    // Null unless leak tracking is on (config.pages.leak_check, or
+    // DMAKIT_LEAK_CHECK=1 when that is unset); it belongs to the page allocator.
+    [[nodiscard]] mem::LeakTracker* leak_tracker() const noexcept { return pages_->leak_tracker(); }
 
     // Device address of pool memory: O(1), no lock, no system call. Null when
     // `cpu` is not in a pool region.

@@ -7,9 +7,9 @@
 namespace dmakit::dma {
 namespace {
 
-std::string site_text(const std::source_location& site) {
+std::string site_text(const mem::CallSite& site) {
     if (site.line() == 0) return "unknown call site";
-    return std::string(site.file_name()) + ":" + std::to_string(site.line());
+    return std::string(site.file()) + ":" + std::to_string(site.line());
 }
 
 std::string hex(std::uint64_t value) {
@@ -56,7 +56,7 @@ void DmaDebug::report(Problem problem, const std::string& device, std::string me
 }
 
 void DmaDebug::record_map(MappingKind kind, const std::string& device, DmaAddr addr,
-                          std::size_t size, DmaDirection dir, std::source_location site) {
+                          std::size_t size, DmaDirection dir, mem::CallSite site) {
     std::lock_guard lock(mutex_);
     auto found = devices_.find(device);
     if (found == devices_.end()) found = devices_.emplace(device, DeviceRecords{}).first;
@@ -101,7 +101,7 @@ void DmaDebug::remember_unmapped(DeviceRecords& records, std::uint64_t addr) {
 }
 
 bool DmaDebug::record_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
-                            std::size_t size, DmaDirection dir, std::source_location site) {
+                            std::size_t size, DmaDirection dir, mem::CallSite site) {
     std::lock_guard lock(mutex_);
     auto found = devices_.find(device);
     if (found == devices_.end()) return true;
@@ -129,7 +129,7 @@ bool DmaDebug::record_unmap(MappingKind kind, const std::string& device, DmaAddr
 }
 
 void DmaDebug::explain_refused_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
-                                     std::size_t size, DmaDirection dir, std::source_location site) {
+                                     std::size_t size, DmaDirection dir, mem::CallSite site) {
     std::lock_guard lock(mutex_);
     const std::string call = std::string(to_string(kind)) + " unmap of " + hex(addr.value()) +
                              " (" + std::to_string(size) + " bytes, " +
@@ -157,7 +157,7 @@ void DmaDebug::explain_refused_unmap(MappingKind kind, const std::string& device
 }
 
 void DmaDebug::report_sync(Problem problem, const std::string& device, const std::string& what,
-                           std::source_location site) {
+                           mem::CallSite site) {
     std::lock_guard lock(mutex_);
     report(problem, device, what + " at " + site_text(site));
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <dmakit/dma/types.hpp>
+#include <dmakit/mem/call_site.hpp>
 #include <dmakit/support/log.hpp>
 
 #include <cstddef>
@@ -22,7 +23,6 @@
 #include <map>
 #include <set>
 #include <mutex>
-#include <source_location>
 #include <string>
 #include <vector>
 
@@ -60,22 +60,22 @@ public:
     // A new mapping (streaming or coherent). Reports an overlap with a live
     // mapping of the same device; the mapping is recorded either way.
     void record_map(MappingKind kind, const std::string& device, DmaAddr addr, std::size_t size,
-                    DmaDirection dir, std::source_location site);
+                    DmaDirection dir, mem::CallSite site);
 
     // An unmap the device accepted (it matched a live mapping exactly):
     // forgets the record, reporting a kind mismatch (dma_unmap_page of a
     // dma_map_single). Returns false when it reported something.
     bool record_unmap(MappingKind kind, const std::string& device, DmaAddr addr, std::size_t size,
-                      DmaDirection dir, std::source_location site);
+                      DmaDirection dir, mem::CallSite site);
 
     // An unmap the device refused: reports why (double unmap, size or
     // direction mismatch, never mapped) with the call sites it knows.
     void explain_refused_unmap(MappingKind kind, const std::string& device, DmaAddr addr,
-                               std::size_t size, DmaDirection dir, std::source_location site);
+                               std::size_t size, DmaDirection dir, mem::CallSite site);
 
     // A sync the device refused, with the reason it found.
     void report_sync(Problem problem, const std::string& device, const std::string& what,
-                     std::source_location site);
+                     mem::CallSite site);
 
     // Reports every mapping of `device` still live and forgets them; returns how many.
     std::size_t check_device_close(const std::string& device);
@@ -89,7 +89,7 @@ private:
         MappingKind kind;
         std::size_t size;
         DmaDirection dir;
-        std::source_location site;
+        mem::CallSite site;
     };
     struct DeviceRecords {
         std::multimap<std::uint64_t, Entry> live;  // by first device address

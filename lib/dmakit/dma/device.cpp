@@ -33,7 +33,9 @@ iommu::Access access_for(DmaDirection dir) noexcept {
 }  // namespace
 
 DmaDevice::DmaDevice(DmaContext& context, std::string name)
-    : context_(context), name_(std::move(name)) {}
+    : context_(context), name_(std::move(name)), leaks_(context.leak_tracker()) {
+    if (leaks_ != nullptr) leak_owner_ = leaks_->register_owner(name_);
+}
 
 DmaDevice::~DmaDevice() {
     if (DmaDebug* debug = context_.debug()) debug->check_device_close(name_);
@@ -47,6 +49,8 @@ DmaDevice::~DmaDevice() {
                                   " streaming mapping(s) were still live when the device closed; "
                                   "they were unmapped (unmap what you map)");
     }
+    // Their records stay in the leak report, marked released.
+    if (leaks_ != nullptr) leaks_->owner_gone(leak_owner_);
 }
 
 // ---- masks ---------------------------------------------------------------
@@ -105,14 +109,14 @@ Status DmaDevice::set_numa_node(int node) {
 // ---- coherent ------------------------------------------------------------
 
 Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, mem::Gfp flags,
-                                                 std::source_location site) {
+                                                 mem::CallSite site) {
     auto buffer = allocate_coherent(size, flags, site);
     if (!buffer.ok() && !has(flags, mem::Gfp::no_warn)) context_.logger().warning(buffer.error().message());
     return buffer;
 }
 
 Result<CoherentBuffer> DmaDevice::allocate_coherent(std::size_t size, mem::Gfp flags,
-                                                    std::source_location site) {
+                                                    mem::CallSite site) {
     using mem::Gfp;
     if (size == 0) return Error(EINVAL, name_ + ": alloc_coherent of 0 bytes");
     // Under the strict policy every coherent buffer is an IOMMU map of its
@@ -134,7 +138,7 @@ Result<CoherentBuffer> DmaDevice::allocate_coherent(std::size_t size, mem::Gfp f
     // places it. Coherent memory is zeroed below in any case.
     const Gfp page_flags = (flags & Gfp::may_grow) | Gfp::no_warn |
                            (strict() ? Gfp::none : (flags & Gfp::dma32));
-    auto block = context_.pages().try_alloc_pages(order, page_flags, numa_node());
+    auto block = context_.pages().try_alloc_pages(order, page_flags, numa_node(), site);
     if (!block.ok()) {
         Error error = std::move(block).error().with_context(name_ + ": alloc_coherent of " + bytes_text(size));
         if (has(flags, Gfp::dma32) && error.code() == ENOMEM) {
@@ -175,6 +179,7 @@ Result<CoherentBuffer> DmaDevice::allocate_coherent(std::size_t size, mem::Gfp f
         }
     }
     std::memset(cpu, 0, size);
+    if (leaks_ != nullptr) leaks_->retag(cpu, mem::AllocKind::dma_coherent);
     if (DmaDebug* debug = context_.debug()) {
         debug->record_map(MappingKind::coherent, name_, *dma, size, DmaDirection::bidirectional, site);
     }
@@ -243,7 +248,7 @@ Result<LiveMapping> DmaDevice::map_exact(void* cpu, std::size_t length, DmaDirec
 }
 
 Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind kind,
-                                   DmaDirection dir, std::source_location site) {
+                                   DmaDirection dir, mem::CallSite site) {
     if (length == 0) return Error(EINVAL, name_ + ": cannot map 0 bytes for DMA");
     const auto start = reinterpret_cast<std::uintptr_t>(cpu);
     if (cpu == nullptr || start + length < start) {
@@ -278,6 +283,7 @@ Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind ki
     mapping.dir = dir;
     mapping.kind = kind;
     live_.insert(mapping);
+    if (leaks_ != nullptr) leaks_->record_mapping(leak_owner_, mapping.addr.value(), length, site);
     if (DmaDebug* debug = context_.debug()) debug->record_map(kind, name_, mapping.addr, length, dir, site);
     return mapping.addr;
 }
@@ -306,40 +312,41 @@ Error DmaDevice::refusal(const char* call, DmaAddr addr, std::size_t length, Dma
 }
 
 Status DmaDevice::unmap_any(DmaAddr addr, std::size_t length, MappingKind kind, DmaDirection dir,
-                            std::source_location site) {
+                            mem::CallSite site) {
     auto removed = live_.remove(addr, length, dir);
     if (!removed) {
         if (DmaDebug* debug = context_.debug()) debug->explain_refused_unmap(kind, name_, addr, length, dir, site);
         return refusal("unmap", addr, length, dir);
     }
     if (DmaDebug* debug = context_.debug()) (void)debug->record_unmap(kind, name_, addr, length, dir, site);
+    if (leaks_ != nullptr) leaks_->forget_mapping(leak_owner_, addr.value());
     auto status = release_backing(*removed);
     if (!status.ok()) return std::move(status).error().with_context(name_ + ": unmap");
     return {};
 }
 
 Result<DmaAddr> DmaDevice::map_single(void* cpu, std::size_t length, DmaDirection dir,
-                                      std::source_location site) {
+                                      mem::CallSite site) {
     return map_any(cpu, length, MappingKind::single, dir, site);
 }
 
 Status DmaDevice::unmap_single(DmaAddr addr, std::size_t length, DmaDirection dir,
-                               std::source_location site) {
+                               mem::CallSite site) {
     return unmap_any(addr, length, MappingKind::single, dir, site);
 }
 
 Result<DmaAddr> DmaDevice::map_page(void* page, std::size_t offset, std::size_t length,
-                                    DmaDirection dir, std::source_location site) {
+                                    DmaDirection dir, mem::CallSite site) {
     if (page == nullptr) return Error(EINVAL, name_ + ": map_page of a null page");
     return map_any(static_cast<std::byte*>(page) + offset, length, MappingKind::page, dir, site);
 }
 
 Status DmaDevice::unmap_page(DmaAddr addr, std::size_t length, DmaDirection dir,
-                             std::source_location site) {
+                             mem::CallSite site) {
     return unmap_any(addr, length, MappingKind::page, dir, site);
 }
 
-Result<std::size_t> DmaDevice::map_sg(ScatterList& list, DmaDirection dir, std::source_location site) {
+Result<std::size_t> DmaDevice::map_sg(ScatterList& list, DmaDirection dir, mem::CallSite site) {
     if (list.mapped_) return Error(EBUSY, name_ + ": scatter list is already mapped");
     if (list.entries_.empty()) return Error(EINVAL, name_ + ": map_sg of an empty scatter list");
     std::vector<DmaSegment> pieces;
@@ -366,7 +373,7 @@ Result<std::size_t> DmaDevice::map_sg(ScatterList& list, DmaDirection dir, std::
     return list.segments_.size();
 }
 
-Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, std::source_location site) {
+Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, mem::CallSite site) {
     if (!list.mapped_) return Error(EINVAL, name_ + ": unmap_sg of a scatter list that is not mapped");
     Status first_error;
     for (std::size_t i = 0; i < list.entries_.size(); ++i) {
@@ -383,7 +390,7 @@ Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, std::source_loca
 // ---- sync ----------------------------------------------------------------
 
 Status DmaDevice::check_sync(DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
-                             bool for_cpu, std::source_location site) {
+                             bool for_cpu, mem::CallSite site) {
     const char* call = for_cpu ? "sync_for_cpu" : "sync_for_device";
     const DmaAddr target = addr + offset;
     auto fail = [&](DmaDebug::Problem problem, std::string why) -> Status {
@@ -421,17 +428,17 @@ Status DmaDevice::check_sync(DmaAddr addr, std::size_t offset, std::size_t lengt
 }
 
 Status DmaDevice::sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                      std::source_location site) {
+                                      mem::CallSite site) {
     return sync_single_range_for_cpu(addr, 0, length, dir, site);
 }
 
 Status DmaDevice::sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                         std::source_location site) {
+                                         mem::CallSite site) {
     return sync_single_range_for_device(addr, 0, length, dir, site);
 }
 
 Status DmaDevice::sync_single_range_for_cpu(DmaAddr addr, std::size_t offset, std::size_t length,
-                                            DmaDirection dir, std::source_location site) {
+                                            DmaDirection dir, mem::CallSite site) {
     DMAKIT_TRY(check_sync(addr, offset, length, dir, true, site));
     // The device's writes were announced by something the CPU already read
     // (a completion entry, a descriptor's done bit); reads of the buffer must
@@ -443,7 +450,7 @@ Status DmaDevice::sync_single_range_for_cpu(DmaAddr addr, std::size_t offset, st
 }
 
 Status DmaDevice::sync_single_range_for_device(DmaAddr addr, std::size_t offset, std::size_t length,
-                                               DmaDirection dir, std::source_location site) {
+                                               DmaDirection dir, mem::CallSite site) {
     DMAKIT_TRY(check_sync(addr, offset, length, dir, false, site));
     // The CPU's writes must be visible before whatever tells the device to
     // look (a doorbell write). x86 keeps stores in order, so this is a
@@ -453,7 +460,7 @@ Status DmaDevice::sync_single_range_for_device(DmaAddr addr, std::size_t offset,
     return {};
 }
 
-Status DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, std::source_location site) {
+Status DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, mem::CallSite site) {
     if (!list.mapped_) return Error(EINVAL, name_ + ": sync_sg_for_cpu of a scatter list that is not mapped");
     for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, true, site));
@@ -463,7 +470,7 @@ Status DmaDevice::sync_sg_for_cpu(const ScatterList& list, DmaDirection dir, std
 }
 
 Status DmaDevice::sync_sg_for_device(const ScatterList& list, DmaDirection dir,
-                                     std::source_location site) {
+                                     mem::CallSite site) {
     if (!list.mapped_) return Error(EINVAL, name_ + ": sync_sg_for_device of a scatter list that is not mapped");
     for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         DMAKIT_TRY(check_sync(list.entry_addresses_[i], 0, list.entries_[i].length, dir, false, site));
@@ -474,7 +481,7 @@ Status DmaDevice::sync_sg_for_device(const ScatterList& list, DmaDirection dir,
 
 // ---- large buffers -------------------------------------------------------
 
-Result<LargeBuffer> DmaDevice::alloc_large(std::size_t size, std::source_location site) {
+Result<LargeBuffer> DmaDevice::alloc_large(std::size_t size, mem::CallSite site) {
     if (size == 0) return Error(EINVAL, name_ + ": alloc_large of 0 bytes");
     const std::size_t length = (size + kPage - 1) & ~(kPage - 1);
     if (length < size) return Error(EOVERFLOW, name_ + ": alloc_large size overflows");

@@ -42,6 +42,7 @@
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
 #include <dmakit/dma/types.hpp>
+#include <dmakit/mem/call_site.hpp>
 #include <dmakit/mem/gfp.hpp>
 #include <dmakit/support/result.hpp>
 
@@ -54,6 +55,9 @@ namespace dmakit::dma {
 
 class DmaDevice {
 public:
+    // Every call takes the caller's site (file:line) for DMA-API debug and
+    // leak tracking; C code passes mem::CallSite{__FILE__, __LINE__}.
+    //
     // `name` identifies the device in messages and debug reports (its PCI
     // address). The context must outlive the device.
     DmaDevice(DmaContext& context, std::string name);
@@ -98,29 +102,29 @@ public:
     // a failure is logged unless Gfp::no_warn. Always zeroed.
     [[nodiscard]] Result<CoherentBuffer> alloc_coherent(
         std::size_t size, mem::Gfp flags = mem::gfp_kernel,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
 
     // dma_map_single / dma_unmap_single for any memory.
     [[nodiscard]] Result<DmaAddr> map_single(
         void* cpu, std::size_t length, DmaDirection dir,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status unmap_single(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                      std::source_location site = std::source_location::current());
+                                      mem::CallSite site = std::source_location::current());
 
     // dma_map_page / dma_unmap_page: like map_single for [page + offset, +length).
     [[nodiscard]] Result<DmaAddr> map_page(
         void* page, std::size_t offset, std::size_t length, DmaDirection dir,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status unmap_page(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                    std::source_location site = std::source_location::current());
+                                    mem::CallSite site = std::source_location::current());
 
     // dma_map_sg / dma_unmap_sg: maps every entry (all or nothing) and fills
     // list.segments(); returns their count.
     [[nodiscard]] Result<std::size_t> map_sg(
         ScatterList& list, DmaDirection dir,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status unmap_sg(ScatterList& list, DmaDirection dir,
-                                  std::source_location site = std::source_location::current());
+                                  mem::CallSite site = std::source_location::current());
 
     // dma_sync_single_for_cpu / _for_device: `addr` is what map_* returned,
     // `length` at most the mapping's length, `dir` the mapping's direction
@@ -128,19 +132,19 @@ public:
     // EINVAL. An inner address is accepted too but found by a scan; use the
     // _range forms (dma_sync_single_range_for_*) to stay O(1).
     [[nodiscard]] Status sync_single_for_cpu(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                             std::source_location site = std::source_location::current());
+                                             mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status sync_single_for_device(DmaAddr addr, std::size_t length, DmaDirection dir,
-                                                std::source_location site = std::source_location::current());
+                                                mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status sync_single_range_for_cpu(
         DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status sync_single_range_for_device(
         DmaAddr addr, std::size_t offset, std::size_t length, DmaDirection dir,
-        std::source_location site = std::source_location::current());
+        mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status sync_sg_for_cpu(const ScatterList& list, DmaDirection dir,
-                                         std::source_location site = std::source_location::current());
+                                         mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status sync_sg_for_device(const ScatterList& list, DmaDirection dir,
-                                            std::source_location site = std::source_location::current());
+                                            mem::CallSite site = std::source_location::current());
 
     // Streaming mappings live now (map_* not yet unmapped).
     [[nodiscard]] std::size_t live_mappings() const { return live_.size(); }
@@ -148,25 +152,25 @@ public:
     // A large buffer from 4 KiB pages, contiguous for the device and the CPU
     // but not physically (see large_buffer.hpp). Zeroed.
     [[nodiscard]] Result<LargeBuffer> alloc_large(
-        std::size_t size, std::source_location site = std::source_location::current());
+        std::size_t size, mem::CallSite site = std::source_location::current());
 
 private:
     friend class CoherentBuffer;
     friend class LargeBuffer;
 
     [[nodiscard]] Result<CoherentBuffer> allocate_coherent(std::size_t size, mem::Gfp flags,
-                                                           std::source_location site);
+                                                           mem::CallSite site);
     [[nodiscard]] Result<DmaAddr> map_any(void* cpu, std::size_t length, MappingKind kind,
-                                          DmaDirection dir, std::source_location site);
+                                          DmaDirection dir, mem::CallSite site);
     [[nodiscard]] Status unmap_any(DmaAddr addr, std::size_t length, MappingKind kind,
-                                   DmaDirection dir, std::source_location site);
+                                   DmaDirection dir, mem::CallSite site);
     [[nodiscard]] Result<LiveMapping> map_exact(void* cpu, std::size_t length, DmaDirection dir,
                                                 std::uint64_t mask);
     [[nodiscard]] Status release_backing(const LiveMapping& mapping);
     [[nodiscard]] Error refusal(const char* call, DmaAddr addr, std::size_t length,
                                 DmaDirection dir) const;
     [[nodiscard]] Status check_sync(DmaAddr addr, std::size_t offset, std::size_t length,
-                                    DmaDirection dir, bool for_cpu, std::source_location site);
+                                    DmaDirection dir, bool for_cpu, mem::CallSite site);
     [[nodiscard]] Status check_mask_against_pool(std::uint64_t mask, const char* which) const;
     [[nodiscard]] bool strict() const noexcept {
         return context_.config().policy == IommuPolicy::strict;
@@ -181,6 +185,8 @@ private:
     std::atomic<int> numa_node_{-1};
     SegmentLimits limits_;
     LiveMappings live_;
+    mem::LeakTracker* leaks_;  // null unless leak tracking is on
+    std::uint32_t leak_owner_ = 0;
 };
 
 }  // namespace dmakit::dma

@@ -40,6 +40,7 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& de
     // Slab debug (BuddyOptions::slab_debug) reports and refuses; a library
     // path never aborts.
     options.debug_options.abort_on_detection = false;
+    options.tracked_as = mem::AllocKind::dma_pool;
     if (boundary != 0) {
         // Power-of-two blocks aligned to their size never straddle a larger
         // power-of-two boundary. Red zones are whole multiples of the slab
@@ -66,7 +67,7 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(std::string name, DmaDevice& de
         new DmaPool(std::move(name), device, size, boundary, dma32, std::move(cache).value()));
 }
 
-Result<DmaPool::Block> DmaPool::alloc(mem::Gfp flags) {
+Result<DmaPool::Block> DmaPool::alloc(mem::Gfp flags, mem::CallSite site) {
     if (has(flags, mem::Gfp::dma32) && !dma32_) {
         Error error(EINVAL, "DMA pool '" + name_ + "': Gfp::dma32 asked of a pool not created "
                             "for DMA32; create it with DmaPool::create(..., Gfp::dma32)");
@@ -74,7 +75,7 @@ Result<DmaPool::Block> DmaPool::alloc(mem::Gfp flags) {
         return error;
     }
     // The cache's zone is the pool's; the call's dma32 is satisfied by it.
-    auto object = cache_->try_alloc(flags & (mem::Gfp::may_grow | mem::Gfp::zero | mem::Gfp::no_warn));
+    auto object = cache_->try_alloc(flags & (mem::Gfp::may_grow | mem::Gfp::zero | mem::Gfp::no_warn), site);
     if (!object.ok()) return std::move(object).error().with_context("DMA pool '" + name_ + "'");
     void* cpu = *object;
     auto dma = device_.context().device_slab_address(*cache_, cpu);
@@ -94,8 +95,8 @@ Result<DmaPool::Block> DmaPool::alloc(mem::Gfp flags) {
     return Block{cpu, *dma};
 }
 
-Result<DmaPool::Block> DmaPool::zalloc(mem::Gfp flags) {
-    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc(flags));
+Result<DmaPool::Block> DmaPool::zalloc(mem::Gfp flags, mem::CallSite site) {
+    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc(flags, site));
     std::memset(block.cpu, 0, size_);
     return block;
 }

@@ -50,8 +50,11 @@ public:
     // pages already in the pool (and under IommuPolicy::strict, where a new
     // slab needs an IOMMU map, only slabs already mapped); Gfp::dma32 only
     // from a pool created with that zone (else EINVAL, saying so).
-    [[nodiscard]] Result<Block> alloc(mem::Gfp flags = mem::gfp_kernel);
-    [[nodiscard]] Result<Block> zalloc(mem::Gfp flags = mem::gfp_kernel);
+    // `site` is recorded when leak tracking is on (mem/call_site.hpp).
+    [[nodiscard]] Result<Block> alloc(mem::Gfp flags = mem::gfp_kernel,
+                                      mem::CallSite site = std::source_location::current());
+    [[nodiscard]] Result<Block> zalloc(mem::Gfp flags = mem::gfp_kernel,
+                                       mem::CallSite site = std::source_location::current());
     // dma_pool_free. A pointer that is not a live block of this pool (a
     // double free, a pointer inside a block, another pool's block) is
     // refused with EINVAL, logged and counted, and nothing changes.

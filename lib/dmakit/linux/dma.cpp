@@ -66,7 +66,8 @@ int dma_set_mask_and_coherent(struct device* dev, u64 mask) {
 void* dmakit_dma_alloc_coherent(struct device* dev, size_t size, dma_addr_t* handle, gfp_t flags, const char* file,
                                 int line) {
     if (dev == nullptr || handle == nullptr) return nullptr;
-    auto buffer = dev->dma->alloc_coherent(size, to_gfp(flags) | Gfp::no_warn);
+    auto buffer = dev->dma->alloc_coherent(size, to_gfp(flags) | Gfp::no_warn,
+                                           dmakit::linux_api::call_site(file, line));
     if (!buffer.ok()) {
         dev->kernel->warn(to_gfp(flags), dev->name + ": dma_alloc_coherent(" + std::to_string(size) + ") at " +
                                              (file != nullptr ? file : "?") + ":" + std::to_string(line) + ": " +

@@ -120,6 +120,10 @@ namespace dmakit::linux_api {
 
 // gfp_t bits are mem::Gfp's (static_assert in kernel.cpp).
 [[nodiscard]] inline mem::Gfp to_gfp(gfp_t flags) noexcept { return static_cast<mem::Gfp>(flags); }
+// The caller's __FILE__/__LINE__ as the site leak tracking records.
+[[nodiscard]] inline mem::CallSite call_site(const char* file, int line) noexcept {
+    return {file, static_cast<std::uint32_t>(line)};
+}
 
 // The calling thread's current kernel (kernel.cpp). constinit and
 // initial-exec: a plain TLS load on every C call, no wrapper, no

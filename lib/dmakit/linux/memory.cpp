@@ -14,6 +14,7 @@ namespace {
 
 using dmakit::mem::Gfp;
 using dmakit::linux_api::current_or_complain;
+using dmakit::linux_api::call_site;
 using dmakit::linux_api::to_gfp;
 
 std::string site(const char* file, int line) {
@@ -30,9 +31,9 @@ Gfp quiet(Gfp flags) { return flags | Gfp::no_warn; }
 // never grows the pool, zero zeroes.
 void* kmalloc_in(dmakit_kernel& kernel, std::size_t size, Gfp flags, const char* call, const char* file, int line) {
     if (size == 0) [[unlikely]] return ZERO_SIZE_PTR;
-    void* object = kernel.kmalloc().kmalloc(size, quiet(flags));
+    void* object = kernel.kmalloc().kmalloc(size, quiet(flags), call_site(file, line));
     if (object == nullptr) [[unlikely]] {
-        auto retry = kernel.kmalloc().try_kmalloc(size, quiet(flags));
+        auto retry = kernel.kmalloc().try_kmalloc(size, quiet(flags), call_site(file, line));
         if (!retry.ok()) {
             kernel.warn(flags, std::string(call) + "(" + std::to_string(size) + ")" + site(file, line) + ": " +
                                    retry.error().message());
@@ -132,7 +133,7 @@ struct kmem_cache* dmakit_kmem_cache_create(const char* name, unsigned int size,
 
 void* dmakit_kmem_cache_alloc(struct kmem_cache* cache, gfp_t flags, const char* file, int line) {
     if (cache == nullptr) return nullptr;
-    auto object = cache->slab->try_alloc(quiet(to_gfp(flags)));
+    auto object = cache->slab->try_alloc(quiet(to_gfp(flags)), call_site(file, line));
     if (!object.ok()) {
         cache->kernel->warn(to_gfp(flags), "kmem_cache_alloc(" + cache->slab->name() + ")" + site(file, line) +
                                                ": " + object.error().message());
@@ -166,7 +167,7 @@ void kmem_cache_destroy(struct kmem_cache* cache) {
 struct page* dmakit_alloc_pages(gfp_t flags, unsigned int order, const char* file, int line) {
     dmakit_kernel* kernel = current_or_complain("alloc_pages");
     if (kernel == nullptr) return nullptr;
-    auto block = kernel->context().pages().try_alloc_pages(order, quiet(to_gfp(flags)));
+    auto block = kernel->context().pages().try_alloc_pages(order, quiet(to_gfp(flags)), -1, call_site(file, line));
     if (!block.ok()) {
         kernel->warn(to_gfp(flags), "alloc_pages(order " + std::to_string(order) + ")" + site(file, line) + ": " +
                                         block.error().message());

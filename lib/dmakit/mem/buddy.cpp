@@ -63,13 +63,15 @@ Result<std::unique_ptr<BuddyAllocator>> BuddyAllocator::create(std::unique_ptr<P
     DMAKIT_ASSIGN_OR_RETURN(PageMap map, PageMap::reserve(options.address_space));
     std::unique_ptr<Logger> owned_logger;
     if (options.logger == nullptr) owned_logger = std::make_unique<Logger>();
-    return std::unique_ptr<BuddyAllocator>(new BuddyAllocator(
-        std::move(source), options, std::move(map), std::move(owned_logger), std::move(topology)));
+    const bool leak_check = options.leak_check.value_or(LeakTracker::enabled_by_environment());
+    return std::unique_ptr<BuddyAllocator>(new BuddyAllocator(std::move(source), options, std::move(map),
+                                                              std::move(owned_logger), std::move(topology),
+                                                              leak_check));
 }
 
 BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options,
                                PageMap map, std::unique_ptr<Logger> owned_logger,
-                               NumaTopology topology)
+                               NumaTopology topology, bool leak_check)
     : source_(std::move(source)),
       options_(options),
       topology_(std::move(topology)),
@@ -81,12 +83,16 @@ BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions 
       base_(map_.base()),
       span_(map_.size()),
       descs_(&map_.desc(0)),
-      page_cache_(this, &BuddyAllocator::flush_page_cache, options.page_cache_high) {
+      // Tracked allocations and frees all take the slow paths, which record them.
+      page_cache_(this, &BuddyAllocator::flush_page_cache,
+                  leak_check ? 0 : options.page_cache_high),
+      leaks_(leak_check ? std::make_unique<LeakTracker>(*logger_, options.leak_options) : nullptr) {
     for (FreeArea& area : areas_) area.head.fill(kNoPage);
 }
 
 BuddyAllocator::~BuddyAllocator() {
     page_cache_.retire();
+    leaks_.reset();  // the exit report, before the regions go
     std::lock_guard grow(grow_mutex_);
     for (auto& region : regions_) {
         if (!region) continue;
@@ -224,19 +230,23 @@ void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
 
 // ---- allocation ------------------------------------------------------------
 
-Result<void*> BuddyAllocator::try_alloc_pages(unsigned order, Gfp flags, int node) {
+Result<void*> BuddyAllocator::try_alloc_pages(unsigned order, Gfp flags, int node, CallSite site) {
     if (order == 0 && node == -1 && !has(flags, Gfp::dma32)) {
-        if (void* page = alloc_pages(0, flags | Gfp::no_warn)) return page;
+        if (void* page = alloc_pages(0, flags | Gfp::no_warn, site)) return page;
     }
     auto block = allocate_block(order, flags, node);
     if (!block.ok()) warn_failure(flags, block.error());
+    if (block.ok() && leaks_) leaks_->record(*block, order_bytes(order), AllocKind::page, 0, site);
     return block;
 }
 
-void* BuddyAllocator::alloc_block_or_warn(unsigned order, Gfp flags) noexcept {
+void* BuddyAllocator::alloc_block_or_warn(unsigned order, Gfp flags, CallSite site) noexcept {
     try {
         auto block = allocate_block(order, flags, -1);
-        if (block.ok()) return *block;
+        if (block.ok()) {
+            if (leaks_) leaks_->record(*block, order_bytes(order), AllocKind::page, 0, site);
+            return *block;
+        }
         warn_failure(flags, block.error());
     } catch (...) {  // a message that could not be built: still a clean null
     }
@@ -430,6 +440,7 @@ Status BuddyAllocator::try_free_pages(void* block) {
 
 Status BuddyAllocator::free_slow(void* block) {
     DMAKIT_TRY(validate_free(block));
+    if (leaks_) leaks_->forget(block);  // before the block can be handed out again
     PageDesc& desc = map_.desc_of(block);
     const unsigned order = desc.order;
     asan_poison(block, order_bytes(order));
@@ -472,16 +483,16 @@ std::size_t BuddyAllocator::block_size(const void* block) const noexcept {
 
 // ---- per-thread page cache -------------------------------------------------
 
-void* BuddyAllocator::alloc_page_slow(Gfp flags) noexcept {
+void* BuddyAllocator::alloc_page_slow(Gfp flags, CallSite site) noexcept {
     ThreadCache* cache = page_cache_.local();
-    if (cache->capacity == 0) return alloc_block_or_warn(0, flags);
+    if (cache->capacity == 0) return alloc_block_or_warn(0, flags, site);
     {
         std::lock_guard lock(lock_);
         refill_page_cache(*cache);
     }
     if (cache->empty()) {
         // Free lists were empty: grow (or fail), then fill the cache too.
-        void* block = alloc_block_or_warn(0, flags);
+        void* block = alloc_block_or_warn(0, flags, site);
         if (block == nullptr) return nullptr;
         std::lock_guard lock(lock_);
         refill_page_cache(*cache);

@@ -31,13 +31,18 @@
 // falls back to other nodes only when growing is not allowed or fails.
 // Gfp::dma32 takes only DMA32 blocks and grows a region placed below 4 GiB.
 //
+// Leak tracking (leak_check below) bypasses the page cache, so the inline
+// fast paths need no test of their own; see leak_tracker.hpp.
+//
 // Thread safety: all members may be called concurrently except the
 // destructor. Regions are published to region_of() before any of their
 // memory is handed out.
 #pragma once
 
 #include <dmakit/mem/asan.hpp>
+#include <dmakit/mem/call_site.hpp>
 #include <dmakit/mem/gfp.hpp>
+#include <dmakit/mem/leak_tracker.hpp>
 #include <dmakit/mem/numa.hpp>
 #include <dmakit/mem/page_map.hpp>
 #include <dmakit/mem/page_source.hpp>
@@ -84,6 +89,12 @@ struct BuddyOptions {
     // Allocator-wide debug switch: slab caches created over this allocator
     // default to debug mode (poisoning, red zones, double-free detection).
     bool slab_debug = false;
+    // Leak tracking for this allocator and everything built on it (slab
+    // caches, kmalloc, the DMA context): every live allocation records its
+    // call site; see leak_tracker.hpp. Unset: on when DMAKIT_LEAK_CHECK=1 (read
+    // once, when the allocator is created).
+    std::optional<bool> leak_check;
+    LeakTrackerOptions leak_options;
 };
 
 class BuddyAllocator {
@@ -99,8 +110,11 @@ public:
     // says why (EINVAL: order > kMaxOrder or a node that does not exist;
     // ENOMEM: no memory, with a hint). `node` (-1: any) is where the memory
     // should come from (alloc_pages_node); see the class comment.
-    [[nodiscard]] void* alloc_pages(unsigned order, Gfp flags = gfp_kernel) noexcept;
-    [[nodiscard]] Result<void*> try_alloc_pages(unsigned order, Gfp flags = gfp_kernel, int node = -1);
+    // `site` is recorded when leak tracking is on (call_site.hpp).
+    [[nodiscard]] void* alloc_pages(unsigned order, Gfp flags = gfp_kernel,
+                                    CallSite site = std::source_location::current()) noexcept;
+    [[nodiscard]] Result<void*> try_alloc_pages(unsigned order, Gfp flags = gfp_kernel, int node = -1,
+                                                CallSite site = std::source_location::current());
 
     // Frees a block from alloc_pages. A pointer this allocator did not hand
     // out, or a second free, is rejected: free_pages logs a warning and counts
@@ -138,6 +152,8 @@ public:
     [[nodiscard]] const BuddyOptions& options() const noexcept { return options_; }
     [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
     [[nodiscard]] const PageMap& page_map() const noexcept { return map_; }
+    // Null unless leak tracking is on.
+    [[nodiscard]] LeakTracker* leak_tracker() const noexcept { return leaks_.get(); }
 
     // For slab caches: allocation and free that bypass the page cache. The
     // allocation logs nothing (the caller does, by its own flags).
@@ -147,7 +163,7 @@ public:
 
 private:
     BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options, PageMap map,
-                   std::unique_ptr<Logger> owned_logger, NumaTopology topology);
+                   std::unique_ptr<Logger> owned_logger, NumaTopology topology, bool leak_check);
 
     // Free lists of one node and zone (the kernel's free_area[] of a zone).
     struct FreeArea {
@@ -159,8 +175,8 @@ private:
     // Node slot 0 holds unbound memory, slot n + 1 node n.
     static constexpr unsigned kAreaCount = (kMaxNumaNodes + 1) * kZoneCount;
 
-    [[nodiscard]] void* alloc_page_slow(Gfp flags) noexcept;
-    [[nodiscard]] void* alloc_block_or_warn(unsigned order, Gfp flags) noexcept;
+    [[nodiscard]] void* alloc_page_slow(Gfp flags, CallSite site) noexcept;
+    [[nodiscard]] void* alloc_block_or_warn(unsigned order, Gfp flags, CallSite site) noexcept;
     [[nodiscard]] Result<void*> allocate_block(unsigned order, Gfp flags, int node);
     [[nodiscard]] Result<std::uint32_t> take_or_grow(unsigned order, Gfp flags, int node);
     // The free area the new region went to.
@@ -215,6 +231,9 @@ private:
     std::size_t regions_added_ = 0;
     std::size_t regions_released_ = 0;
     mutable std::atomic<std::size_t> invalid_frees_{0};
+    // Null unless leak tracking is on. Last, so the fields of the inline fast
+    // paths keep their offsets; the destructor reports before anything goes.
+    std::unique_ptr<LeakTracker> leaks_;
 
 public:
     // Inline fast paths (declared after the members they use).
@@ -226,7 +245,7 @@ public:
     }
 };
 
-inline void* BuddyAllocator::alloc_pages(unsigned order, Gfp flags) noexcept {
+inline void* BuddyAllocator::alloc_pages(unsigned order, Gfp flags, CallSite site) noexcept {
     // The page cache holds pages of any zone and node: DMA32 requests pass it.
     if (order == 0 && !has(flags, Gfp::dma32)) {
         ThreadCache* cache = page_cache_.local();
@@ -237,9 +256,9 @@ inline void* BuddyAllocator::alloc_pages(unsigned order, Gfp flags) noexcept {
             if (has(flags, Gfp::zero)) std::memset(page, 0, kPageSize);
             return page;
         }
-        return alloc_page_slow(flags);
+        return alloc_page_slow(flags, site);
     }
-    return alloc_block_or_warn(order, flags);
+    return alloc_block_or_warn(order, flags, site);
 }
 
 inline void BuddyAllocator::free_pages(void* block) noexcept {

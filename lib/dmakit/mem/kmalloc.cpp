@@ -15,6 +15,7 @@ Result<std::unique_ptr<Kmalloc>> Kmalloc::create(BuddyAllocator& buddy, KmallocO
         cache_options.align = std::min<std::size_t>(size & (~size + 1), kPageSize);
         cache_options.debug = options.debug;
         cache_options.debug_options = options.debug_options;
+        cache_options.tracked_as = AllocKind::kmalloc;
         DMAKIT_ASSIGN_OR_RETURN(kmalloc->caches_[i],
                                 SlabCache::create(buddy, "kmalloc-" + std::to_string(size), size,
                                                   std::move(cache_options)));
@@ -22,18 +23,30 @@ Result<std::unique_ptr<Kmalloc>> Kmalloc::create(BuddyAllocator& buddy, KmallocO
     return kmalloc;
 }
 
-void* Kmalloc::kzalloc(std::size_t size, Gfp flags) noexcept {
-    return kmalloc(size, flags | Gfp::zero);
+void* Kmalloc::kzalloc(std::size_t size, Gfp flags, CallSite site) noexcept {
+    return kmalloc(size, flags | Gfp::zero, site);
 }
 
-Result<void*> Kmalloc::try_kmalloc(std::size_t size, Gfp flags) {
+void* Kmalloc::alloc_large(std::size_t size, Gfp flags, CallSite site) noexcept {
+    void* block = buddy_.alloc_pages(order_for_bytes(size), flags, site);
+    if (block != nullptr) {
+        if (LeakTracker* leaks = buddy_.leak_tracker()) leaks->retag(block, AllocKind::kmalloc);
+    }
+    return block;
+}
+
+Result<void*> Kmalloc::try_kmalloc(std::size_t size, Gfp flags, CallSite site) {
     if (size == 0) return Error(EINVAL, "kmalloc of zero bytes");
-    if (size <= kMaxSlabSize) return caches_[class_index(size)]->try_alloc(flags);
+    if (size <= kMaxSlabSize) return caches_[class_index(size)]->try_alloc(flags, site);
     if (size > order_bytes(kMaxOrder)) {
         return Error(EINVAL, "kmalloc of " + std::to_string(size) +
                                  " bytes is past the largest block (1 GiB)");
     }
-    return buddy_.try_alloc_pages(order_for_bytes(size), flags);
+    auto block = buddy_.try_alloc_pages(order_for_bytes(size), flags, -1, site);
+    if (block.ok()) {
+        if (LeakTracker* leaks = buddy_.leak_tracker()) leaks->retag(*block, AllocKind::kmalloc);
+    }
+    return block;
 }
 
 void Kmalloc::kfree(void* object) noexcept {

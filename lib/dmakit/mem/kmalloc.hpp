@@ -38,9 +38,14 @@ public:
     // (gfp.hpp). Gfp::dma32 is refused for sizes up to kMaxSlabSize, as the
     // kernel's kmalloc refuses GFP_DMA32: the size classes have no DMA32
     // zone; larger sizes take DMA32 pages.
-    [[nodiscard]] void* kmalloc(std::size_t size, Gfp flags = gfp_kernel) noexcept;
-    [[nodiscard]] void* kzalloc(std::size_t size, Gfp flags = gfp_kernel) noexcept;
-    [[nodiscard]] Result<void*> try_kmalloc(std::size_t size, Gfp flags = gfp_kernel);
+    // `site` is recorded when leak tracking is on (call_site.hpp); the C
+    // layer passes CallSite{__FILE__, __LINE__}.
+    [[nodiscard]] void* kmalloc(std::size_t size, Gfp flags = gfp_kernel,
+                                CallSite site = std::source_location::current()) noexcept;
+    [[nodiscard]] void* kzalloc(std::size_t size, Gfp flags = gfp_kernel,
+                                CallSite site = std::source_location::current()) noexcept;
+    [[nodiscard]] Result<void*> try_kmalloc(std::size_t size, Gfp flags = gfp_kernel,
+                                            CallSite site = std::source_location::current());
 
     // kfree(nullptr) does nothing, as in the kernel. Pointers this allocator
     // did not hand out are refused (logged, or reported in debug mode).
@@ -68,6 +73,9 @@ public:
 private:
     explicit Kmalloc(BuddyAllocator& buddy) : buddy_(buddy) {}
 
+    // A block for a size past the slab classes, recorded as kmalloc.
+    [[nodiscard]] void* alloc_large(std::size_t size, Gfp flags, CallSite site) noexcept;
+
     // Class per 8-byte step up to 192 (as the kernel's size_index table).
     static constexpr std::array<std::uint8_t, 24> kSmallIndex = {
         0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6};
@@ -76,10 +84,10 @@ private:
     std::array<std::unique_ptr<SlabCache>, kClassSizes.size()> caches_;
 };
 
-inline void* Kmalloc::kmalloc(std::size_t size, Gfp flags) noexcept {
-    if (size - 1 < kMaxSlabSize) [[likely]] return caches_[class_index(size)]->alloc(flags);
+inline void* Kmalloc::kmalloc(std::size_t size, Gfp flags, CallSite site) noexcept {
+    if (size - 1 < kMaxSlabSize) [[likely]] return caches_[class_index(size)]->alloc(flags, site);
     if (size == 0) return nullptr;
-    return buddy_.alloc_pages(order_for_bytes(size), flags);
+    return alloc_large(size, flags, site);
 }
 
 }  // namespace dmakit::mem

@@ -76,13 +76,16 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
       map_span_(buddy.page_map().size()),
       descs_(&buddy.page_map().desc(0)),
       thread_cache_(this, &SlabCache::flush_thread_cache, [&] {
-          if (debug) return std::uint32_t{0};  // every debug free must be checked
+          // Every debug free must be checked, every tracked one recorded.
+          if (debug || buddy.leak_tracker() != nullptr) return std::uint32_t{0};
           const std::size_t stride = round_up(object_size, options_.align);
           const std::uint32_t objects = options_.thread_cache_size != 0
                                             ? options_.thread_cache_size
                                             : default_thread_cache_size(stride);
           return 2 * objects;  // object and allocated byte
       }()) {
+    leaks_ = buddy.leak_tracker();
+    if (leaks_ != nullptr) leak_owner_ = leaks_->register_owner(name_);
     const bool red_zone = debug_ && options_.debug_options.red_zone;
     left_red_zone_ = red_zone ? round_up(kMinRedZone, align_) : 0;
     stride_ = round_up(left_red_zone_ + object_size_ + (red_zone ? kMinRedZone : 0), align_);
@@ -106,6 +109,7 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
 
 SlabCache::~SlabCache() {
     thread_cache_.retire();
+    if (leaks_ != nullptr) leaks_->owner_gone(leak_owner_);
     Slab* chain = nullptr;
     {
         std::lock_guard lock(lock_);
@@ -122,11 +126,11 @@ SlabCache::~SlabCache() {
 
 // ---- allocation ------------------------------------------------------------
 
-void* SlabCache::alloc_slow(Gfp flags) noexcept {
+void* SlabCache::alloc_slow(Gfp flags, CallSite site) noexcept {
     ThreadCache* cache = thread_cache_.local();
     try {
         if (cache->capacity == 0) {
-            auto object = alloc_one_locked(flags);
+            auto object = alloc_one_locked(flags, site);
             if (object.ok()) return *object;
             warn_failure(flags, object.error());
             return nullptr;
@@ -144,23 +148,23 @@ void* SlabCache::alloc_slow(Gfp flags) noexcept {
     } catch (...) {  // a message that could not be built: still a clean null
         if (cache->empty()) return nullptr;
     }
-    return alloc(flags);
+    return alloc(flags, site);
 }
 
-Result<void*> SlabCache::try_alloc(Gfp flags) {
+Result<void*> SlabCache::try_alloc(Gfp flags, CallSite site) {
     if (has(flags, Gfp::dma32) && !has(options_.page_flags, Gfp::dma32)) {
         Error error = zone_error();
         warn_failure(flags, error);
         return error;
     }
-    if (void* object = alloc(flags | Gfp::no_warn)) return object;
+    if (void* object = alloc(flags | Gfp::no_warn, site)) return object;
     // Says why, or succeeds if memory came back meanwhile.
-    auto object = alloc_one_locked(flags);
+    auto object = alloc_one_locked(flags, site);
     if (!object.ok()) warn_failure(flags, object.error());
     return object;
 }
 
-Result<void*> SlabCache::alloc_one_locked(Gfp flags) {
+Result<void*> SlabCache::alloc_one_locked(Gfp flags, CallSite site) {
     void* object = nullptr;
     Error error(ENOMEM, "");
     std::uint32_t got;
@@ -173,6 +177,7 @@ Result<void*> SlabCache::alloc_one_locked(Gfp flags) {
     if (debug_) check_on_alloc(object);
     asan_unpoison(object, object_size_);
     if (has(flags, Gfp::zero)) std::memset(object, 0, object_size_);
+    if (leaks_ != nullptr) leaks_->record(object, object_size_, options_.tracked_as, leak_owner_, site);
     return object;
 }
 
@@ -269,6 +274,9 @@ Status SlabCache::try_free(void* object) {
 }
 
 Status SlabCache::free_slow(void* object) {
+    // Forgotten before the object can be handed out again; a pointer that is
+    // not a live object has no record, so this changes nothing for a refusal.
+    if (leaks_ != nullptr) leaks_->forget(object);
     if (debug_) return free_debug(object);
     Slab* slab;
     std::uint32_t index;

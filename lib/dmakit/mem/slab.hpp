@@ -25,10 +25,15 @@
 //
 // Debug mode (per cache, or BuddyOptions::slab_debug for all) also bypasses
 // the thread arrays and adds red-zone and poison checks. See debug.hpp.
+//
+// Leak tracking (BuddyOptions::leak_check) bypasses the thread arrays too, so
+// the inline fast paths need no test of their own: every tracked alloc and
+// free goes the slow way, where the LeakTracker records or forgets it.
 #pragma once
 
 #include <dmakit/mem/asan.hpp>
 #include <dmakit/mem/buddy.hpp>
+#include <dmakit/mem/call_site.hpp>
 #include <dmakit/mem/debug.hpp>
 #include <dmakit/mem/gfp.hpp>
 #include <dmakit/mem/page.hpp>
@@ -95,6 +100,9 @@ struct SlabCacheOptions {
     std::function<void(void*)> ctor;
     // Debug mode; unset follows BuddyOptions::slab_debug.
     std::optional<bool> debug;
+    // What the leak tracker calls this cache's objects (Kmalloc and DmaPool
+    // set their own kind). Here, in padding, so options keep their size.
+    AllocKind tracked_as = AllocKind::slab;
     DebugOptions debug_options;
     // Empty slabs kept for reuse before they go back to the buddy allocator.
     std::uint32_t max_empty_slabs = 2;
@@ -141,8 +149,11 @@ public:
     // descriptor comes from the C++ heap; a cache with on_new_slab makes no
     // new slab at all, since that hook maps memory). A failure is logged
     // unless Gfp::no_warn.
-    [[nodiscard]] void* alloc(Gfp flags = gfp_kernel) noexcept;
-    [[nodiscard]] Result<void*> try_alloc(Gfp flags = gfp_kernel);
+    // `site` is recorded when leak tracking is on (call_site.hpp).
+    [[nodiscard]] void* alloc(Gfp flags = gfp_kernel,
+                              CallSite site = std::source_location::current()) noexcept;
+    [[nodiscard]] Result<void*> try_alloc(Gfp flags = gfp_kernel,
+                                          CallSite site = std::source_location::current());
 
     // Returns an object. A pointer that is not an allocated object of this
     // cache (a double free, a slot never handed out, a pointer inside an
@@ -194,8 +205,8 @@ private:
     SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object_size,
               SlabCacheOptions options, bool debug);
 
-    [[nodiscard]] void* alloc_slow(Gfp flags) noexcept;
-    [[nodiscard]] Result<void*> alloc_one_locked(Gfp flags);
+    [[nodiscard]] void* alloc_slow(Gfp flags, CallSite site) noexcept;
+    [[nodiscard]] Result<void*> alloc_one_locked(Gfp flags, CallSite site);
     [[nodiscard]] void* refuse_zone(Gfp flags) noexcept;
     [[nodiscard]] Error zone_error() const;
     void warn_failure(Gfp flags, const Error& error) const noexcept;
@@ -293,6 +304,9 @@ private:
     SlabList lists_[kListCount];
     std::size_t objects_out_ = 0;
     mutable std::atomic<std::size_t> invalid_frees_{0};
+    // Last, so the fields of the inline fast paths keep their offsets.
+    LeakTracker* leaks_ = nullptr;  // null unless leak tracking is on
+    std::uint32_t leak_owner_ = 0;
 
 public:
     // Slab and index of `object` if it is an object slot of this cache, else
@@ -313,7 +327,7 @@ public:
     }
 };
 
-inline void* SlabCache::alloc(Gfp flags) noexcept {
+inline void* SlabCache::alloc(Gfp flags, CallSite site) noexcept {
     if (has(flags, Gfp::dma32) && !has(options_.page_flags, Gfp::dma32)) [[unlikely]] {
         return refuse_zone(flags);
     }
@@ -327,7 +341,7 @@ inline void* SlabCache::alloc(Gfp flags) noexcept {
         if (has(flags, Gfp::zero)) std::memset(object, 0, object_size_);
         return object;
     }
-    return alloc_slow(flags);
+    return alloc_slow(flags, site);
 }
 
 inline void SlabCache::free(void* object) noexcept {

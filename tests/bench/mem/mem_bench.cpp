@@ -44,8 +44,9 @@ const dmakit::Logger& bench_logger() {
 }
 
 // The allocator under test: 64 MiB regions of 2 MiB hugepages (4 KiB pages,
-// with one warning, when none are reserved).
-std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0) {
+// with one warning, when none are reserved). Leak tracking is off unless
+// asked for, whatever DMAKIT_LEAK_CHECK says.
+std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0, bool leak_check = false) {
     HugepageSourceOptions source_options;
     source_options.logger = &bench_logger();
     auto source = HugepageSource::create(source_options);
@@ -56,6 +57,7 @@ std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0) {
     BuddyOptions options;
     options.logger = &bench_logger();
     options.max_managed = max_managed;
+    options.leak_check = leak_check;
     auto buddy = BuddyAllocator::create(std::make_unique<HugepageSource>(std::move(source).value()),
                                         options);
     if (!buddy.ok()) {
@@ -68,6 +70,12 @@ std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0) {
 struct Shared {
     std::unique_ptr<BuddyAllocator> buddy = make_buddy();
     std::unique_ptr<SlabCache> caches[3];
+    std::unique_ptr<Kmalloc> kmalloc = Kmalloc::create(*buddy).value();
+    // The same allocators with leak tracking on (*_tracked rows).
+    std::unique_ptr<BuddyAllocator> tracked_buddy = make_buddy(0, true);
+    std::unique_ptr<SlabCache> tracked_cache =
+        SlabCache::create(*tracked_buddy, "bench-tracked-64", 64).value();
+    std::unique_ptr<Kmalloc> tracked_kmalloc = Kmalloc::create(*tracked_buddy).value();
 };
 
 Shared& shared() {
@@ -167,6 +175,33 @@ void buddy_pair_rte_malloc(benchmark::State& state, std::size_t size) {
 }
 #endif
 
+// ---- kmalloc_pair: kmalloc + kfree (size class lookup, owner from the page) ---
+
+void kmalloc_pair_dmakit(benchmark::State& state, Kmalloc* kmalloc, std::size_t size) {
+    for (auto _ : state) {
+        void* object = kmalloc->kmalloc(size);
+        benchmark::DoNotOptimize(object);
+        kmalloc->kfree(object);
+    }
+}
+
+// ---- leak tracking on: the pairs again, every call recorded and forgotten ---
+
+void slab_pair_tracked(benchmark::State& state) {
+    SlabCache& cache = *shared().tracked_cache;
+    for (auto _ : state) {
+        void* object = cache.alloc();
+        benchmark::DoNotOptimize(object);
+        cache.free(object);
+    }
+}
+
+void buddy_pair_on(benchmark::State& state, BuddyAllocator& buddy, unsigned order);
+
+void buddy_pair_tracked(benchmark::State& state, unsigned order) {
+    buddy_pair_on(state, *shared().tracked_buddy, order);
+}
+
 // ---- slab_scaling: the same pair on 1 and 2 threads --------------------------
 
 void slab_scaling_dmakit(benchmark::State& state) {
@@ -182,7 +217,10 @@ void slab_scaling_dmakit(benchmark::State& state) {
 // ---- buddy_pair --------------------------------------------------------------
 
 void buddy_pair_dmakit(benchmark::State& state, unsigned order) {
-    BuddyAllocator& buddy = *shared().buddy;
+    buddy_pair_on(state, *shared().buddy, order);
+}
+
+void buddy_pair_on(benchmark::State& state, BuddyAllocator& buddy, unsigned order) {
     for (auto _ : state) {
         void* block = buddy.alloc_pages(order);
         benchmark::DoNotOptimize(block);
@@ -283,6 +321,10 @@ void warm_up() {
 #endif
     }
     for (unsigned order : {0u, 9u}) shared().buddy->free_pages(shared().buddy->alloc_pages(order));
+    shared().kmalloc->kfree(shared().kmalloc->kmalloc(64));
+    shared().tracked_cache->free(shared().tracked_cache->alloc());
+    shared().tracked_kmalloc->kfree(shared().tracked_kmalloc->kmalloc(64));
+    shared().tracked_buddy->free_pages(shared().tracked_buddy->alloc_pages(0));
 }
 
 void register_benchmarks() {
@@ -300,6 +342,13 @@ void register_benchmarks() {
                                      size);
 #endif
     }
+    benchmark::RegisterBenchmark("slab_pair/dmakit_tracked/64B", slab_pair_tracked);
+    benchmark::RegisterBenchmark("kmalloc_pair/dmakit/64B", kmalloc_pair_dmakit,
+                                 shared().kmalloc.get(), std::size_t{64});
+    benchmark::RegisterBenchmark("kmalloc_pair/dmakit_tracked/64B", kmalloc_pair_dmakit,
+                                 shared().tracked_kmalloc.get(), std::size_t{64});
+    benchmark::RegisterBenchmark("kmalloc_pair/glibc/64B", slab_pair_glibc, std::size_t{64});
+    benchmark::RegisterBenchmark("buddy_pair/dmakit_tracked/4KiB", buddy_pair_tracked, 0u);
     benchmark::RegisterBenchmark("slab_scaling/dmakit/64B", slab_scaling_dmakit)
         ->Threads(1)
         ->Threads(2)

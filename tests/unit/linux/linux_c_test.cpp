@@ -7,6 +7,7 @@
 #include <dmakit/iommu/test_backend.hpp>
 #include <dmakit/linux/kernel.hpp>
 #include <dmakit/mem/anonymous_source.hpp>
+#include <dmakit/mem/leak_tracker.hpp>
 
 #include "kernel_patterns.h"
 
@@ -27,6 +28,7 @@ using namespace dmakit;
 class LinuxC : public ::testing::Test {
 protected:
     [[nodiscard]] virtual dma::IommuPolicy policy() const { return dma::IommuPolicy::pool; }
+    [[nodiscard]] virtual bool leak_check() const { return false; }
 
     void SetUp() override {
         auto backend = std::make_unique<iommu::TestIommuBackend>(iommu::TestBackendConfig{});
@@ -36,6 +38,7 @@ protected:
         dma::DmaContextConfig config;
         config.logger = &logger_;
         config.policy = policy();
+        config.pages.leak_check = leak_check();
         config.pages.region_size = std::size_t{4} << 20;
         config.pages.max_managed = std::size_t{64} << 20;  // so kvmalloc of 256 MiB falls back to vmalloc
         auto context = dma::DmaContext::create(std::move(*domain), std::make_unique<mem::AnonymousSource>(), config);
@@ -112,6 +115,34 @@ TEST_F(LinuxC, CoherentRingIsWhatTheDeviceSees) {
 
 // Under the strict policy every streaming map is its own IOMMU mapping with
 // the direction's permission (docs/dma.md).
+// Leak tracking records the C caller's __FILE__:__LINE__, which the macros
+// forward (kernel.hpp undefines the macros for C++; called as they expand).
+class LinuxCLeakCheck : public LinuxC {
+protected:
+    [[nodiscard]] bool leak_check() const override { return true; }
+};
+
+TEST_F(LinuxCLeakCheck, SitesAreTheCCallersFileAndLine) {
+    void* object = dmakit_kmalloc(100, GFP_KERNEL, __FILE__, __LINE__); const std::uint32_t kmalloc_line = __LINE__;
+    struct page* page = dmakit_alloc_pages(GFP_KERNEL, 1, __FILE__, __LINE__); const std::uint32_t page_line = __LINE__;
+    dma_addr_t handle = 0;
+    void* ring = dmakit_dma_alloc_coherent(dev_, 4096, &handle, GFP_KERNEL, __FILE__, __LINE__); const std::uint32_t ring_line = __LINE__;
+    ASSERT_TRUE(object != nullptr && page != nullptr && ring != nullptr);
+    const mem::LeakReport report = context_->leak_tracker()->report_leaks();
+    ASSERT_EQ(report.sites.size(), 3U) << report.text();
+    for (const mem::LeakSite& site : report.sites) {
+        EXPECT_NE(site.file.find("linux_c_test.cpp"), std::string::npos) << report.text();
+        if (site.kind == mem::AllocKind::kmalloc) EXPECT_EQ(site.line, kmalloc_line);
+        else if (site.kind == mem::AllocKind::page) EXPECT_EQ(site.line, page_line);
+        else if (site.kind == mem::AllocKind::dma_coherent) EXPECT_EQ(site.line, ring_line);
+        else ADD_FAILURE() << "unexpected kind in " << report.text();
+    }
+    kfree(object);
+    __free_pages(page, 1);
+    dma_free_coherent(dev_, 4096, ring, handle);
+    EXPECT_TRUE(context_->leak_tracker()->report_leaks().empty());
+}
+
 class LinuxCStrict : public LinuxC {
 protected:
     [[nodiscard]] dma::IommuPolicy policy() const override { return dma::IommuPolicy::strict; }

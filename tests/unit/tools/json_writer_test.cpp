@@ -1,10 +1,10 @@
-#include "json_writer.hpp"
+#include <dmakit/support/json_writer.hpp>
 
 #include <gtest/gtest.h>
 
 #include <sstream>
 
-namespace dmakit::tool {
+namespace dmakit {
 namespace {
 
 TEST(JsonQuote, EscapesWhatRfc8259Requires) {
@@ -42,4 +42,4 @@ TEST(JsonWriter, ConstCharIsAStringNotABool) {
 }
 
 }  // namespace
-}  // namespace dmakit::tool
+}  // namespace dmakit

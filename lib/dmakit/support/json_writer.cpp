@@ -1,9 +1,9 @@
-#include "json_writer.hpp"
+#include <dmakit/support/json_writer.hpp>
 
 #include <cassert>
 #include <cstdio>
 
-namespace dmakit::tool {
+namespace dmakit {
 
 std::string json_quote(std::string_view text) {
     std::string quoted;
@@ -109,4 +109,4 @@ JsonWriter& JsonWriter::null() {
     return *this;
 }
 
-}  // namespace dmakit::tool
+}  // namespace dmakit

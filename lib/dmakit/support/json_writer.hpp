@@ -1,6 +1,6 @@
 // JsonWriter: streams JSON with correct string escaping (RFC 8259 section 7).
 //
-// Small on purpose: the tool prints arrays of flat objects. Misuse (a value
+// Small on purpose: the tool prints arrays of flat objects, the leak tracker its report. Misuse (a value
 // where a key is due) is a programming bug and is checked with assert.
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace dmakit::tool {
+namespace dmakit {
 
 // The JSON string literal for `text`, quotes included.
 [[nodiscard]] std::string json_quote(std::string_view text);
@@ -55,4 +55,4 @@ private:
     bool after_key_ = false;
 };
 
-}  // namespace dmakit::tool
+}  // namespace dmakit
