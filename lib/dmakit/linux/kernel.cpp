@@ -3,7 +3,6 @@
 #include "kernel.hpp"
 
 #include <dmakit/pci/address.hpp>
-#include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/memory_mapping.hpp>
 
 #include <sys/mman.h>
@@ -59,16 +58,12 @@ dmakit::Result<std::unique_ptr<dmakit_kernel>> dmakit_kernel::open(
     kernel->context_ = &domain->function(0).context();
     std::vector<dmakit::dma::DmaDevice*> dma;
     std::vector<dmakit::vfio::Device*> vfio;
-    std::vector<std::optional<int>> nodes;
-    const dmakit::pci::Sysfs sysfs;
     for (std::size_t i = 0; i < domain->size(); ++i) {
         dma.push_back(&domain->function(i).dma());
         vfio.push_back(&domain->function(i).vfio());
-        auto node = sysfs.numa_node(domain->function(i).address());
-        nodes.push_back(node.ok() ? *node : std::nullopt);
     }
     kernel->owned_domain_ = std::move(domain);
-    DMAKIT_TRY(kernel->finish_setup(dma, vfio, nodes));
+    DMAKIT_TRY(kernel->finish_setup(dma, vfio));
     return kernel;
 }
 
@@ -77,14 +72,12 @@ dmakit::Result<std::unique_ptr<dmakit_kernel>> dmakit_kernel::adopt(
     std::unique_ptr<dmakit_kernel> kernel(new dmakit_kernel());
     kernel->context_ = &context;
     const std::vector<dmakit::vfio::Device*> no_vfio(devices.size(), nullptr);
-    const std::vector<std::optional<int>> no_nodes(devices.size());
-    DMAKIT_TRY(kernel->finish_setup(devices, no_vfio, no_nodes));
+    DMAKIT_TRY(kernel->finish_setup(devices, no_vfio));
     return kernel;
 }
 
 dmakit::Status dmakit_kernel::finish_setup(std::span<dmakit::dma::DmaDevice* const> dma,
-                                           std::span<dmakit::vfio::Device* const> vfio,
-                                           std::span<const std::optional<int>> nodes) {
+                                           std::span<dmakit::vfio::Device* const> vfio) {
     DMAKIT_ASSIGN_OR_RETURN(kmalloc_, dmakit::mem::Kmalloc::create(context_->pages()));
     for (std::size_t i = 0; i < dma.size(); ++i) {
         auto dev = std::make_unique<device>();
@@ -92,7 +85,6 @@ dmakit::Status dmakit_kernel::finish_setup(std::span<dmakit::dma::DmaDevice* con
         dev->dma = dma[i];
         dev->vfio = vfio[i];
         dev->name = dma[i]->name();
-        dev->numa_node = nodes[i];
         devices_.push_back(std::move(dev));
     }
     return {};
@@ -227,9 +219,9 @@ void __iomem* dmakit_iomap_bar(struct device* dev, int bar, size_t* length) {
 
 const char* dev_name(const struct device* dev) { return dev != nullptr ? dev->name.c_str() : "(no device)"; }
 
-int dev_to_node(struct device* dev) {
-    return dev != nullptr && dev->numa_node ? *dev->numa_node : NUMA_NO_NODE;
-}
+// The DmaDevice's node: sysfs numa_node when PciDomain opened it, or what
+// set_numa_node chose (NUMA_NO_NODE, -1, when none).
+int dev_to_node(struct device* dev) { return dev != nullptr ? dev->dma->numa_node() : NUMA_NO_NODE; }
 
 void dmakit_printk(int level, const struct device* dev, const char* format, ...) {
     char text[1024];

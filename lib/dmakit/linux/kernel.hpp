@@ -48,7 +48,6 @@ struct device {
     dmakit::dma::DmaDevice* dma = nullptr;
     dmakit::vfio::Device* vfio = nullptr;  // null for devices without BARs (tests)
     std::string name;
-    std::optional<int> numa_node;           // sysfs numa_node; nullopt: none
     std::mutex lock;                        // guards the maps below
     // dma_free_coherent gets (cpu, handle, size): the buffer is found here.
     std::unordered_map<void*, dmakit::dma::CoherentBuffer> coherent;
@@ -105,8 +104,7 @@ public:
 private:
     dmakit_kernel() = default;
     [[nodiscard]] dmakit::Status finish_setup(std::span<dmakit::dma::DmaDevice* const> devices,
-                                              std::span<dmakit::vfio::Device* const> vfio,
-                                              std::span<const std::optional<int>> nodes);
+                                              std::span<dmakit::vfio::Device* const> vfio);
 
     std::unique_ptr<dmakit::dma::PciDomain> owned_domain_;  // null when adopted
     dmakit::dma::DmaContext* context_ = nullptr;

@@ -264,6 +264,15 @@ TEST_F(LinuxC, AtomicAllocationFromAnEmptyPoolFailsWithoutGrowingIt) {
     EXPECT_EQ(messages, 1u) << "one message for the one atomic failure without __GFP_NOWARN:\n" << log_text();
 }
 
+// dev_to_node is the DmaDevice's node: none until sysfs (PciDomain) or
+// set_numa_node gives one.
+TEST_F(LinuxC, DevToNodeIsTheDevicesNode) {
+    EXPECT_EQ(dev_to_node(dev_), NUMA_NO_NODE);
+    ASSERT_TRUE(device_->set_numa_node(0).ok());
+    EXPECT_EQ(dev_to_node(dev_), 0);
+    EXPECT_EQ(dev_to_node(nullptr), NUMA_NO_NODE);
+}
+
 TEST(LinuxCOpen, BadAddressesFailWithAClearMessage) {
     const char* bad[] = {"not-a-bdf"};
     EXPECT_EQ(dmakit_kernel_open(bad, 1, nullptr), nullptr);
