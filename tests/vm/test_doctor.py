@@ -14,6 +14,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from bench_pci import devices  # noqa: E402
+
 BENCH = {("0x1b36", "0x0010"): 2, ("0x8086", "0x10d3"): 2, ("0x1af4", "0x1041"): 2}
 ALWAYS = ["IOMMU", "interrupt remapping", "vfio-pci", "/dev/vfio/vfio", "VFIO dma_entry_limit",
           "IOMMU address width", "locked-memory limit", "hugepages"]
@@ -25,14 +28,8 @@ def fail(reason):
 
 
 def bench_devices():
-    found = []
-    for name in sorted(os.listdir("/sys/bus/pci/devices")):
-        dev = os.path.join("/sys/bus/pci/devices", name)
-        with open(os.path.join(dev, "vendor")) as v, open(os.path.join(dev, "device")) as d:
-            ids = (v.read().strip(), d.read().strip())
-        if ids in BENCH:
-            found.append(name)
-    return found
+    """Every function of the bench's models, whatever it is bound to."""
+    return devices(set(BENCH), bound_to=None)
 
 
 def doctor(tool, args):

@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import bench_nvme  # noqa: E402
+from bench_pci import devices as on_vfio  # noqa: E402
 
 BENCH_NICS = ("0x8086", "0x10d3")
 BENCH_VIRTIO_NICS = ("0x1af4", "0x1041")
@@ -28,20 +29,6 @@ BENCH_NVME = ("0x1b36", "0x0010")
 def fail(reason):
     print(f"test_examples_iommu: FAIL: {reason}")
     sys.exit(1)
-
-
-def on_vfio(wanted):
-    """Functions with vendor:device `wanted` bound to vfio-pci, sorted."""
-    found = []
-    for name in sorted(os.listdir("/sys/bus/pci/devices")):
-        dev = os.path.join("/sys/bus/pci/devices", name)
-        with open(os.path.join(dev, "vendor")) as v, open(os.path.join(dev, "device")) as d:
-            ids = (v.read().strip(), d.read().strip())
-        driver = os.path.join(dev, "driver")
-        if ids == wanted and os.path.islink(driver) and \
-                os.path.basename(os.readlink(driver)) == "vfio-pci":
-            found.append(name)
-    return found
 
 
 def run(args, what, must_contain):

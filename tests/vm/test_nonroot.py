@@ -27,6 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import bench_nvme  # noqa: E402
+from bench_pci import devices as on_vfio  # noqa: E402
 
 UID = 4242
 SMALL_MEMLOCK = 8 << 20
@@ -37,18 +38,6 @@ E1000E = ("0x8086", "0x10d3")
 def fail(reason):
     print(f"test_nonroot: FAIL: {reason}")
     sys.exit(1)
-
-
-def on_vfio(wanted):
-    found = []
-    for name in sorted(os.listdir("/sys/bus/pci/devices")):
-        dev = os.path.join("/sys/bus/pci/devices", name)
-        with open(os.path.join(dev, "vendor")) as v, open(os.path.join(dev, "device")) as d:
-            ids = (v.read().strip(), d.read().strip())
-        driver = os.path.join(dev, "driver")
-        if ids == wanted and os.path.islink(driver) and os.path.basename(os.readlink(driver)) == "vfio-pci":
-            found.append(name)
-    return found
 
 
 def as_user(args, memlock):

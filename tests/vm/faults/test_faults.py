@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import bench_nvme  # noqa: E402
+from bench_pci import PCI, devices, driver_of  # noqa: E402
 import host_qmp  # noqa: E402
 
 NVME_ID = ("0x1b36", "0x0010")
@@ -45,7 +46,6 @@ VIRTIO_ID = ("0x1af4", "0x1041")
 # How scripts/vm --qmp adds a virtio-net port (device_add takes the same).
 VIRTIO_PROPS = {"disable-legacy": "on", "iommu_platform": True, "mq": True, "vectors": 10,
                 "rx_queue_size": 1024, "romfile": ""}
-PCI = "/sys/bus/pci/devices"
 # How long a program may take to stop after its device is pulled: the
 # driver asks every few thousand polls, far below a second even under TCG.
 STOP_WITHIN = 30
@@ -58,20 +58,6 @@ class CaseFailed(Exception):
 def check(condition, reason):
     if not condition:
         raise CaseFailed(reason)
-
-
-def ids_of(bdf):
-    with open(os.path.join(PCI, bdf, "vendor")) as v, open(os.path.join(PCI, bdf, "device")) as d:
-        return v.read().strip(), d.read().strip()
-
-
-def driver_of(bdf):
-    link = os.path.join(PCI, bdf, "driver")
-    return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
-
-
-def devices(ids, bound_to="vfio-pci"):
-    return [b for b in sorted(os.listdir(PCI)) if ids_of(b) == ids and (bound_to is None or driver_of(b) == bound_to)]
 
 
 def record(name, passed):

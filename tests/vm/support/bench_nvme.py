@@ -12,8 +12,9 @@ import json
 import os
 import subprocess
 
+import bench_pci
+
 NVME_ID = ("0x1b36", "0x0010")
-PCI = "/sys/bus/pci/devices"
 
 
 def bench_serial(index):
@@ -24,15 +25,7 @@ def bench_serial(index):
 
 def nvmes_on_vfio():
     """NVMe functions (1b36:0010) bound to vfio-pci, sorted by address."""
-    found = []
-    for name in sorted(os.listdir(PCI)):
-        dev = os.path.join(PCI, name)
-        with open(os.path.join(dev, "vendor")) as v, open(os.path.join(dev, "device")) as d:
-            ids = (v.read().strip(), d.read().strip())
-        driver = os.path.join(dev, "driver")
-        if ids == NVME_ID and os.path.islink(driver) and os.path.basename(os.readlink(driver)) == "vfio-pci":
-            found.append(name)
-    return found
+    return bench_pci.devices(NVME_ID)
 
 
 def by_serial(build_dir):
