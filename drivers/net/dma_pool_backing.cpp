@@ -1,4 +1,4 @@
-#include "dma_pool_backing.hpp"
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
 
 #include <cerrno>
 

@@ -15,7 +15,7 @@
 #include <dmakit/mem/slab.hpp>
 #include <dmakit/support/result.hpp>
 
-#include "packet_pool.hpp"
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <cstddef>
 #include <memory>

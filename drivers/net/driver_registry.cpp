@@ -1,4 +1,4 @@
-#include "driver_registry.hpp"
+#include <dmakit/drivers/net/driver_registry.hpp>
 
 #include <cerrno>
 #include <cstdio>

@@ -8,8 +8,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "nic.hpp"
-#include "nic_driver.hpp"
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/nic_driver.hpp>
 
 #include <span>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "nic.hpp"
+#include <dmakit/drivers/net/nic.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -22,7 +22,7 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "packet_buffer.hpp"
+#include <dmakit/drivers/net/packet_buffer.hpp>
 
 #include <array>
 #include <atomic>

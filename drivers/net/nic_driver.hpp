@@ -8,7 +8,7 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "nic.hpp"
+#include <dmakit/drivers/net/nic.hpp>
 
 #include <cstdint>
 #include <memory>

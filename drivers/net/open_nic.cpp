@@ -1,4 +1,4 @@
-#include "open_nic.hpp"
+#include <dmakit/drivers/net/open_nic.hpp>
 
 #include <dmakit/pci/sysfs.hpp>
 

@@ -4,9 +4,9 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "driver_registry.hpp"
-#include "nic.hpp"
-#include "nic_open_context.hpp"
+#include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/nic_open_context.hpp>
 
 #include <memory>
 

@@ -1,6 +1,6 @@
-#include "open_port.hpp"
+#include <dmakit/drivers/net/open_port.hpp>
 
-#include "dma_pool_backing.hpp"
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
 
 #include <cerrno>
 

@@ -11,9 +11,9 @@
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/support/result.hpp>
 
-#include "nic_driver.hpp"
-#include "nic_open_context.hpp"
-#include "packet_pool.hpp"
+#include <dmakit/drivers/net/nic_driver.hpp>
+#include <dmakit/drivers/net/nic_open_context.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <cstdint>
 #include <memory>

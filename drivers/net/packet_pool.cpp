@@ -1,4 +1,4 @@
-#include "packet_pool.hpp"
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <dmakit/support/inline_copy.hpp>
 

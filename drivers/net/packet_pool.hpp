@@ -16,7 +16,7 @@
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/result.hpp>
 
-#include "packet_buffer.hpp"
+#include <dmakit/drivers/net/packet_buffer.hpp>
 
 #include <atomic>
 #include <cstddef>

@@ -1,4 +1,4 @@
-#include "async_events.hpp"
+#include <dmakit/drivers/nvme/async_events.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -5,8 +5,8 @@
 // Protocol only; Controller keeps the requests outstanding and reads the logs.
 #pragma once
 
-#include "commands.hpp"
-#include "log_pages.hpp"
+#include <dmakit/drivers/nvme/commands.hpp>
+#include <dmakit/drivers/nvme/log_pages.hpp>
 
 #include <dmakit/support/result.hpp>
 

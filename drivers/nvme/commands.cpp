@@ -1,6 +1,6 @@
-#include "commands.hpp"
+#include <dmakit/drivers/nvme/commands.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <cerrno>
 #include <string>

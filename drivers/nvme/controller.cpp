@@ -1,8 +1,8 @@
-#include "controller.hpp"
+#include <dmakit/drivers/nvme/controller.hpp>
 
-#include "format.hpp"
-#include "io_queue.hpp"
-#include "pci_bus.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/pci_bus.hpp>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>

@@ -31,14 +31,14 @@
 // one thread. reset() and shutdown() need every IoQueue quiet.
 #pragma once
 
-#include "async_events.hpp"
-#include "controller_bus.hpp"
-#include "identify.hpp"
-#include "log_pages.hpp"
-#include "queue.hpp"
-#include "registers.hpp"
-#include "sgl.hpp"
-#include "shadow_doorbells.hpp"
+#include <dmakit/drivers/nvme/async_events.hpp>
+#include <dmakit/drivers/nvme/controller_bus.hpp>
+#include <dmakit/drivers/nvme/identify.hpp>
+#include <dmakit/drivers/nvme/log_pages.hpp>
+#include <dmakit/drivers/nvme/queue.hpp>
+#include <dmakit/drivers/nvme/registers.hpp>
+#include <dmakit/drivers/nvme/sgl.hpp>
+#include <dmakit/drivers/nvme/shadow_doorbells.hpp>
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/pci_domain.hpp>

@@ -5,8 +5,8 @@
 // bring-up, queue deletion and recovery paths run without hardware.
 #pragma once
 
-#include "queue.hpp"
-#include "registers.hpp"
+#include <dmakit/drivers/nvme/queue.hpp>
+#include <dmakit/drivers/nvme/registers.hpp>
 
 #include <dmakit/dma/device.hpp>
 #include <dmakit/support/log.hpp>

@@ -2,8 +2,8 @@
 // §3.1.25 CQyHDBL), the MMIO implementation of the queue's Doorbells.
 #pragma once
 
-#include "queue.hpp"
-#include "registers.hpp"
+#include <dmakit/drivers/nvme/queue.hpp>
+#include <dmakit/drivers/nvme/registers.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

@@ -1,6 +1,6 @@
-#include "identify.hpp"
+#include <dmakit/drivers/nvme/identify.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <algorithm>
 #include <bit>

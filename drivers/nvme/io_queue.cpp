@@ -1,8 +1,8 @@
-#include "io_queue.hpp"
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
-#include "controller.hpp"
-#include "format.hpp"
-#include "io_split.hpp"
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/format.hpp>
+#include <dmakit/drivers/nvme/io_split.hpp>
 
 #include <algorithm>
 #include <cerrno>

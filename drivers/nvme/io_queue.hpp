@@ -32,12 +32,12 @@
 // buffer through read_with_metadata()/write_with_metadata() (MPTR).
 #pragma once
 
-#include "commands.hpp"
-#include "identify.hpp"
-#include "prp.hpp"
-#include "sgl.hpp"
-#include "queue.hpp"
-#include "shadow_doorbells.hpp"
+#include <dmakit/drivers/nvme/commands.hpp>
+#include <dmakit/drivers/nvme/identify.hpp>
+#include <dmakit/drivers/nvme/prp.hpp>
+#include <dmakit/drivers/nvme/sgl.hpp>
+#include <dmakit/drivers/nvme/queue.hpp>
+#include <dmakit/drivers/nvme/shadow_doorbells.hpp>
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/pool.hpp>

@@ -1,4 +1,4 @@
-#include "io_split.hpp"
+#include <dmakit/drivers/nvme/io_split.hpp>
 
 #include <algorithm>
 #include <cerrno>

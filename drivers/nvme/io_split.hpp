@@ -8,7 +8,7 @@
 // segment starts at the buffer's own page offset, its last ends there.
 #pragma once
 
-#include "prp.hpp"
+#include <dmakit/drivers/nvme/prp.hpp>
 
 #include <dmakit/support/result.hpp>
 

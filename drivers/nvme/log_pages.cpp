@@ -1,4 +1,4 @@
-#include "log_pages.hpp"
+#include <dmakit/drivers/nvme/log_pages.hpp>
 
 #include <cerrno>
 #include <cstring>

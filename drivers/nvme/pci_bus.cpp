@@ -1,6 +1,6 @@
-#include "pci_bus.hpp"
+#include <dmakit/drivers/nvme/pci_bus.hpp>
 
-#include "doorbells.hpp"
+#include <dmakit/drivers/nvme/doorbells.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

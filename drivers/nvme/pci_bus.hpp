@@ -2,7 +2,7 @@
 // BAR0 mmapped with map_bar, registers and doorbells as MMIO.
 #pragma once
 
-#include "controller_bus.hpp"
+#include <dmakit/drivers/nvme/controller_bus.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/vfio/device.hpp>

@@ -1,6 +1,6 @@
-#include "prp.hpp"
+#include <dmakit/drivers/nvme/prp.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <cerrno>
 #include <cstring>

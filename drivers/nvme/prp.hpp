@@ -8,7 +8,7 @@
 // list page points to the next list page.
 #pragma once
 
-#include "commands.hpp"
+#include <dmakit/drivers/nvme/commands.hpp>
 
 #include <dmakit/support/result.hpp>
 

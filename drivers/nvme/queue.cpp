@@ -1,6 +1,6 @@
-#include "queue.hpp"
+#include <dmakit/drivers/nvme/queue.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

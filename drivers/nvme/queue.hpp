@@ -15,7 +15,7 @@
 // Not thread-safe: one queue pair per thread.
 #pragma once
 
-#include "commands.hpp"
+#include <dmakit/drivers/nvme/commands.hpp>
 
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/result.hpp>

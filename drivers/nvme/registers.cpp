@@ -1,6 +1,6 @@
-#include "registers.hpp"
+#include <dmakit/drivers/nvme/registers.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <cerrno>
 #include <string>

@@ -1,6 +1,6 @@
-#include "sgl.hpp"
+#include <dmakit/drivers/nvme/sgl.hpp>
 
-#include "format.hpp"
+#include <dmakit/drivers/nvme/format.hpp>
 
 #include <cerrno>
 #include <cstring>

@@ -12,7 +12,7 @@
 // map_sg list of small, unaligned buffers needs.
 #pragma once
 
-#include "prp.hpp"
+#include <dmakit/drivers/nvme/prp.hpp>
 
 #include <dmakit/support/result.hpp>
 

@@ -1,4 +1,4 @@
-#include "shadow_doorbells.hpp"
+#include <dmakit/drivers/nvme/shadow_doorbells.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

@@ -23,7 +23,7 @@
 // value costs a needless write or a command that waits for its timeout.
 #pragma once
 
-#include "queue.hpp"
+#include <dmakit/drivers/nvme/queue.hpp>
 
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/device.hpp>

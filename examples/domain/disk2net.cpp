@@ -8,10 +8,10 @@
 #include "../net/common.hpp"
 #include "../net/frame.hpp"
 
-#include <net/dma_pool_backing.hpp>
-#include <net/packet_pool.hpp>
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 

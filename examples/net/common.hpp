@@ -4,11 +4,11 @@
 
 #include "../iommu_option.hpp"
 
-#include <net/dma_pool_backing.hpp>
-#include <net/driver_registry.hpp>
-#include <net/nic_open_context.hpp>
-#include <net/open_nic.hpp>
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
+#include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/net/nic_open_context.hpp>
+#include <dmakit/drivers/net/open_nic.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <dmakit/pci/address.hpp>
 #include <dmakit/support/number_text.hpp>

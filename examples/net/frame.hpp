@@ -8,7 +8,7 @@
 // minimum Ethernet frame without FCS).
 #pragma once
 
-#include <net/nic.hpp>
+#include <dmakit/drivers/net/nic.hpp>
 
 #include <cstddef>
 #include <cstdint>

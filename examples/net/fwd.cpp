@@ -6,8 +6,8 @@
 #include "common.hpp"
 #include "frame.hpp"
 
-#include <net/dma_pool_backing.hpp>
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <array>
 #include <atomic>

@@ -4,7 +4,7 @@
 #include "common.hpp"
 #include "frame.hpp"
 
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <array>
 #include <random>

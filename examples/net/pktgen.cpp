@@ -5,8 +5,8 @@
 #include "frame.hpp"
 
 #include <dmakit/support/inline_copy.hpp>
-#include <net/dma_pool_backing.hpp>
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <array>
 #include <atomic>

@@ -6,9 +6,9 @@
 
 #include "../iommu_option.hpp"
 
-#include <nvme/controller.hpp>
-#include <nvme/pci_class.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/pci_class.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>

@@ -12,8 +12,8 @@
 #include "fuzz_buffers.hpp"
 #include "fuzz_check.hpp"
 
-#include <net/e1000e/descriptors.hpp>
-#include <net/e1000e/rings.hpp>
+#include <dmakit/drivers/net/e1000e/descriptors.hpp>
+#include <dmakit/drivers/net/e1000e/rings.hpp>
 
 #include <fuzzer/FuzzedDataProvider.h>
 

@@ -5,7 +5,7 @@
 
 #include "fuzz_check.hpp"
 
-#include <net/packet_buffer.hpp>
+#include <dmakit/drivers/net/packet_buffer.hpp>
 
 #include <cstddef>
 #include <cstdint>

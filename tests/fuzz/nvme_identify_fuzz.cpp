@@ -4,8 +4,8 @@
 // of bounds; what they accept must be safe to use through the accessors.
 #include "fuzz_check.hpp"
 
-#include <nvme/identify.hpp>
-#include <nvme/log_pages.hpp>
+#include <dmakit/drivers/nvme/identify.hpp>
+#include <dmakit/drivers/nvme/log_pages.hpp>
 
 #include <fuzzer/FuzzedDataProvider.h>
 

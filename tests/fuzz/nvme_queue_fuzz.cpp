@@ -11,7 +11,7 @@
 //     access outside it.
 #include "fuzz_check.hpp"
 
-#include <nvme/queue.hpp>
+#include <dmakit/drivers/nvme/queue.hpp>
 
 #include <fuzzer/FuzzedDataProvider.h>
 

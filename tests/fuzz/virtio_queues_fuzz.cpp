@@ -14,9 +14,9 @@
 #include "fuzz_buffers.hpp"
 #include "fuzz_check.hpp"
 
-#include <net/virtio/net_queues.hpp>
-#include <net/virtio/spec.hpp>
-#include <net/virtio/virtqueue.hpp>
+#include <dmakit/drivers/net/virtio/net_queues.hpp>
+#include <dmakit/drivers/net/virtio/spec.hpp>
+#include <dmakit/drivers/net/virtio/virtqueue.hpp>
 
 #include <fuzzer/FuzzedDataProvider.h>
 

@@ -9,8 +9,8 @@
 #include <dmakit/pci/names.hpp>
 #include <dmakit/pci/sysfs.hpp>
 #include <dmakit/support/number_text.hpp>
-#include <net/driver_registry.hpp>
-#include <nvme/pci_class.hpp>
+#include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/nvme/pci_class.hpp>
 
 #include <cstdio>
 #include <type_traits>

@@ -5,7 +5,7 @@
 
 #include <dmakit/support/mmio.hpp>
 
-#include "register_access.hpp"
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 #include <cstddef>
 

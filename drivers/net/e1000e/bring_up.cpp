@@ -1,4 +1,4 @@
-#include "bring_up.hpp"
+#include <dmakit/drivers/net/e1000e/bring_up.hpp>
 
 namespace dmakit::net::e1000e {
 

@@ -3,10 +3,10 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../nic.hpp"
-#include "device_init.hpp"
-#include "hw_stats.hpp"
-#include "register_access.hpp"
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/e1000e/device_init.hpp>
+#include <dmakit/drivers/net/e1000e/hw_stats.hpp>
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 namespace dmakit::net::e1000e {
 

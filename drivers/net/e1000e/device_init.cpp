@@ -1,6 +1,6 @@
-#include "device_init.hpp"
+#include <dmakit/drivers/net/e1000e/device_init.hpp>
 
-#include "regs.hpp"
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <cerrno>
 #include <string>

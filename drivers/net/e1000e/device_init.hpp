@@ -10,9 +10,9 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../nic.hpp"
-#include "../packet_buffer.hpp"
-#include "register_access.hpp"
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/packet_buffer.hpp>
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 #include <chrono>
 #include <cstdint>

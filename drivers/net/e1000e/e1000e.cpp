@@ -5,16 +5,16 @@
 // clean) -> BAR0 -> rings in coherent memory -> bring_up
 // (global reset, link, MAC, RX/TX set-up; §4.6) -> RX refill -> optional
 // MSI-X -> wait for link. Teardown reverses it and returns every buffer.
-#include "e1000e.hpp"
+#include <dmakit/drivers/net/e1000e/e1000e.hpp>
 
-#include "../nic_open_context.hpp"
-#include "../open_port.hpp"
-#include "../packet_pool.hpp"
-#include "bar_registers.hpp"
-#include "bring_up.hpp"
-#include "hw_stats.hpp"
-#include "regs.hpp"
-#include "rings.hpp"
+#include <dmakit/drivers/net/nic_open_context.hpp>
+#include <dmakit/drivers/net/open_port.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
+#include <dmakit/drivers/net/e1000e/bar_registers.hpp>
+#include <dmakit/drivers/net/e1000e/bring_up.hpp>
+#include <dmakit/drivers/net/e1000e/hw_stats.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
+#include <dmakit/drivers/net/e1000e/rings.hpp>
 
 #include <dmakit/vfio/interrupts.hpp>
 

@@ -1,6 +1,6 @@
-#include "hw_stats.hpp"
+#include <dmakit/drivers/net/e1000e/hw_stats.hpp>
 
-#include "regs.hpp"
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <cerrno>
 

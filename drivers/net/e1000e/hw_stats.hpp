@@ -9,8 +9,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../nic.hpp"
-#include "register_access.hpp"
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 #include <array>
 #include <cstdint>

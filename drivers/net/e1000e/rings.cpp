@@ -1,7 +1,7 @@
-#include "rings.hpp"
+#include <dmakit/drivers/net/e1000e/rings.hpp>
 
-#include "descriptors.hpp"
-#include "regs.hpp"
+#include <dmakit/drivers/net/e1000e/descriptors.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

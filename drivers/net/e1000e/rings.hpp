@@ -25,8 +25,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../packet_buffer.hpp"
-#include "register_access.hpp"
+#include <dmakit/drivers/net/packet_buffer.hpp>
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 #include <cstddef>
 #include <cstdint>

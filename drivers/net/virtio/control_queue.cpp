@@ -1,6 +1,6 @@
-#include "control_queue.hpp"
+#include <dmakit/drivers/net/virtio/control_queue.hpp>
 
-#include "spec.hpp"
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

@@ -12,7 +12,7 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "virtqueue.hpp"
+#include <dmakit/drivers/net/virtio/virtqueue.hpp>
 
 #include <chrono>
 #include <cstdint>

@@ -1,6 +1,6 @@
-#include "device_init.hpp"
+#include <dmakit/drivers/net/virtio/device_init.hpp>
 
-#include "spec.hpp"
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <cerrno>
 #include <string>

@@ -15,8 +15,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../nic.hpp"
-#include "transport.hpp"
+#include <dmakit/drivers/net/nic.hpp>
+#include <dmakit/drivers/net/virtio/transport.hpp>
 
 #include <chrono>
 #include <cstdint>

@@ -1,6 +1,6 @@
-#include "net_queues.hpp"
+#include <dmakit/drivers/net/virtio/net_queues.hpp>
 
-#include "spec.hpp"
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <algorithm>
 #include <array>

@@ -18,7 +18,7 @@
 // buffer goes straight back to the device on the next refill.
 #pragma once
 
-#include "virtqueue.hpp"
+#include <dmakit/drivers/net/virtio/virtqueue.hpp>
 
 #include <cstddef>
 #include <cstdint>

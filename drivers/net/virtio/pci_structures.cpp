@@ -1,6 +1,6 @@
-#include "pci_structures.hpp"
+#include <dmakit/drivers/net/virtio/pci_structures.hpp>
 
-#include "spec.hpp"
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <dmakit/pci/capabilities.hpp>
 

@@ -1,4 +1,4 @@
-#include "pci_transport.hpp"
+#include <dmakit/drivers/net/virtio/pci_transport.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

@@ -4,8 +4,8 @@
 // accessors at the widths §4.1.3.1 requires.
 #pragma once
 
-#include "pci_structures.hpp"
-#include "transport.hpp"
+#include <dmakit/drivers/net/virtio/pci_structures.hpp>
+#include <dmakit/drivers/net/virtio/transport.hpp>
 
 #include <array>
 #include <cstddef>

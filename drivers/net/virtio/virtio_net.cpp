@@ -12,17 +12,17 @@
 // q). Each pair has a lock that its thread takes per burst, uncontended,
 // so that a removal noticed on one queue can stop the port and take every
 // buffer back while other queues' threads are still running.
-#include "virtio.hpp"
+#include <dmakit/drivers/net/virtio/virtio.hpp>
 
-#include "../nic_open_context.hpp"
-#include "../open_port.hpp"
-#include "../packet_pool.hpp"
-#include "control_queue.hpp"
-#include "device_init.hpp"
-#include "net_queues.hpp"
-#include "pci_structures.hpp"
-#include "pci_transport.hpp"
-#include "spec.hpp"
+#include <dmakit/drivers/net/nic_open_context.hpp>
+#include <dmakit/drivers/net/open_port.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
+#include <dmakit/drivers/net/virtio/control_queue.hpp>
+#include <dmakit/drivers/net/virtio/device_init.hpp>
+#include <dmakit/drivers/net/virtio/net_queues.hpp>
+#include <dmakit/drivers/net/virtio/pci_structures.hpp>
+#include <dmakit/drivers/net/virtio/pci_transport.hpp>
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <dmakit/vfio/interrupts.hpp>
 

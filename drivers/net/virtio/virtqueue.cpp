@@ -1,6 +1,6 @@
-#include "virtqueue.hpp"
+#include <dmakit/drivers/net/virtio/virtqueue.hpp>
 
-#include "spec.hpp"
+#include <dmakit/drivers/net/virtio/spec.hpp>
 
 #include <dmakit/support/mmio.hpp>
 

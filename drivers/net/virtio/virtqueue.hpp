@@ -25,8 +25,8 @@
 
 #include <dmakit/support/result.hpp>
 
-#include "../packet_buffer.hpp"
-#include "transport.hpp"
+#include <dmakit/drivers/net/packet_buffer.hpp>
+#include <dmakit/drivers/net/virtio/transport.hpp>
 
 #include <cstddef>
 #include <cstdint>

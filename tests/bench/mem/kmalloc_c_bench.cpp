@@ -6,7 +6,7 @@
 
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/device.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 #include <dmakit/linux/kernel.hpp>
 #include <dmakit/mem/hugepage_source.hpp>
 

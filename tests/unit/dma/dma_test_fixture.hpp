@@ -5,7 +5,7 @@
 
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/device.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 #include <dmakit/support/log.hpp>
 
 #include <gtest/gtest.h>

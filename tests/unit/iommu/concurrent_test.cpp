@@ -5,7 +5,7 @@
 // Also run under ThreadSanitizer (docs/testing.md).
 #include <concurrency.hpp>
 #include <dmakit/iommu/domain.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 #include <dmakit/iommu/domain.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 #include <dmakit/iommu/domain.hpp>
 #include <dmakit/iommu/iova_allocator.hpp>
 #include <dmakit/iommu/pci_windows.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 
 #include "fake_sysfs.hpp"
 

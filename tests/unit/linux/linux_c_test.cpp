@@ -4,7 +4,7 @@
 // checks what the C code was refused and told.
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/device.hpp>
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 #include <dmakit/linux/kernel.hpp>
 #include <dmakit/mem/anonymous_source.hpp>
 #include <dmakit/mem/leak_tracker.hpp>

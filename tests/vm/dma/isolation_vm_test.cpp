@@ -16,9 +16,9 @@
 // (bench_devices.hpp).
 #include "bench_devices.hpp"
 
-#include <nvme/commands.hpp>
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/commands.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>

@@ -8,7 +8,7 @@
 // through the IOMMU with that memory, and the override and its refusal.
 #include "bench_devices.hpp"
 
-#include <nvme/controller.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/dma/pool.hpp>

@@ -9,11 +9,11 @@
 // mistaken for this test's frames.
 #include "bench_devices.hpp"
 
-#include <net/dma_pool_backing.hpp>
-#include <net/driver_registry.hpp>
-#include <net/nic_open_context.hpp>
-#include <net/open_nic.hpp>
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/dma_pool_backing.hpp>
+#include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/net/nic_open_context.hpp>
+#include <dmakit/drivers/net/open_nic.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 #include <net/frame.hpp>
 
 #include <dmakit/pci/sysfs.hpp>

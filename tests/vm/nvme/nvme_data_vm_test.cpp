@@ -5,8 +5,8 @@
 // too. Data is always written one way and read back another.
 #include "bench_devices.hpp"
 
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/dma/scatterlist.hpp>

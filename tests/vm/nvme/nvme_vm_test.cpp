@@ -8,8 +8,8 @@
 // (bench_devices.hpp).
 #include "bench_devices.hpp"
 
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/pci/sysfs.hpp>

@@ -6,7 +6,7 @@
 #include "test_memory.hpp"
 
 #include <concurrency.hpp>
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <gtest/gtest.h>
 

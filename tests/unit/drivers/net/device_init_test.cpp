@@ -1,8 +1,8 @@
 #include "fake_registers.hpp"
 
-#include <net/e1000e/bring_up.hpp>
-#include <net/e1000e/device_init.hpp>
-#include <net/e1000e/regs.hpp>
+#include <dmakit/drivers/net/e1000e/bring_up.hpp>
+#include <dmakit/drivers/net/e1000e/device_init.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <gtest/gtest.h>
 

@@ -14,8 +14,8 @@
 #include "fake_registers.hpp"
 #include "test_memory.hpp"
 
-#include <net/e1000e/descriptors.hpp>
-#include <net/e1000e/regs.hpp>
+#include <dmakit/drivers/net/e1000e/descriptors.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <cstdint>
 #include <cstring>

@@ -2,7 +2,7 @@
 // log of every access so tests can check order and batching.
 #pragma once
 
-#include <net/e1000e/register_access.hpp>
+#include <dmakit/drivers/net/e1000e/register_access.hpp>
 
 #include <cstdint>
 #include <functional>

@@ -9,8 +9,8 @@
 
 #include "test_memory.hpp"
 
-#include <net/virtio/spec.hpp>
-#include <net/virtio/transport.hpp>
+#include <dmakit/drivers/net/virtio/spec.hpp>
+#include <dmakit/drivers/net/virtio/transport.hpp>
 
 #include <cerrno>
 #include <cstdint>

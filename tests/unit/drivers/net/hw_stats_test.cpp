@@ -1,7 +1,7 @@
 #include "fake_registers.hpp"
 
-#include <net/e1000e/hw_stats.hpp>
-#include <net/e1000e/regs.hpp>
+#include <dmakit/drivers/net/e1000e/hw_stats.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // The Nic interface checks queue indexes itself, in every build, before a
 // driver sees them (the e1000e driver used to assert: abort in debug builds,
 // silently queue 0 in release builds).
-#include <net/nic.hpp>
+#include <dmakit/drivers/net/nic.hpp>
 
 #include <gtest/gtest.h>
 

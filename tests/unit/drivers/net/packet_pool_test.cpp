@@ -1,6 +1,6 @@
 #include "test_memory.hpp"
 
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <gtest/gtest.h>
 

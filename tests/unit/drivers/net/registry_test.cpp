@@ -1,6 +1,6 @@
-#include <net/driver_registry.hpp>
-#include <net/e1000e/e1000e.hpp>
-#include <net/nic_open_context.hpp>
+#include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/net/e1000e/e1000e.hpp>
+#include <dmakit/drivers/net/nic_open_context.hpp>
 
 #include <gtest/gtest.h>
 

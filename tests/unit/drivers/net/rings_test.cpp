@@ -2,9 +2,9 @@
 #include "fake_registers.hpp"
 #include "test_memory.hpp"
 
-#include <net/e1000e/device_init.hpp>
-#include <net/e1000e/regs.hpp>
-#include <net/e1000e/rings.hpp>
+#include <dmakit/drivers/net/e1000e/device_init.hpp>
+#include <dmakit/drivers/net/e1000e/regs.hpp>
+#include <dmakit/drivers/net/e1000e/rings.hpp>
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // rings and packet buffers; plus a PoolBacking over a slice of it.
 #pragma once
 
-#include <net/packet_pool.hpp>
+#include <dmakit/drivers/net/packet_pool.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -5,11 +5,11 @@
 #include "fake_virtio_device.hpp"
 #include "test_memory.hpp"
 
-#include <net/virtio/device_init.hpp>
-#include <net/virtio/pci_structures.hpp>
-#include <net/virtio/pci_transport.hpp>
-#include <net/virtio/spec.hpp>
-#include <net/virtio/virtio.hpp>
+#include <dmakit/drivers/net/virtio/device_init.hpp>
+#include <dmakit/drivers/net/virtio/pci_structures.hpp>
+#include <dmakit/drivers/net/virtio/pci_transport.hpp>
+#include <dmakit/drivers/net/virtio/spec.hpp>
+#include <dmakit/drivers/net/virtio/virtio.hpp>
 
 #include <gtest/gtest.h>
 

@@ -4,10 +4,10 @@
 #include "fake_virtio_device.hpp"
 #include "test_memory.hpp"
 
-#include <net/virtio/control_queue.hpp>
-#include <net/virtio/net_queues.hpp>
-#include <net/virtio/spec.hpp>
-#include <net/virtio/virtqueue.hpp>
+#include <dmakit/drivers/net/virtio/control_queue.hpp>
+#include <dmakit/drivers/net/virtio/net_queues.hpp>
+#include <dmakit/drivers/net/virtio/spec.hpp>
+#include <dmakit/drivers/net/virtio/virtqueue.hpp>
 
 #include <gtest/gtest.h>
 

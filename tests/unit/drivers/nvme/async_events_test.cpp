@@ -4,7 +4,7 @@
 // requests loses none; requests end cleanly at reset, removal and close.
 #include "controller_fixture.hpp"
 
-#include <nvme/async_events.hpp>
+#include <dmakit/drivers/nvme/async_events.hpp>
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include <nvme/commands.hpp>
+#include <dmakit/drivers/nvme/commands.hpp>
 
 #include <gtest/gtest.h>
 

@@ -6,8 +6,8 @@
 
 #include "dma_test_fixture.hpp"
 
-#include <nvme/controller.hpp>
-#include <nvme/io_queue.hpp>
+#include <dmakit/drivers/nvme/controller.hpp>
+#include <dmakit/drivers/nvme/io_queue.hpp>
 
 #include <gtest/gtest.h>
 

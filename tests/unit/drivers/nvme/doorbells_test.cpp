@@ -1,4 +1,4 @@
-#include <nvme/doorbells.hpp>
+#include <dmakit/drivers/nvme/doorbells.hpp>
 
 #include <gtest/gtest.h>
 

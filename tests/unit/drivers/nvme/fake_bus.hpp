@@ -37,11 +37,11 @@
 #include "fake_controller.hpp"
 #include "fake_data_path.hpp"
 
-#include <nvme/controller_bus.hpp>
+#include <dmakit/drivers/nvme/controller_bus.hpp>
 
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 
-#include <nvme/async_events.hpp>
+#include <dmakit/drivers/nvme/async_events.hpp>
 
 #include <cstring>
 #include <deque>

@@ -17,8 +17,8 @@
 // host sees EventIdx lag behind and skips register writes.
 #pragma once
 
-#include <nvme/commands.hpp>
-#include <nvme/queue.hpp>
+#include <dmakit/drivers/nvme/commands.hpp>
+#include <dmakit/drivers/nvme/queue.hpp>
 
 #include <cstdint>
 #include <cstring>

@@ -6,7 +6,7 @@
 // builders, so a test that checks data through it checks the builders.
 #pragma once
 
-#include <nvme/commands.hpp>
+#include <dmakit/drivers/nvme/commands.hpp>
 
 #include <cstddef>
 #include <cstdint>

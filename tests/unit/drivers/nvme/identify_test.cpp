@@ -1,4 +1,4 @@
-#include <nvme/identify.hpp>
+#include <dmakit/drivers/nvme/identify.hpp>
 
 #include <gtest/gtest.h>
 

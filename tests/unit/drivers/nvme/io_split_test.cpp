@@ -1,5 +1,5 @@
 // Splitting a request into commands: chunk size and segment slicing.
-#include <nvme/io_split.hpp>
+#include <dmakit/drivers/nvme/io_split.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <nvme/log_pages.hpp>
+#include <dmakit/drivers/nvme/log_pages.hpp>
 
 #include <gtest/gtest.h>
 

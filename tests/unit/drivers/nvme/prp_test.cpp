@@ -1,4 +1,4 @@
-#include <nvme/prp.hpp>
+#include <dmakit/drivers/nvme/prp.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 #include "fake_controller.hpp"
 
-#include <nvme/queue.hpp>
+#include <dmakit/drivers/nvme/queue.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <nvme/registers.hpp>
+#include <dmakit/drivers/nvme/registers.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // SGL construction (NVMe 1.4 §4.4) and the PRP/SGL choice, on made-up device
 // addresses and host pages, without a controller.
-#include <nvme/sgl.hpp>
+#include <dmakit/drivers/nvme/sgl.hpp>
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 // EventIdx as QEMU's controller does.
 #include "controller_fixture.hpp"
 
-#include <nvme/shadow_doorbells.hpp>
+#include <dmakit/drivers/nvme/shadow_doorbells.hpp>
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include <dmakit/iommu/test_backend.hpp>
+#include <dmakit/testing/test_backend.hpp>
 
 #include <dmakit/iommu/iova_allocator.hpp>
 
