@@ -16,6 +16,7 @@ Result<OpenPort> OpenPort::open(NicOpenContext& context, const NicDriver& driver
         DMAKIT_ASSIGN_OR_RETURN(port.owned_domain_, dma::PciDomain::open(context.address, options));
         port.function_ = &port.owned_domain_->function(0);
     }
+    DMAKIT_TRY(port.function_->require_dma("the " + std::string(driver.name) + " driver"));
     const std::string bdf = port.function_->address().to_string();
     port.name_ = std::string(driver.name) + " " + bdf;
 

@@ -3,7 +3,9 @@
 //     auto domain = dma::PciDomain::open(address);
 //     auto ctrl = nvme::Controller::open((*domain)->function(0), {});
 //     auto* q = *(*ctrl)->create_io_queue();       // one per thread
-//     q->read_sync(nsid, slba, blocks, segments);
+//     auto status = q->read_sync(nsid, slba, blocks, segments);
+// (with <dmakit/drivers/nvme/io_queue.hpp> for IoQueue; compiled as written
+// in tests/unit/header_examples/header_examples.cpp)
 //
 // open() brings the controller up per §7.6.1 from whatever state it was left
 // in (enabled, shut down, queues still created, fatal): it disables it first

@@ -10,6 +10,8 @@
 namespace dmakit::nvme {
 
 Result<std::unique_ptr<PciControllerBus>> PciControllerBus::open(dma::PciFunction& device) {
+    // Queues, PRP lists and identify data all live in DMA memory.
+    DMAKIT_TRY(device.require_dma("the NVMe driver"));
     DMAKIT_ASSIGN_OR_RETURN(vfio::Region bar0, device.vfio().map_bar(0));
     if (bar0.size() < min_bar0_size || bar0.base() == nullptr || !bar0.is_mapped(0, register_block_size)) {
         return Error(ENODEV, device.address().to_string() + ": BAR0 of " + std::to_string(bar0.size()) +

@@ -31,6 +31,13 @@ Status check_memlock_for_pool(const PciDmaOptions& options) {
                                pool ? "the DMA pool's first region" : "the first DMA buffer (strict policy)");
 }
 
+Status PciFunction::require_dma(std::string_view user) const {
+    if (has_dma()) return {};
+    return Error(EINVAL, address().to_string() + " was opened for its registers only "
+                         "(PciDmaOptions::registers_only): " + std::string(user) +
+                         " needs DMA; open the domain without registers_only");
+}
+
 PciDomain::~PciDomain() {
     // Every function released for a hot unplug (vfio::Device::release): the
     // groups left with the devices and the kernel dropped every mapping of
@@ -89,6 +96,10 @@ Result<std::unique_ptr<PciDomain>> PciDomain::open(std::span<const pci::PciAddre
         if (!device.ok()) return fail(device.error());
         domain->functions_.push_back(std::unique_ptr<PciFunction>(new PciFunction(std::move(device).value())));
     }
+    // Registers only: the devices are open (the container already holds its
+    // IOMMU model, which VFIO needs before it hands out a device fd, but
+    // nothing is mapped); no domain, pool, pinning or bus mastering.
+    if (options.registers_only) return domain;
     if (auto reserved = reserve_pci_windows(options); !reserved.ok()) return fail_all(reserved.error());
     if (auto memlock = check_memlock_for_pool(options); !memlock.ok()) return fail_all(memlock.error());
     auto iommu = vfio::create_type1_domain(domain->container_, options.domain);

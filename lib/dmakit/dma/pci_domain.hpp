@@ -5,6 +5,10 @@
 //     auto domain = dma::PciDomain::open(std::array{nvme_bdf, nic_bdf});
 //     auto ctrl = nvme::Controller::open((*domain)->function(0), {});
 //     auto ring = (*domain)->function(1).dma().alloc_coherent(4096);
+// (compiled as written in tests/unit/header_examples/header_examples.cpp)
+//
+// examples/hello_device/hello_device.cpp is a whole program around it, and
+// docs/writing-a-driver.md walks through it line by line.
 //
 // open() runs the VFIO sequence once: one container; each function's IOMMU
 // group attached once (functions sharing a group share it); the type1
@@ -21,6 +25,12 @@
 // a locked-memory limit too small for the pool says how to raise it (checked
 // before anything is pinned: check_memlock_for_pool).
 //
+// A program that only reads registers opens with
+// PciDmaOptions::registers_only: the container, the groups and the devices
+// (BARs, config space, reset, interrupts) and nothing of the DMA half — no
+// IOMMU domain, no pool, no hugepages, nothing pinned, Bus Master Enable left
+// as it was (a device that cannot master cannot DMA: PCIe 4.0 §7.5.1.1.3).
+//
 // Independent domains (each its own mappings) are separate PciDomains.
 #pragma once
 
@@ -32,9 +42,11 @@
 #include <dmakit/vfio/container.hpp>
 #include <dmakit/vfio/device.hpp>
 
+#include <cassert>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dmakit::dma {
@@ -49,6 +61,13 @@ struct PciDmaOptions {
     std::string iomem = "/proc/iomem"; // host bridge windows (tests: a fake file)
     std::string proc = "/proc";        // RLIMIT_MEMLOCK and capabilities (tests: a fake tree)
     bool enable_bus_master = true;
+    // Open the functions for register access only: no IOMMU domain, no DMA
+    // context or pool (so no hugepages taken and no memory pinned, whatever
+    // RLIMIT_MEMLOCK is), Bus Master Enable left as the kernel left it
+    // (enable_bus_master is ignored). PciFunction::has_dma() is then false;
+    // drivers refuse such a function (PciFunction::require_dma). For tools
+    // that identify a device or read its registers.
+    bool registers_only = false;
 };
 
 // Appends every PCI memory window of the machine (host bridge windows, ECAM,
@@ -74,9 +93,18 @@ public:
 
     [[nodiscard]] const pci::PciAddress& address() const noexcept { return device_.address(); }
     [[nodiscard]] vfio::Device& vfio() noexcept { return device_; }
-    [[nodiscard]] DmaDevice& dma() noexcept { return *dma_; }
-    // The domain's one context (shared by every function).
-    [[nodiscard]] DmaContext& context() noexcept { return dma_->context(); }
+    // False when the domain was opened with PciDmaOptions::registers_only.
+    [[nodiscard]] bool has_dma() const noexcept { return dma_ != nullptr; }
+    // EINVAL naming the function, `user` ("the NVMe driver") and the fix when
+    // it has no DMA; a driver calls it before it touches dma() or context().
+    [[nodiscard]] Status require_dma(std::string_view user) const;
+    // Only when has_dma() (asserted in debug builds, like Result::value()).
+    [[nodiscard]] DmaDevice& dma() noexcept {
+        assert(has_dma());
+        return *dma_;
+    }
+    // The domain's one context (shared by every function); only when has_dma().
+    [[nodiscard]] DmaContext& context() noexcept { return dma().context(); }
 
 private:
     friend class PciDomain;
@@ -107,7 +135,13 @@ public:
     [[nodiscard]] PciFunction& function(std::size_t i) noexcept { return *functions_[i]; }
     // The function at `address`, or null.
     [[nodiscard]] PciFunction* find(const pci::PciAddress& address) noexcept;
-    [[nodiscard]] DmaContext& context() noexcept { return *context_; }
+    // False when opened with PciDmaOptions::registers_only.
+    [[nodiscard]] bool has_dma() const noexcept { return context_ != nullptr; }
+    // Only when has_dma() (asserted in debug builds).
+    [[nodiscard]] DmaContext& context() noexcept {
+        assert(has_dma());
+        return *context_;
+    }
 
 private:
     explicit PciDomain(vfio::Container container) : container_(std::move(container)) {}

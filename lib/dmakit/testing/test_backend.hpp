@@ -13,6 +13,7 @@
 //     auto backend = std::make_unique<TestIommuBackend>();
 //     TestIommuBackend* test = backend.get();
 //     auto domain = IommuDomain::create(std::move(backend));
+// (compiled as written in tests/unit/header_examples/header_examples.cpp)
 #pragma once
 
 #include <dmakit/iommu/backend.hpp>

@@ -29,6 +29,7 @@ namespace dmakit::vfio {
 //
 // Hot paths use base() with the accessors of dmakit/support/mmio.hpp:
 //     mmio::write32(bar.base(), DOORBELL, tail);
+// (compiled as written in tests/unit/header_examples/header_examples.cpp)
 // Move-only; unmapped on destruction. It keeps its own duplicate of the
 // device fd, so it stays usable if the Device object goes first.
 class Region {

@@ -71,6 +71,7 @@ std::vector<Program> programs() {
          {{"-d", "00fe:ff:1f.5", "-a", a, "-b", a}, {"-d", a, "-a", a, "-b", b},
           {"-d", "00fe:ff:1f.5", "-a", a, "-a", b, "-b", b}}},
         {"nvme_identify", {"-d", a}, {}, {{"-d", a, "-d", a}}},
+        {"hello_device", {a}, {}, {{a, a}, {"--registers-only", a, "00FE:FF:1F.6"}}},
         {"e1000e_kernel_style", {"-a", a, "-b", b}, {{"-n", {"0", "10000001"}}},
          {{"-a", a, "-b", a}, {"-a", a, "-b", "00FE:FF:1F.6"}, {"-a", a, "-a", b, "-b", b}}},
         {"nvme_perf", {"-d", a},
