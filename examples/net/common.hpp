@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../iommu_option.hpp"
+#include "coarse_clock.hpp"
 
 #include <dmakit/drivers/net/dma_pool_backing.hpp>
 #include <dmakit/drivers/net/driver_registry.hpp>
@@ -24,8 +25,6 @@
 #include <vector>
 
 namespace dmakit::examples {
-
-using Clock = std::chrono::steady_clock;
 
 [[noreturn]] inline void die(const std::string& program, const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());

@@ -114,8 +114,8 @@ void forward_loop(std::array<Side, 2>& sides, std::size_t q, std::size_t burst, 
             job.stop.store(true, std::memory_order_relaxed);
             return;
         }
-        if ((round & 15) != 0) continue;  // the clock may be costly in a guest: see pktgen
-        if (job.stop.load(std::memory_order_relaxed) || !on_round(Clock::now())) return;
+        if ((round & 15) != 0) continue;
+        if (job.stop.load(std::memory_order_relaxed) || !on_round(coarse_now())) return;
     }
 }
 

@@ -86,12 +86,12 @@ void send_loop(Job& job, std::size_t q, OnRound on_round) {
     std::vector<Port>& ports = *job.ports;
     net::PacketPoolCache pool = job.pool->make_cache();
     std::vector<net::PacketBuffer*> bufs(job.burst);
-    // The guest's clock may be a system call plus an emulated timer read
-    // (no stable TSC under TCG): read it once per 16 rounds, not per burst,
-    // unless a rate limit needs it.
+    // Every 16 rounds the coarse clock (coarse_now: no system call, no
+    // emulated timer read); a rate limit needs the precise one per round.
     Clock::time_point now = job.start;
     for (std::uint64_t round = 0;; ++round) {
-        if (job.rate_per_queue > 0 || (round & 15) == 0) now = Clock::now();
+        if (job.rate_per_queue > 0) now = Clock::now();
+        else if ((round & 15) == 0) now = coarse_now();
         if ((round & 15) == 0 && (job.stop.load(std::memory_order_relaxed) || !on_round(now))) break;
         for (std::size_t i = 0; i < ports.size(); ++i) {
             Port& p = ports[i];
