@@ -108,7 +108,7 @@ TEST(IovaAllocator, ExhaustionIsACleanErrorAndRecovers) {
     EXPECT_EQ(full.error().code(), ENOMEM);
     EXPECT_NE(full.error().message().find("no free IOVA range of 4096 bytes below mask 0xffffffffffffffff"),
               std::string::npos)
-        << full.error().message();
+        << full.error();
     EXPECT_EQ(a.free_bytes(), 0u);
     ASSERT_TRUE(a.free(got[17]).ok());
     auto again = a.allocate(k4K, ~0ull);

@@ -251,7 +251,7 @@ TEST(Queue, DepthsThatLeaveFewerThanFourGenerationBitsAreRefused) {
         auto q = QueuePair::create({1, depth, rings.sq.data(), rings.cq.data(), &fake, nullptr});
         ASSERT_FALSE(q.ok()) << depth;
         EXPECT_EQ(q.error().code(), EINVAL);
-        EXPECT_NE(q.error().message().find("generation bits"), std::string::npos) << q.error().message();
+        EXPECT_NE(q.error().message().find("generation bits"), std::string::npos) << q.error();
     }
 }
 
