@@ -159,7 +159,7 @@ inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
 // back what it held; 0 means the driver lost none.
 inline void report_port_failure(const std::string& program, const std::string& bdf, net::Nic& nic,
                                 const Error& error) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), error.message().c_str());
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), to_string(error).c_str());
     if (const net::PacketPool* pool = nic.packet_pool()) {
         std::fprintf(stderr, "%s: %s: %zu of %zu pool buffers still in use after the port stopped\n",
                      program.c_str(), bdf.c_str(), pool->in_use(), pool->capacity());

@@ -184,7 +184,7 @@ TEST_F(DmaTest, ExhaustedIovaSpaceIsAnErrorAndTheDomainRecovers) {
         }
         mapped.push_back(*addr);
     }
-    ASSERT_EQ(last.code(), ENOMEM) << last.message();
+    ASSERT_EQ(last.code(), ENOMEM) << last;
     EXPECT_NE(last.message().find("IOVA"), std::string::npos) << last.message();
     ASSERT_FALSE(mapped.empty());
     ASSERT_TRUE(device_->unmap_single(mapped.back(), heaps[mapped.size() - 1].size(), DmaDirection::to_device).ok());

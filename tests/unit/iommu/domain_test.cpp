@@ -32,7 +32,7 @@ struct Fixture {
         auto owned = std::make_unique<TestIommuBackend>(std::move(backend_config));
         backend = owned.get();
         auto created = IommuDomain::create(std::move(owned), config);
-        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message());
+        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : dmakit::to_string(created.error()));
         domain = std::move(created).value();
     }
     TestIommuBackend* backend = nullptr;

@@ -21,7 +21,7 @@ const std::vector<IovaRange> kVtdRanges{{0, 0xfedfffff}, {0xfef00000, 0x7fffffff
 
 IovaAllocator make(std::vector<IovaRange> ranges, std::uint64_t granule = k4K) {
     auto a = IovaAllocator::create(std::move(ranges), granule);
-    EXPECT_TRUE(a.ok()) << (a.ok() ? "" : a.error().message());
+    EXPECT_TRUE(a.ok()) << (a.ok() ? "" : dmakit::to_string(a.error()));
     return std::move(a).value();
 }
 

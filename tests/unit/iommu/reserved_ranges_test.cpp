@@ -213,7 +213,7 @@ struct DomainFixture {
         DomainConfig config;
         config.reserved = std::move(reserved);
         auto created = IommuDomain::create(std::move(owned), config);
-        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message());
+        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : dmakit::to_string(created.error()));
         domain = std::move(created).value();
     }
     TestIommuBackend* backend = nullptr;

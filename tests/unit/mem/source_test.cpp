@@ -113,7 +113,7 @@ public:
     explicit HugepageReservation(std::size_t pages) {
         auto pool = read_hugepage_pool(kHugePage2M);
         if (!pool.ok()) {
-            reason_ = "2 MiB hugepages unavailable: " + pool.error().message();
+            reason_ = "2 MiB hugepages unavailable: " + dmakit::to_string(pool.error());
             return;
         }
         if (pool->free >= pages) {

@@ -246,7 +246,7 @@ protected:
 
     // What a refused DMA did, for the report: status or timeout, DMAR log.
     std::string outcome(const Result<IoCompletion>& r) {
-        std::string s = !r.ok()          ? "no completion: " + r.error().message()
+        std::string s = !r.ok()          ? "no completion: " + dmakit::to_string(r.error())
                         : r->ok()        ? std::string("success status")
                                          : "status " + std::string(status_name(r->status));
         const std::string faults = faults_.take(300ms);

@@ -360,7 +360,7 @@ TEST_P(NvmeVm, PrpAtAnUnmappedIovaFailsWithoutTouchingMemory) {
         outcome = r->ok() ? "success status (the IOMMU dropped the write)" : std::string(status_name(r->status));
     } else {
         EXPECT_EQ(r.error().code(), ETIMEDOUT) << r.error();
-        outcome = "timeout: " + r.error().message();
+        outcome = "timeout: " + dmakit::to_string(r.error());
     }
     RecordProperty("unmapped_iova_outcome", outcome);
     std::printf("read into an unmapped IOVA: %s\n", outcome.c_str());
@@ -471,7 +471,7 @@ TEST_P(NvmeVm, TwoQueuesOnTwoThreadsEachWithItsOwnVector) {
                 fill(data.data(), bs, lba, n, 20 + t);
                 auto w = q.write_host_sync(ns.nsid, lba, n, data.data());
                 auto r = w.ok() ? q.read_host_sync(ns.nsid, lba, n, back.data()) : w;
-                if (!r.ok()) failures[t] = r.error().message();
+                if (!r.ok()) failures[t] = dmakit::to_string(r.error());
                 else if (first_bad(back.data(), bs, lba, n, 20 + t) != -1) failures[t] = "mismatch at LBA " + std::to_string(lba);
             }
         });
