@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <span>
+#include <utility>
 
 namespace dmakit::dma {
 

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <source_location>
 #include <span>
+#include <utility>
 
 namespace dmakit::dma {
 
