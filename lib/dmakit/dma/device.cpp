@@ -387,7 +387,8 @@ Result<std::size_t> DmaDevice::map_sg(ScatterList& list, DmaDirection dir, mem::
 Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, mem::CallSite site) {
     if (!list.mapped_) return Error(EINVAL, name_ + ": unmap_sg of a scatter list that is not mapped");
     Status first_error;
-    for (std::size_t i = 0; i < list.entries_.size(); ++i) {
+    // Entries added after map_sg were never mapped: unmap what was.
+    for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         auto status = unmap_any(list.entry_addresses_[i], list.entries_[i].length, MappingKind::sg,
                                 dir, site);
         if (!status.ok() && first_error.ok()) first_error = std::move(status);

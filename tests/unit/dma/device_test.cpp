@@ -270,5 +270,16 @@ TEST_F(DmaTest, TwoContextsAreIndependent) {
     EXPECT_EQ(*other_test->translate(b->dma().value(), 4096, iommu::Access::read), b->cpu());
 }
 
+TEST_F(DmaTest, EntryAddedAfterMapSgIsNotUnmapped) {
+    std::vector<unsigned char> heap(64 * 1024);
+    ScatterList list;
+    list.add(heap.data(), 4096);
+    ASSERT_TRUE(device_->map_sg(list, DmaDirection::to_device).ok());
+    list.add(heap.data() + 16384, 4096);  // never mapped
+    ASSERT_TRUE(device_->unmap_sg(list, DmaDirection::to_device).ok());
+    EXPECT_EQ(backend_unmaps(), 1U);
+    EXPECT_EQ(device_->live_mappings(), 0U);
+}
+
 }  // namespace
 }  // namespace dmakit::dma::testing
