@@ -169,7 +169,7 @@ Status Controller::configure_doorbell_buffer() {
         // one may go.
         auto b = DoorbellBuffer::allocate(dma(), max_qid, shift, page_size_);
         if (!b.ok()) {
-            logger_->warning(who + "shadow doorbells off, using doorbell registers only: " + b.error().message());
+            logger_->warning(who + "shadow doorbells off, using doorbell registers only: " + dmakit::to_string(b.error()));
             return {};
         }
         dbbuf_ = std::move(b).value();
@@ -257,7 +257,7 @@ Status Controller::disable_or_function_reset() {
     if (s.ok()) return {};
     // A controller that does not come back (hung, fatal, left mid-shutdown by
     // a crashed owner) gets a function-level reset, then one more try.
-    logger_->warning("nvme " + bus_->name() + ": " + s.error().message() +
+    logger_->warning("nvme " + bus_->name() + ": " + dmakit::to_string(s.error()) +
                      "; trying a function reset (VFIO_DEVICE_RESET)");
     DMAKIT_TRY(bus_->function_reset());
     ++function_resets_;
@@ -366,7 +366,7 @@ Result<std::vector<NamespaceInfo>> Controller::scan_namespaces_locked() {
         auto ns = parse_identify_namespace(view, nsid);
         if (!ns.ok()) {
             // One bad namespace should not hide the others.
-            logger_->warning("nvme: namespace " + std::to_string(nsid) + " skipped: " + ns.error().message());
+            logger_->warning("nvme: namespace " + std::to_string(nsid) + " skipped: " + dmakit::to_string(ns.error()));
             continue;
         }
         // Metadata formats are kept: I/O checks them (IoQueue: separate
@@ -534,7 +534,7 @@ void Controller::arm_async_events() {
     const std::string_view what = "Set Features Asynchronous Event Configuration";
     auto configured = admin_locked(set_async_event_config(), options_.admin_timeout, what);
     if (!configured.ok()) {
-        logger_->warning("nvme " + bus_->name() + ": " + configured.error().message() + "; no asynchronous events");
+        logger_->warning("nvme " + bus_->name() + ": " + dmakit::to_string(configured.error()) + "; no asynchronous events");
         aers_wanted_ = 0;
         return;
     }
@@ -544,7 +544,7 @@ void Controller::arm_async_events() {
     }
     while (aers_outstanding_ < aers_wanted_) {
         if (auto s = submit_async_event_locked(); !s.ok()) {
-            logger_->warning("nvme " + bus_->name() + ": Asynchronous Event Request: " + s.error().message());
+            logger_->warning("nvme " + bus_->name() + ": Asynchronous Event Request: " + dmakit::to_string(s.error()));
             aers_wanted_ = aers_outstanding_;
             break;
         }
@@ -614,7 +614,7 @@ Result<std::uint32_t> Controller::process_events() {
                 if (admin_broken_ || aers_outstanding_ >= aers_wanted_) continue;
                 if (auto s = submit_async_event_locked(); !s.ok()) {
                     logger_->warning("nvme " + bus_->name() + ": Asynchronous Event Request not submitted again: " +
-                                     s.error().message());
+                                     dmakit::to_string(s.error()));
                 }
             }
         }
@@ -861,7 +861,7 @@ Status Controller::delete_io_queue(IoQueue* queue) {
     // never reused, rather than let a live device write freed memory.
     leaked_queues_.push_back(std::move(*it));
     io_queues_.erase(it);
-    logger_->error("nvme " + bus_->name() + ": " + stopped.error().message() + "; the memory of " + qname +
+    logger_->error("nvme " + bus_->name() + ": " + dmakit::to_string(stopped.error()) + "; the memory of " + qname +
                    " (rings, PRP lists, mapped buffers) is leaked deliberately, kept mapped and never reused");
     return Error(EIO, stopped.error().message() + "; the memory of " + qname +
                           " is leaked deliberately (kept mapped, never reused) until reset() succeeds");
@@ -996,7 +996,7 @@ Controller::~Controller() {
         return;
     }
     auto s = shutdown();
-    if (!s.ok()) logger_->warning("nvme " + bus_->name() + ": shutdown: " + s.error().message());
+    if (!s.ok()) logger_->warning("nvme " + bus_->name() + ": shutdown: " + dmakit::to_string(s.error()));
     if (!dma_unsafe_ && admin_sq_mem_ && !removed()) {
         // §3.1.5, §7.6.2: EN=0 and CSTS.RDY=0 before the admin rings, the
         // scratch page and kept queues are freed: a controller that timed
@@ -1005,7 +1005,7 @@ Controller::~Controller() {
         // BAR0 is retired.)
         if (auto d = disable_or_function_reset(); !d.ok()) {
             dma_unsafe_ = true;
-            logger_->warning("nvme " + bus_->name() + ": " + d.error().message());
+            logger_->warning("nvme " + bus_->name() + ": " + dmakit::to_string(d.error()));
         }
     }
     if (dma_unsafe_) {

@@ -66,7 +66,7 @@ public:
     void release(PrpListPage page) noexcept override {
         if (auto s = pool_.free(page.cpu); !s.ok()) {
             // Only a driver bug gets here; keep going, the pool refused safely.
-            try { logger_.error("nvme: PRP list page not returned: " + s.error().message()); } catch (...) {}
+            try { logger_.error("nvme: PRP list page not returned: " + dmakit::to_string(s.error())); } catch (...) {}
         }
     }
 

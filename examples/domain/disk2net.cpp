@@ -91,9 +91,9 @@ int main(int argc, char** argv) {
     options.context.policy = iommu;
     const std::array addresses{*nvme_bdf, *a, *b};
     auto domain = dma::PciDomain::open(addresses, options);
-    if (!domain.ok()) die("disk2net", domain.error().message());
+    if (!domain.ok()) die("disk2net", domain.error());
     auto controller = nvme::Controller::open((*domain)->function(0), {});
-    if (!controller.ok()) die("disk2net", controller.error().message());
+    if (!controller.ok()) die("disk2net", controller.error());
     nvme::Controller& ctrl = **controller;
     const nvme::NamespaceInfo* ns = ctrl.find_namespace(1);
     if (ns == nullptr) die("disk2net", "namespace 1 of " + nvme_bdf->to_string() + " is not active");
@@ -108,21 +108,21 @@ int main(int argc, char** argv) {
                             " blocks; namespace 1 has " + std::to_string(ns->nsze));
     }
     auto queue = ctrl.create_io_queue(static_cast<std::uint32_t>(std::max<std::size_t>(burst + 1, 2)));
-    if (!queue.ok()) die("disk2net", queue.error().message());
+    if (!queue.ok()) die("disk2net", queue.error());
     nvme::IoQueue& q = **queue;
 
     // The reference: the same blocks, read into coherent memory.
     auto reference = (*domain)->function(0).dma().alloc_coherent(count * payload);
-    if (!reference.ok()) die("disk2net", reference.error().message());
+    if (!reference.ok()) die("disk2net", reference.error());
     const std::uint64_t chunk_blocks = std::max<std::uint64_t>(1, ctrl.max_transfer() / block);
     for (std::uint64_t lba = 0; lba < count * blocks_per_frame; lba += chunk_blocks) {
         const auto n = static_cast<std::uint32_t>(std::min(chunk_blocks, count * blocks_per_frame - lba));
         const nvme::DmaSegment seg{reference->dma().value() + lba * block, n * block};
-        if (auto s = q.read_sync(1, lba, n, {&seg, 1}); !s.ok()) die("disk2net", s.error().message());
+        if (auto s = q.read_sync(1, lba, n, {&seg, 1}); !s.ok()) die("disk2net", s.error());
     }
 
     net::NicDriverRegistry registry;
-    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("disk2net", s.error().message());
+    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("disk2net", s.error());
     std::array<std::unique_ptr<net::PacketPool>, 2> pools;
     for (std::size_t i = 0; i < 2; ++i) {
         pools[i] = port_pool_or_die("disk2net", (*domain)->context(), addresses[i + 1], logger);
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
 
     auto receive = [&] {
         auto n = ports[1]->rx_burst(0, got);
-        if (!n.ok()) die("disk2net", n.error().message());
+        if (!n.ok()) die("disk2net", n.error());
         for (std::size_t i = 0; i < *n; ++i) {
             const net::PacketBuffer* p = got[i];
             std::uint64_t lba = 0;
@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
             reads[k] = {};
             const nvme::DmaSegment seg{p.data_dma() + kDataOffset, payload};
             auto r = q.read(1, lba, static_cast<std::uint32_t>(blocks_per_frame), {&seg, 1}, on_read, &reads[k]);
-            if (!r.ok()) die("disk2net", r.error().message());
+            if (!r.ok()) die("disk2net", r.error());
         }
         q.ring();
         for (std::size_t k = 0; k < n;) {
@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
         }
         for (std::size_t sent = 0; sent < n;) {
             auto taken = ports[0]->tx_burst(0, std::span(bufs).subspan(sent, n - sent));
-            if (!taken.ok()) die("disk2net", taken.error().message());
+            if (!taken.ok()) die("disk2net", taken.error());
             sent += *taken;
             receive();
         }
@@ -257,6 +257,6 @@ int main(int argc, char** argv) {
     }
     // Ports first (their rings hold pool buffers), then the pools, then the domain.
     for (auto& p : ports) p.reset();
-    if (auto s = ctrl.delete_io_queue(&q); !s.ok()) std::fprintf(stderr, "disk2net: %s\n", s.error().message().c_str());
+    if (auto s = ctrl.delete_io_queue(&q); !s.ok()) std::fprintf(stderr, "disk2net: %s\n", dmakit::to_string(s.error()).c_str());
     return pass ? 0 : 1;
 }

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (auto status = hello(*address, options); !status.ok()) {
-        std::fprintf(stderr, "hello_device: %s\n", status.error().message().c_str());
+        std::fprintf(stderr, "hello_device: %s\n", dmakit::to_string(status.error()).c_str());
         return 1;
     }
     return 0;

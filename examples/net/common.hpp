@@ -30,6 +30,7 @@ namespace dmakit::examples {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());
     std::exit(1);
 }
+[[noreturn]] inline void die(const std::string& program, const Error& error) { die(program, to_string(error)); }
 
 // Tiny argv walker: --name VALUE, --name=VALUE and -x VALUE.
 class Args {
@@ -135,7 +136,7 @@ inline std::unique_ptr<net::PacketPool> port_pool_or_die(const std::string& prog
     net::PacketPoolConfig config;
     config.logger = &logger;
     auto pool = net::create_dma_packet_pool(context, program + "-" + port.to_string(), 4096, 2048 + 128, config);
-    if (!pool.ok()) die(program, pool.error().message());
+    if (!pool.ok()) die(program, pool.error());
     return std::move(pool).value();
 }
 
@@ -143,9 +144,9 @@ inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
                                                   const net::NicDriverRegistry& registry,
                                                   net::NicOpenContext& context) {
     auto nic = net::open_nic(registry, context);
-    if (!nic.ok()) die(program, nic.error().message());
+    if (!nic.ok()) die(program, nic.error());
     auto link = (*nic)->link();
-    if (!link.ok()) die(program, link.error().message());
+    if (!link.ok()) die(program, link.error());
     if (!link->up) {
         std::fprintf(stderr, "%s: warning: link of %s is down\n", program.c_str(),
                      context.address.to_string().c_str());
@@ -158,7 +159,7 @@ inline std::unique_ptr<net::Nic> open_port_or_die(const std::string& program,
 // back what it held; 0 means the driver lost none.
 inline void report_port_failure(const std::string& program, const std::string& bdf, net::Nic& nic,
                                 const Error& error) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), error.message().c_str());
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), to_string(error).c_str());
     if (const net::PacketPool* pool = nic.packet_pool()) {
         std::fprintf(stderr, "%s: %s: %zu of %zu pool buffers still in use after the port stopped\n",
                      program.c_str(), bdf.c_str(), pool->in_use(), pool->capacity());

@@ -153,9 +153,9 @@ int main(int argc, char** argv) {
     options.context.policy = iommu;
     const std::array addresses{*a, *b};
     auto domain = dma::PciDomain::open(addresses, options);
-    if (!domain.ok()) die("fwd", domain.error().message());
+    if (!domain.ok()) die("fwd", domain.error());
     net::NicDriverRegistry registry;
-    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("fwd", s.error().message());
+    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("fwd", s.error());
 
     // The pools outlive both ports: a buffer of A's pool may sit in B's TX
     // ring when the ports close, and goes back to A's pool then.
@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
                                 s.nic->mac_address(), 0, round * burst + k);
                 }
                 auto taken = s.nic->tx_burst(q, std::span(bufs).first(n));
-                if (!taken.ok()) die("fwd", taken.error().message());
+                if (!taken.ok()) die("fwd", taken.error());
                 const std::size_t sent = *taken;
                 (void)pool.free_burst(std::span(bufs).subspan(sent, n - sent));
             }

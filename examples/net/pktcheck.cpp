@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
 
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
-    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("pktcheck", s.error().message());
+    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("pktcheck", s.error());
     auto open = [&](const pci::PciAddress& address) {
         net::NicOpenContext ctx;
         ctx.address = address;
@@ -100,13 +100,13 @@ int main(int argc, char** argv) {
         }
         if (!pending.empty()) {
             auto taken = tx->tx_burst(0, pending);
-            if (!taken.ok()) die("pktcheck", taken.error().message());
+            if (!taken.ok()) die("pktcheck", taken.error());
             const std::size_t sent = *taken;
             if (sent != 0) last_progress = Clock::now();
             pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(sent));
         }
         auto burst = rx->rx_burst(0, got);
-        if (!burst.ok()) die("pktcheck", burst.error().message());
+        if (!burst.ok()) die("pktcheck", burst.error());
         const std::size_t n = *burst;
         for (std::size_t i = 0; i < n; ++i) {
             std::uint64_t seq = 0;
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
 
     auto sa = tx->stats();
     auto sb = rx->stats();
-    if (!sa.ok()) die("pktcheck", sa.error().message());
-    if (!sb.ok()) die("pktcheck", sb.error().message());
+    if (!sa.ok()) die("pktcheck", sa.error());
+    if (!sb.ok()) die("pktcheck", sb.error());
     const bool ok = lost == 0 && corrupt == 0 && out_of_order == 0 && duplicates == 0;
     std::fprintf(progress,
                  "%s -> %s: sent %llu, received %llu intact in %.2f s (%.4f Mpps); lost %llu, corrupt %llu, "

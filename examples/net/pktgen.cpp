@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
 
     Logger logger(LogLevel::warning);
     net::NicDriverRegistry registry;
-    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("pktgen", s.error().message());
+    if (auto s = net::register_builtin_drivers(registry); !s.ok()) die("pktgen", s.error());
     // All ports in one DMA domain with one packet pool, as testpmd runs its
     // ports from one mempool. With a pool per port, the store into each fresh
     // buffer missed QEMU's software TLB (direct-mapped) often enough to cost
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     dma_options.context.logger = &logger;
     dma_options.context.policy = iommu;
     auto domain = dma::PciDomain::open(addresses, dma_options);
-    if (!domain.ok()) die("pktgen", domain.error().message());
+    if (!domain.ok()) die("pktgen", domain.error());
     // Per port what the port would make for itself: its rings and 1024 in flight.
     const net::NicOpenContext defaults;
     const std::size_t per_port = queues * (std::size_t{defaults.rx_ring_size} + defaults.tx_ring_size) + 1024;
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
     pool_config.logger = &logger;
     auto pool = net::create_dma_packet_pool((*domain)->context(), "pktgen", addresses.size() * per_port,
                                             2048 + 128, pool_config);
-    if (!pool.ok()) die("pktgen", pool.error().message());
+    if (!pool.ok()) die("pktgen", pool.error());
     std::vector<Port> ports;
     for (std::size_t i = 0; i < addresses.size(); ++i) {
         net::NicOpenContext ctx;
@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
         Port& p = ports[i];
         for (std::size_t q = 0; q < queues; ++q) (void)p.nic->tx_burst(q, {});  // reclaim what completed
         auto stats = p.nic->stats();
-        if (!stats.ok()) die("pktgen", stats.error().message());
+        if (!stats.ok()) die("pktgen", stats.error());
         const std::uint64_t sent = p.total(queues);
         std::uint64_t ring_full = 0;
         for (const auto& qs : stats->queues) ring_full += qs.tx_ring_full;

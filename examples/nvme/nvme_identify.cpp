@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     const auto address = examples::device_or_default(prog, device);
     auto opened = examples::open_controller(address);
     if (!opened.ok()) {
-        std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());
+        std::fprintf(stderr, "%s: %s\n", prog, dmakit::to_string(opened.error()).c_str());
         return 1;
     }
     nvme::Controller& c = *opened->controller;
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     if (smart) {
         auto s = c.smart_log();
         if (!s.ok()) {
-            std::fprintf(stderr, "%s: SMART log: %s\n", prog, s.error().message().c_str());
+            std::fprintf(stderr, "%s: SMART log: %s\n", prog, dmakit::to_string(s.error()).c_str());
             return 1;
         }
         log = *s;

@@ -346,7 +346,7 @@ Result<RunOutput> run(nvme::Controller& c, const JobConfig& cfg, unsigned queues
         out.qids.push_back(q->qid());
         out.doorbells.push_back(q->doorbell_counts());
         if (auto s = c.delete_io_queue(q); !s.ok()) {
-            std::fprintf(stderr, "%s: deleting queue: %s\n", prog, s.error().message().c_str());
+            std::fprintf(stderr, "%s: deleting queue: %s\n", prog, dmakit::to_string(s.error()).c_str());
         }
     }
     for (const auto& r : out.per_queue) {
@@ -467,7 +467,7 @@ int main(int argc, char** argv) {
     options.max_io_queues = static_cast<std::uint32_t>(std::max<std::uint64_t>(queues, 1));
     auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
-        std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());
+        std::fprintf(stderr, "%s: %s\n", prog, dmakit::to_string(opened.error()).c_str());
         return 1;
     }
     nvme::Controller& c = *opened->controller;
@@ -527,7 +527,7 @@ int main(int argc, char** argv) {
                     auto r = run(c, j, 1, cell, false);
                     if (!r.ok()) {
                         std::fprintf(stderr, "%s: sweep %llu %s %s: %s\n", prog, static_cast<unsigned long long>(size),
-                                     mem_name(m), to_string(path), r.error().message().c_str());
+                                     mem_name(m), to_string(path), dmakit::to_string(r.error()).c_str());
                         return 1;
                     }
                     mibps[w] = double(r->per_queue[0].bytes) / r->seconds / (1 << 20);
@@ -594,7 +594,7 @@ int main(int argc, char** argv) {
     auto r = run(c, cfg, static_cast<unsigned>(queues), secs, !json);
     getrusage(RUSAGE_SELF, &ru1);
     if (!r.ok()) {
-        std::fprintf(stderr, "%s: %s\n", prog, r.error().message().c_str());
+        std::fprintf(stderr, "%s: %s\n", prog, dmakit::to_string(r.error()).c_str());
         return 1;
     }
     auto tv = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };

@@ -10,7 +10,9 @@
 // named by MPTR (separate metadata, NVMe 1.4 §8.2).
 #include "common.hpp"
 
+#include <dmakit/dma/mapped_scatter_list.hpp>
 #include <dmakit/dma/scatterlist.hpp>
+#include <dmakit/dma/streaming_mapping.hpp>
 
 #include <cstring>
 #include <numeric>
@@ -147,9 +149,9 @@ public:
                     std::uint64_t lba;
                     std::uint32_t blocks;
                     std::byte* cpu;
-                    dma::ScatterList sg;
+                    dma::MappedScatterList sg;
                     std::size_t md_off = 0;
-                    std::optional<dma::DmaAddr> single;  // separate metadata: map_single done here
+                    dma::StreamingMapping single;  // separate metadata: map_single done here
                     bool done = false;
                     bool ok = false;
                     std::string status;
@@ -159,7 +161,7 @@ public:
                 for (std::uint32_t i = 0; i < p.depth && lba < start + lbas; ++i) {
                     const auto n = static_cast<std::uint32_t>(std::min(blocks_per_io, start + lbas - lba));
                     batch.push_back(Io{lba, n, cpu + std::size_t{i} * io_bytes, {}, std::size_t{i} * blocks_per_io * ms,
-                                       std::nullopt, false, false, {}});
+                                       {}, false, false, {}});
                     lba += n;
                 }
                 for (auto& io : batch) {
@@ -188,8 +190,10 @@ public:
                     if (p.mem == Mem::map_sg) {
                         // One scatter entry per 4 KiB page: map_sg merges what is contiguous
                         // for the device; what is left goes as an SGL, or as PRPs (which check the joins).
-                        for (std::size_t off = 0; off < len; off += 4096) io.sg.add(io.cpu + off, std::min<std::size_t>(4096, len - off));
-                        DMAKIT_TRY(c_.dma().map_sg(io.sg, dir));
+                        // The handles unmap on every early return, before `host` is freed.
+                        dma::ScatterList pages;
+                        for (std::size_t off = 0; off < len; off += 4096) pages.add(io.cpu + off, std::min<std::size_t>(4096, len - off));
+                        DMAKIT_ASSIGN_OR_RETURN(io.sg, c_.dma().map(std::move(pages), dir));
                     }
                     // Separate metadata: each kind's data segments, and MPTR's buffer.
                     std::vector<nvme::DmaSegment> segs;
@@ -197,9 +201,8 @@ public:
                         if (p.mem == Mem::coherent) {
                             segs.push_back({coh.dma().value() + std::uint64_t(io.cpu - cpu), len});
                         } else if (p.mem == Mem::map_single) {
-                            DMAKIT_ASSIGN_OR_RETURN(dma::DmaAddr a, c_.dma().map_single(io.cpu, len, dir));
-                            io.single = a;
-                            segs.push_back({a.value(), len});
+                            DMAKIT_ASSIGN_OR_RETURN(io.single, c_.dma().map(io.cpu, len, dir));
+                            segs.push_back({io.single.dma().value(), len});
                         } else {
                             for (const auto& s : io.sg.segments()) segs.push_back({s.addr.value(), s.length});
                         }
@@ -220,8 +223,8 @@ public:
                             r = writing ? q.write_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io)
                                         : q.read_host(ns_.nsid, io.lba, io.blocks, io.cpu, cb, &io);
                         } else {
-                            r = writing ? q.write_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io)
-                                        : q.read_sg(ns_.nsid, io.lba, io.blocks, io.sg, cb, &io);
+                            r = writing ? q.write_sg(ns_.nsid, io.lba, io.blocks, io.sg.list(), cb, &io)
+                                        : q.read_sg(ns_.nsid, io.lba, io.blocks, io.sg.list(), cb, &io);
                         }
                         if (r.ok() || r.error().code() != EAGAIN) break;
                         for (auto* other : qs_) other->poll();
@@ -239,8 +242,8 @@ public:
                     if (std::chrono::steady_clock::now() > give_up) return Error(ETIMEDOUT, "I/O did not complete");
                 }
                 for (auto& io : batch) {
-                    if (io.sg.mapped()) DMAKIT_TRY(c_.dma().unmap_sg(io.sg, dir));
-                    if (io.single) DMAKIT_TRY(c_.dma().unmap_single(*io.single, std::size_t{io.blocks} * bs, dir));
+                    if (io.sg) DMAKIT_TRY(io.sg.unmap());
+                    if (io.single) DMAKIT_TRY(io.single.unmap());
                 }
                 for (auto& io : batch) {
                     if (!io.ok) {
@@ -303,7 +306,7 @@ int main(int argc, char** argv) {
     options.shadow_doorbells = dbbuf;
     auto opened = examples::open_controller(address, options, iommu);
     if (!opened.ok()) {
-        std::fprintf(stderr, "%s: %s\n", prog, opened.error().message().c_str());
+        std::fprintf(stderr, "%s: %s\n", prog, dmakit::to_string(opened.error()).c_str());
         return 1;
     }
     nvme::Controller& c = *opened->controller;
@@ -323,7 +326,7 @@ int main(int argc, char** argv) {
         // Room for a 1 MiB I/O split at an 8 KiB MDTS (128 commands).
         auto q = c.create_io_queue(256);
         if (!q.ok()) {
-            std::fprintf(stderr, "%s: %s\n", prog, q.error().message().c_str());
+            std::fprintf(stderr, "%s: %s\n", prog, dmakit::to_string(q.error()).c_str());
             return 1;
         }
         (*q)->set_data_transfer(transfer);
@@ -361,7 +364,7 @@ int main(int argc, char** argv) {
         auto r = v.run(p, i + 1, start, lbas);
         std::string result;
         if (!r.ok()) {
-            result = "error: " + r.error().message();
+            result = "error: " + dmakit::to_string(r.error());
             ++failures;
         } else if (r->has_value()) {
             result = (*r)->device_error

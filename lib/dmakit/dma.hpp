@@ -7,9 +7,12 @@
 #include <dmakit/dma/debug.hpp>
 #include <dmakit/dma/device.hpp>
 #include <dmakit/dma/large_buffer.hpp>
+#include <dmakit/dma/mapped_scatter_list.hpp>
 #include <dmakit/dma/pci_domain.hpp>
 #include <dmakit/dma/pool.hpp>
+#include <dmakit/dma/pool_block.hpp>
 #include <dmakit/dma/registration_cache.hpp>
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
+#include <dmakit/dma/streaming_mapping.hpp>
 #include <dmakit/dma/types.hpp>

@@ -15,7 +15,7 @@
 namespace {
 
 int fail(const char* what, const dmakit::Error& error) {
-    std::fprintf(stderr, "consumer: %s: %s\n", what, error.message().c_str());
+    std::fprintf(stderr, "consumer: %s: %s\n", what, dmakit::to_string(error).c_str());
     return 1;
 }
 

@@ -12,7 +12,7 @@ void print_error(std::ostream& err, std::string_view message) {
 }
 
 int fail(const Io& io, const Error& error) {
-    print_error(io.err, error.message());
+    print_error(io.err, to_string(error));  // "message [ENAME]"
     return exit_failure;
 }
 

@@ -32,7 +32,8 @@ struct Io {
 // Prints "dmakit: error: MESSAGE" as exactly one line.
 void print_error(std::ostream& err, std::string_view message);
 
-// A runtime failure: prints the error, returns exit_failure.
+// A runtime failure: prints the error in its text form ("message [ENAME]",
+// support/error.hpp), returns exit_failure.
 [[nodiscard]] int fail(const Io& io, const Error& error);
 
 // A usage mistake: prints it with a pointer to the help, returns exit_usage.

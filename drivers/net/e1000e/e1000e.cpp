@@ -124,7 +124,7 @@ Status E1000eNic::start(NicOpenContext& ctx) {
     // DMA in flight, interrupts armed) is gone before we allocate anything.
     if (device_->supports_reset()) {
         auto reset = device_->reset();
-        if (!reset.ok()) warn("e1000e " + name + ": VFIO reset failed (" + reset.error().message() +
+        if (!reset.ok()) warn("e1000e " + name + ": VFIO reset failed (" + dmakit::to_string(reset.error()) +
                               "); relying on the global reset (CTRL.RST)");
     }
     DMAKIT_TRY(device_->enable_bus_master());
@@ -206,7 +206,7 @@ void E1000eNic::free_buffers(std::span<PacketBuffer* const> buffers) {
     const bool all_ours = std::all_of(buffers.begin(), buffers.end(),
                                       [&](const PacketBuffer* b) { return b != nullptr && b->pool == pool_; });
     Status status = all_ours ? cache_->free_burst(buffers) : free_to_owners(buffers);
-    if (!status.ok()) warn("e1000e: " + status.error().message());
+    if (!status.ok()) warn("e1000e: " + dmakit::to_string(status.error()));
 }
 
 void E1000eNic::refill_rx() {

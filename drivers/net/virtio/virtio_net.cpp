@@ -164,7 +164,7 @@ Status VirtioNic::open_device(NicOpenContext& ctx) {
     // bus has none); the virtio reset below is what clears the queues.
     if (device_->supports_reset()) {
         auto reset = device_->reset();
-        if (!reset.ok()) warn("virtio-net " + name_ + ": VFIO reset failed (" + reset.error().message() +
+        if (!reset.ok()) warn("virtio-net " + name_ + ": VFIO reset failed (" + dmakit::to_string(reset.error()) +
                               "); relying on the virtio reset");
     }
     return device_->enable_bus_master();
@@ -380,7 +380,7 @@ void VirtioNic::free_buffers(QueuePair& q, std::span<PacketBuffer* const> buffer
     const bool all_ours = std::all_of(buffers.begin(), buffers.end(),
                                       [&](const PacketBuffer* b) { return b != nullptr && b->pool == pool_; });
     Status status = all_ours && q.cache ? q.cache->free_burst(buffers) : free_to_owners(buffers);
-    if (!status.ok()) warn("virtio-net: " + status.error().message());
+    if (!status.ok()) warn("virtio-net: " + dmakit::to_string(status.error()));
 }
 
 void VirtioNic::refill_rx(QueuePair& q) {

@@ -93,7 +93,7 @@ Result<std::unique_ptr<mem::SlabCache>> DmaContext::create_device_slab(
             // A failed unmap leaves the IOVA allocated in the domain (never
             // reused); the pages go back, but the kernel keeps them pinned.
             auto status = domain_->unmap(iova);
-            if (!status.ok()) logger_->warning("unmapping a DMA slab: " + status.error().message());
+            if (!status.ok()) logger_->warning("unmapping a DMA slab: " + dmakit::to_string(status.error()));
         };
     }
     return mem::SlabCache::create(*pages_, std::move(name), object_size, std::move(options));
@@ -103,7 +103,7 @@ void DmaContext::region_removing(mem::Region& region) noexcept {
     auto dma = region.dma_base();
     if (!dma) return;
     auto status = domain_->unmap(*dma);
-    if (!status.ok()) logger_->warning("unmapping a pool region: " + status.error().message());
+    if (!status.ok()) logger_->warning("unmapping a pool region: " + dmakit::to_string(status.error()));
     region.clear_dma_base();
 }
 

@@ -42,7 +42,7 @@ DmaDevice::~DmaDevice() {
     const auto leaked = live_.snapshot();
     for (const LiveMapping& mapping : leaked) {
         auto status = release_backing(mapping);
-        if (!status.ok()) context_.logger().warning(name_ + ": " + status.error().message());
+        if (!status.ok()) context_.logger().warning(name_ + ": " + dmakit::to_string(status.error()));
     }
     if (!leaked.empty()) {
         context_.logger().warning(name_ + ": " + std::to_string(leaked.size()) +
@@ -111,7 +111,7 @@ Status DmaDevice::set_numa_node(int node) {
 Result<CoherentBuffer> DmaDevice::alloc_coherent(std::size_t size, mem::Gfp flags,
                                                  mem::CallSite site) {
     auto buffer = allocate_coherent(size, flags, site);
-    if (!buffer.ok() && !has(flags, mem::Gfp::no_warn)) context_.logger().warning(buffer.error().message());
+    if (!buffer.ok() && !has(flags, mem::Gfp::no_warn)) context_.logger().warning(dmakit::to_string(buffer.error()));
     return buffer;
 }
 
@@ -197,7 +197,7 @@ void DmaDevice::free_coherent(void* cpu, DmaAddr dma, std::size_t size) noexcept
         auto status = context_.domain().unmap(dma.value());
         if (!status.ok()) {
             context_.logger().warning(name_ + ": freeing a coherent buffer: " +
-                                      status.error().message() + "; its pages are not reused");
+                                      dmakit::to_string(status.error()) + "; its pages are not reused");
             return;
         }
     }
@@ -335,6 +335,17 @@ Status DmaDevice::unmap_single(DmaAddr addr, std::size_t length, DmaDirection di
     return unmap_any(addr, length, MappingKind::single, dir, site);
 }
 
+Result<StreamingMapping> DmaDevice::map(void* cpu, std::size_t length, DmaDirection dir,
+                                       mem::CallSite site) {
+    DMAKIT_ASSIGN_OR_RETURN(DmaAddr addr, map_any(cpu, length, MappingKind::single, dir, site));
+    return StreamingMapping(this, cpu, addr, length, dir, site);
+}
+
+Result<MappedScatterList> DmaDevice::map(ScatterList&& list, DmaDirection dir, mem::CallSite site) {
+    DMAKIT_TRY(map_sg(list, dir, site));  // all or nothing: on failure `list` is as it was
+    return MappedScatterList(this, std::move(list), dir, site);
+}
+
 Result<DmaAddr> DmaDevice::map_page(void* page, std::size_t offset, std::size_t length,
                                     DmaDirection dir, mem::CallSite site) {
     if (page == nullptr) return Error(EINVAL, name_ + ": map_page of a null page");
@@ -376,7 +387,8 @@ Result<std::size_t> DmaDevice::map_sg(ScatterList& list, DmaDirection dir, mem::
 Status DmaDevice::unmap_sg(ScatterList& list, DmaDirection dir, mem::CallSite site) {
     if (!list.mapped_) return Error(EINVAL, name_ + ": unmap_sg of a scatter list that is not mapped");
     Status first_error;
-    for (std::size_t i = 0; i < list.entries_.size(); ++i) {
+    // Entries added after map_sg were never mapped: unmap what was.
+    for (std::size_t i = 0; i < list.entry_addresses_.size(); ++i) {
         auto status = unmap_any(list.entry_addresses_[i], list.entries_[i].length, MappingKind::sg,
                                 dir, site);
         if (!status.ok() && first_error.ok()) first_error = std::move(status);
@@ -513,7 +525,7 @@ void DmaDevice::free_large(LargeBuffer& buffer) noexcept {
                                   DmaDirection::bidirectional, std::source_location::current());
     }
     auto status = context_.domain().unmap(buffer.dma_.value());
-    if (!status.ok()) context_.logger().warning(name_ + ": unmapping a large buffer: " + status.error().message());
+    if (!status.ok()) context_.logger().warning(name_ + ": unmapping a large buffer: " + dmakit::to_string(status.error()));
 }
 
 LargeBuffer& LargeBuffer::operator=(LargeBuffer&& other) noexcept {

@@ -38,9 +38,11 @@
 #include <dmakit/dma/coherent.hpp>
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/large_buffer.hpp>
+#include <dmakit/dma/mapped_scatter_list.hpp>
 #include <dmakit/dma/mapping_table.hpp>
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
+#include <dmakit/dma/streaming_mapping.hpp>
 #include <dmakit/dma/types.hpp>
 #include <dmakit/mem/call_site.hpp>
 #include <dmakit/mem/gfp.hpp>
@@ -125,6 +127,18 @@ public:
         mem::CallSite site = std::source_location::current());
     [[nodiscard]] Status unmap_sg(ScatterList& list, DmaDirection dir,
                                   mem::CallSite site = std::source_location::current());
+
+    // The same mappings as handles that unmap themselves (streaming_mapping.hpp,
+    // mapped_scatter_list.hpp): map_single of [cpu, +length), and map_sg of a
+    // list the handle then owns (on failure `list` is left as it was). For
+    // code where a mapping lives in a scope or an object; hot paths that keep
+    // addresses in rings use the raw calls above.
+    [[nodiscard]] Result<StreamingMapping> map(
+        void* cpu, std::size_t length, DmaDirection dir,
+        mem::CallSite site = std::source_location::current());
+    [[nodiscard]] Result<MappedScatterList> map(
+        ScatterList&& list, DmaDirection dir,
+        mem::CallSite site = std::source_location::current());
 
     // dma_sync_single_for_cpu / _for_device: `addr` is what map_* returned,
     // `length` at most the mapping's length, `dir` the mapping's direction

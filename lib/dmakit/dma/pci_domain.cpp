@@ -117,7 +117,7 @@ Result<std::unique_ptr<PciDomain>> PciDomain::open(std::span<const pci::PciAddre
         // dev_to_node: the kernel's numa_node attribute (-1 or absent: none).
         if (auto node = sysfs.numa_node(f->address()); node.ok() && node->has_value()) {
             if (auto set = f->dma_->set_numa_node(**node); !set.ok()) {
-                domain->context_->logger().warning(set.error().message() +
+                domain->context_->logger().warning(dmakit::to_string(set.error()) +
                                                    "; its DMA memory comes from any node");
             }
         }

@@ -101,6 +101,16 @@ Result<DmaPool::Block> DmaPool::zalloc(mem::Gfp flags, mem::CallSite site) {
     return block;
 }
 
+Result<PoolBlock> DmaPool::alloc_block(mem::Gfp flags, mem::CallSite site) {
+    DMAKIT_ASSIGN_OR_RETURN(Block block, alloc(flags, site));
+    return PoolBlock(this, block.cpu, block.dma, site);
+}
+
+Result<PoolBlock> DmaPool::zalloc_block(mem::Gfp flags, mem::CallSite site) {
+    DMAKIT_ASSIGN_OR_RETURN(Block block, zalloc(flags, site));
+    return PoolBlock(this, block.cpu, block.dma, site);
+}
+
 Status DmaPool::free(void* cpu) {
     auto status = cache_->try_free(cpu);
     if (!status.ok()) return std::move(status).error().with_context("DMA pool '" + name_ + "'");

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <dmakit/dma/device.hpp>
+#include <dmakit/dma/pool_block.hpp>
 #include <dmakit/dma/types.hpp>
 #include <dmakit/mem/slab.hpp>
 #include <dmakit/support/result.hpp>
@@ -55,6 +56,12 @@ public:
                                       mem::CallSite site = std::source_location::current());
     [[nodiscard]] Result<Block> zalloc(mem::Gfp flags = mem::gfp_kernel,
                                        mem::CallSite site = std::source_location::current());
+    // alloc / zalloc as a handle that frees the block when it goes
+    // (pool_block.hpp). The pool must outlive the handle.
+    [[nodiscard]] Result<PoolBlock> alloc_block(mem::Gfp flags = mem::gfp_kernel,
+                                                mem::CallSite site = std::source_location::current());
+    [[nodiscard]] Result<PoolBlock> zalloc_block(mem::Gfp flags = mem::gfp_kernel,
+                                                 mem::CallSite site = std::source_location::current());
     // dma_pool_free. A pointer that is not a live block of this pool (a
     // double free, a pointer inside a block, another pool's block) is
     // refused with EINVAL, logged and counted, and nothing changes.
@@ -66,6 +73,8 @@ public:
     [[nodiscard]] std::size_t invalid_frees() const noexcept { return cache_->invalid_frees(); }
 
 private:
+    friend class PoolBlock;  // logs its destructor's failures through device_
+
     DmaPool(std::string name, DmaDevice& device, std::size_t size, std::size_t boundary,
             bool dma32, std::unique_ptr<mem::SlabCache> cache);
 

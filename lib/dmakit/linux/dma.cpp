@@ -30,7 +30,7 @@ void complain(const device* dev, const std::string& message) { dev->kernel->logg
 // Logs a failed Status of `call`; true when it succeeded.
 bool checked(const device* dev, const char* call, const dmakit::Status& status) {
     if (status.ok()) return true;
-    complain(dev, std::string(call) + ": " + status.error().message());
+    complain(dev, std::string(call) + ": " + dmakit::to_string(status.error()));
     return false;
 }
 
@@ -45,7 +45,7 @@ int set_mask_with(device* dev, const char* call, u64 mask, dmakit::Status (dmaki
     if (dev == nullptr) return -EINVAL;
     auto status = (dev->dma->*set)(mask);
     if (status.ok()) return 0;
-    complain(dev, std::string(call) + ": " + status.error().message());
+    complain(dev, std::string(call) + ": " + dmakit::to_string(status.error()));
     return -status.error().code();
 }
 
@@ -71,7 +71,7 @@ void* dmakit_dma_alloc_coherent(struct device* dev, size_t size, dma_addr_t* han
     if (!buffer.ok()) {
         dev->kernel->warn(to_gfp(flags), dev->name + ": dma_alloc_coherent(" + std::to_string(size) + ") at " +
                                              (file != nullptr ? file : "?") + ":" + std::to_string(line) + ": " +
-                                             buffer.error().message());
+                                             dmakit::to_string(buffer.error()));
         return nullptr;
     }
     void* cpu = buffer->cpu();
@@ -104,7 +104,7 @@ dma_addr_t dma_map_single(struct device* dev, void* cpu, size_t size, enum dma_d
     if (!d) return DMA_MAPPING_ERROR;
     auto addr = dev->dma->map_single(cpu, size, *d);
     if (!addr.ok()) {
-        complain(dev, "dma_map_single: " + addr.error().message());
+        complain(dev, "dma_map_single: " + dmakit::to_string(addr.error()));
         return DMA_MAPPING_ERROR;
     }
     return addr->value();
@@ -123,7 +123,7 @@ dma_addr_t dma_map_page(struct device* dev, struct page* page, size_t offset, si
     if (!d) return DMA_MAPPING_ERROR;
     auto addr = dev->dma->map_page(page_address(page), offset, size, *d);
     if (!addr.ok()) {
-        complain(dev, "dma_map_page: " + addr.error().message());
+        complain(dev, "dma_map_page: " + dmakit::to_string(addr.error()));
         return DMA_MAPPING_ERROR;
     }
     return addr->value();
@@ -157,7 +157,7 @@ int dma_map_sg(struct device* dev, struct scatterlist* sg, int nents, enum dma_d
         auto addr = dev->dma->map_single(sg[i].dmakit_cpu, sg[i].length, *d);
         if (!addr.ok()) {
             complain(dev, "dma_map_sg: entry " + std::to_string(i) + " of " + std::to_string(nents) + ": " +
-                              addr.error().message() + "; nothing stays mapped");
+                              dmakit::to_string(addr.error()) + "; nothing stays mapped");
             for (int j = 0; j < i; ++j) {
                 (void)checked(dev, "dma_map_sg (undo)",
                               dev->dma->unmap_single(DmaAddr(sg[j].dma_address), sg[j].length, *d));
@@ -197,7 +197,7 @@ struct dma_pool* dma_pool_create(const char* name, struct device* dev, size_t si
     if (dev == nullptr) return nullptr;
     auto pool = dmakit::dma::DmaPool::create(name != nullptr ? name : "dma_pool", *dev->dma, size, align, boundary);
     if (!pool.ok()) {
-        complain(dev, "dma_pool_create: " + pool.error().message());
+        complain(dev, "dma_pool_create: " + dmakit::to_string(pool.error()));
         return nullptr;
     }
     auto* made = new dma_pool{dev, std::move(*pool)};
@@ -211,7 +211,7 @@ void* dma_pool_alloc(struct dma_pool* pool, gfp_t flags, dma_addr_t* handle) {
     auto block = pool->pool->alloc(to_gfp(flags) | Gfp::no_warn);  // zeroes when the flags say so
     if (!block.ok()) {
         pool->dev->kernel->warn(to_gfp(flags), pool->dev->name + ": dma_pool_alloc(" + pool->pool->name() +
-                                                   "): " + block.error().message());
+                                                   "): " + dmakit::to_string(block.error()));
         return nullptr;
     }
     *handle = block->dma.value();

@@ -168,14 +168,14 @@ struct dmakit_kernel* dmakit_kernel_open(const char* const* bdfs, int count,
                                            : dmakit::Result<dmakit::pci::PciAddress>(
                                                  dmakit::Error(EINVAL, "a null PCI address"));
         if (!address.ok()) {
-            fallback_logger().error("dmakit_kernel_open: " + address.error().message());
+            fallback_logger().error("dmakit_kernel_open: " + dmakit::to_string(address.error()));
             return nullptr;
         }
         addresses.push_back(*address);
     }
     auto kernel = dmakit_kernel::open(addresses, options);
     if (!kernel.ok()) {
-        fallback_logger().error("dmakit_kernel_open: " + kernel.error().message());
+        fallback_logger().error("dmakit_kernel_open: " + dmakit::to_string(kernel.error()));
         return nullptr;
     }
     dmakit_kernel* opened = kernel->release();
@@ -203,7 +203,7 @@ void __iomem* dmakit_iomap_bar(struct device* dev, int bar, size_t* length) {
     if (it == dev->bars.end()) {
         auto region = dev->vfio->map_bar(static_cast<unsigned>(bar));
         if (!region.ok()) {
-            dev->kernel->logger().error(dev->name + ": BAR" + std::to_string(bar) + ": " + region.error().message());
+            dev->kernel->logger().error(dev->name + ": BAR" + std::to_string(bar) + ": " + dmakit::to_string(region.error()));
             return nullptr;
         }
         if (region->base() == nullptr) {

@@ -36,7 +36,7 @@ void* kmalloc_in(dmakit_kernel& kernel, std::size_t size, Gfp flags, const char*
         auto retry = kernel.kmalloc().try_kmalloc(size, quiet(flags), call_site(file, line));
         if (!retry.ok()) {
             kernel.warn(flags, std::string(call) + "(" + std::to_string(size) + ")" + site(file, line) + ": " +
-                                   retry.error().message());
+                                   dmakit::to_string(retry.error()));
             return nullptr;
         }
         object = *retry;
@@ -122,7 +122,7 @@ struct kmem_cache* dmakit_kmem_cache_create(const char* name, unsigned int size,
     if (!slab.ok()) {
         kernel->logger().warning(std::string("kmem_cache_create(\"") + (name != nullptr ? name : "") + "\", " +
                                  std::to_string(size) + ", align " + std::to_string(align) + ")" + site(file, line) +
-                                 ": " + slab.error().message());
+                                 ": " + dmakit::to_string(slab.error()));
         return nullptr;
     }
     auto* cache = new kmem_cache{kernel, std::move(*slab)};
@@ -136,7 +136,7 @@ void* dmakit_kmem_cache_alloc(struct kmem_cache* cache, gfp_t flags, const char*
     auto object = cache->slab->try_alloc(quiet(to_gfp(flags)), call_site(file, line));
     if (!object.ok()) {
         cache->kernel->warn(to_gfp(flags), "kmem_cache_alloc(" + cache->slab->name() + ")" + site(file, line) +
-                                               ": " + object.error().message());
+                                               ": " + dmakit::to_string(object.error()));
         return nullptr;
     }
     return *object;  // zeroed by the cache when the flags say so
@@ -170,7 +170,7 @@ struct page* dmakit_alloc_pages(gfp_t flags, unsigned int order, const char* fil
     auto block = kernel->context().pages().try_alloc_pages(order, quiet(to_gfp(flags)), -1, call_site(file, line));
     if (!block.ok()) {
         kernel->warn(to_gfp(flags), "alloc_pages(order " + std::to_string(order) + ")" + site(file, line) + ": " +
-                                        block.error().message());
+                                        dmakit::to_string(block.error()));
         return nullptr;
     }
     return static_cast<struct page*>(*block);

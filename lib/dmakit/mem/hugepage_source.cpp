@@ -100,7 +100,7 @@ Result<RegionBacking> HugepageSource::map_on_node(void* address, std::size_t len
         if (options_.logger != nullptr) {
             options_.logger->warning(
                 "no " + size_name(options_.page_size) + " hugepages for a " + size_name(length) +
-                " region (" + mapped.error().message() +
+                " region (" + dmakit::to_string(mapped.error()) +
                 "); falling back to 4 KiB pages, which is slower (more TLB misses and IOMMU "
                 "entries). To use hugepages, " +
                 reserve_hint(options_.page_size, 2 * (length / options_.page_size)));

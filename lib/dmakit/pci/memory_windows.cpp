@@ -158,7 +158,7 @@ Result<std::vector<MemoryWindow>> read_memory_windows(const MemoryWindowSources&
 
     auto iomem_text = read_text_file(sources.iomem);
     if (!iomem_text.ok()) {
-        logger.warning("cannot read " + sources.iomem + " (" + iomem_text.error().message() +
+        logger.warning("cannot read " + sources.iomem + " (" + dmakit::to_string(iomem_text.error()) +
                        "): IOVAs avoid the PCI BARs and bridge windows from sysfs only, not the "
                        "host bridge windows");
     } else {
@@ -188,7 +188,7 @@ Result<std::vector<MemoryWindow>> read_memory_windows(const MemoryWindowSources&
         if (!text.ok()) {
             // A device removed since the listing has no BARs left to avoid.
             if (text.error().code() != ENOENT) {
-                logger.warning("cannot read " + path + " (" + text.error().message() +
+                logger.warning("cannot read " + path + " (" + dmakit::to_string(text.error()) +
                                "): its BARs are not kept out of the IOVA space");
             }
             continue;

@@ -51,7 +51,7 @@ struct Fixture {
             std::move(domain).value(),
             std::make_unique<mem::HugepageSource>(std::move(source).value()), config);
         if (!created.ok()) {
-            std::fprintf(stderr, "dma_bench: %s\n", created.error().message().c_str());
+            std::fprintf(stderr, "dma_bench: %s\n", dmakit::to_string(created.error()).c_str());
             std::abort();  // a benchmark without its subject cannot run
         }
         context = std::move(created).value();
@@ -76,7 +76,7 @@ Fixture& strict_fixture() {
 // cost, the kernel's is in dma_vm_bench.
 void map_pair(benchmark::State& state, Fixture& f, std::size_t size) {
     auto buffer = f.device->alloc_coherent(std::max<std::size_t>(size, 2 << 20));
-    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    if (!buffer.ok()) return state.SkipWithError(dmakit::to_string(buffer.error()).c_str());
     auto* cpu = buffer->as<std::byte>();
     for (auto _ : state) {
         auto addr = f.device->map_single(cpu, size, dma::DmaDirection::to_device);
@@ -96,7 +96,7 @@ void BM_map_foreign_hit_pair(benchmark::State& state, std::size_t size) {
     std::vector<unsigned char> heap((4 << 20) + size);
     auto registration = f.context->registrations().register_memory(heap.data(), heap.size(),
                                                                    f.device->mask());
-    if (!registration.ok()) return state.SkipWithError(registration.error().message().c_str());
+    if (!registration.ok()) return state.SkipWithError(dmakit::to_string(registration.error()).c_str());
     for (auto _ : state) {
         auto addr = f.device->map_single(heap.data() + 4096, size, dma::DmaDirection::to_device);
         benchmark::DoNotOptimize(addr);
@@ -136,7 +136,7 @@ void BM_zero_page(benchmark::State& state) {
 void BM_virt2iova(benchmark::State& state) {
     auto& f = fixture();
     auto buffer = f.device->alloc_coherent(2 << 20);
-    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    if (!buffer.ok()) return state.SkipWithError(dmakit::to_string(buffer.error()).c_str());
     auto* cpu = buffer->as<std::byte>();
     std::size_t offset = 0;
     for (auto _ : state) {

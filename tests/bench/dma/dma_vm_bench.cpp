@@ -43,7 +43,7 @@ std::unique_ptr<dma::PciDomain>& strict_device() {
         if (reopened.ok()) {
             opened = std::move(reopened).value();
         } else {
-            std::fprintf(stderr, "dma_vm_bench: %s\n", reopened.error().message().c_str());
+            std::fprintf(stderr, "dma_vm_bench: %s\n", dmakit::to_string(reopened.error()).c_str());
             nvme_address().reset();
         }
     }
@@ -63,7 +63,7 @@ void BM_map_foreign_miss(benchmark::State& state, std::size_t size) {
     for (auto _ : state) {
         auto mapped = domain.map(cpu, size, iommu::Access::read_write);
         if (!mapped.ok()) {
-            state.SkipWithError(mapped.error().message().c_str());
+            state.SkipWithError(dmakit::to_string(mapped.error()).c_str());
             break;
         }
         (void)domain.unmap(mapped->iova);
@@ -75,11 +75,11 @@ void BM_map_strict_vm_pair(benchmark::State& state, std::size_t size) {
     if (!strict_device()) return state.SkipWithError("no NVMe controller on vfio-pci (run inside scripts/vm)");
     auto& dev = strict_device()->function(0).dma();
     auto buffer = dev.alloc_coherent(size);
-    if (!buffer.ok()) return state.SkipWithError(buffer.error().message().c_str());
+    if (!buffer.ok()) return state.SkipWithError(dmakit::to_string(buffer.error()).c_str());
     for (auto _ : state) {
         auto addr = dev.map_single(buffer->cpu(), size, dma::DmaDirection::to_device);
         if (!addr.ok()) {
-            state.SkipWithError(addr.error().message().c_str());
+            state.SkipWithError(dmakit::to_string(addr.error()).c_str());
             break;
         }
         (void)dev.unmap_single(*addr, size, dma::DmaDirection::to_device);
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
         if (opened.ok()) {
             device() = std::move(opened).value();
         } else {
-            std::fprintf(stderr, "dma_vm_bench: %s\n", opened.error().message().c_str());
+            std::fprintf(stderr, "dma_vm_bench: %s\n", dmakit::to_string(opened.error()).c_str());
         }
     }
     benchmark::RegisterBenchmark("map_foreign_miss/dmakit/4KiB", BM_map_foreign_miss, std::size_t{4096})

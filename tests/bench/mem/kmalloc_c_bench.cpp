@@ -39,7 +39,7 @@ CKernel& c_kernel(const Logger& logger) {
         auto source = mem::HugepageSource::create(pages);
         if (!domain.ok() || !source.ok()) {
             std::fprintf(stderr, "kmalloc_c_bench: %s\n",
-                         (!domain.ok() ? domain.error() : source.error()).message().c_str());
+                         dmakit::to_string(!domain.ok() ? domain.error() : source.error()).c_str());
             std::exit(1);
         }
         dma::DmaContextConfig config;
@@ -47,7 +47,7 @@ CKernel& c_kernel(const Logger& logger) {
         auto context = dma::DmaContext::create(std::move(*domain),
                                                std::make_unique<mem::HugepageSource>(std::move(*source)), config);
         if (!context.ok()) {
-            std::fprintf(stderr, "kmalloc_c_bench: %s\n", context.error().message().c_str());
+            std::fprintf(stderr, "kmalloc_c_bench: %s\n", dmakit::to_string(context.error()).c_str());
             std::exit(1);
         }
         k.context = std::move(*context);

@@ -51,7 +51,7 @@ std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0, bool lea
     source_options.logger = &bench_logger();
     auto source = HugepageSource::create(source_options);
     if (!source.ok()) {
-        std::fprintf(stderr, "%s\n", source.error().message().c_str());
+        std::fprintf(stderr, "%s\n", dmakit::to_string(source.error()).c_str());
         std::exit(1);
     }
     BuddyOptions options;
@@ -61,7 +61,7 @@ std::unique_ptr<BuddyAllocator> make_buddy(std::size_t max_managed = 0, bool lea
     auto buddy = BuddyAllocator::create(std::make_unique<HugepageSource>(std::move(source).value()),
                                         options);
     if (!buddy.ok()) {
-        std::fprintf(stderr, "%s\n", buddy.error().message().c_str());
+        std::fprintf(stderr, "%s\n", dmakit::to_string(buddy.error()).c_str());
         std::exit(1);
     }
     return std::move(buddy).value();

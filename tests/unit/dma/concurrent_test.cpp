@@ -132,7 +132,7 @@ TEST_F(ConcurrentDmaDevice, RegistrationHitsWhileOtherThreadsRegisterAndUnregist
     std::vector<std::byte> shared(64 * kPage);
     auto registration =
         context_->registrations().register_memory(shared.data(), shared.size(), device_->mask());
-    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    ASSERT_TRUE(registration.ok()) << registration.error();
     std::atomic<int> failures{0};
     run_concurrently(seed, kConcurrentThreads, [&](unsigned thread, std::mt19937_64& rng) {
         std::vector<std::byte> own(8 * kPage);
@@ -178,7 +178,7 @@ TEST_F(ConcurrentDmaDevice, RegistrationHitsWhileOtherThreadsRegisterAndUnregist
 TEST_F(ConcurrentDmaDevice, PoolBlocksFreedOnAnyThread) {
     const std::uint64_t seed = concurrency_seed();
     auto created = DmaPool::create("concurrent", *device_, 512, 64, 4096);
-    ASSERT_TRUE(created.ok()) << created.error().message();
+    ASSERT_TRUE(created.ok()) << created.error();
     DmaPool& pool = **created;
     struct Held {
         DmaPool::Block block;

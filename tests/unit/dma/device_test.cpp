@@ -11,7 +11,7 @@ namespace {
 
 TEST_F(DmaTest, CoherentBufferIsZeroedAlignedAndReachableByTheDevice) {
     auto buffer = device_->alloc_coherent(10000);
-    ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+    ASSERT_TRUE(buffer.ok()) << buffer.error();
     EXPECT_EQ(buffer->size(), 10000U);
     EXPECT_EQ(buffer->dma().value() % 16384, 0U) << "aligned to its power-of-two size";
     auto bytes = buffer->bytes();
@@ -47,7 +47,7 @@ TEST_F(DmaTest, PoolMemoryMapsWithoutTouchingTheIommu) {
     const std::size_t maps = backend_maps();
     auto* inner = buffer->as<std::byte>() + 100;
     auto addr = device_->map_single(inner, 1000, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     EXPECT_EQ(addr->value(), buffer->dma().value() + 100);
     EXPECT_EQ(device_view(*addr, 1000), inner);
     EXPECT_TRUE(device_->unmap_single(*addr, 1000, DmaDirection::to_device).ok());
@@ -59,7 +59,7 @@ TEST_F(DmaTest, ForeignMemoryIsMappedPerCallAndUnmappedAtUnmap) {
     std::vector<unsigned char> heap(64 * 1024, 0x11);
     const std::size_t maps = backend_maps();
     auto a = device_->map_single(heap.data(), 4096, DmaDirection::from_device);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     auto b = device_->map_single(heap.data() + 8192, 4096, DmaDirection::from_device);
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(backend_maps(), maps + 2) << "each map of foreign memory is its own IOMMU mapping";
@@ -78,7 +78,7 @@ TEST_F(DmaTest, RegisteredMemoryMakesEveryMapAHit) {
     std::vector<unsigned char> heap(256 * 1024);
     auto registration = context_->registrations().register_memory(heap.data(), heap.size(),
                                                                   device_->mask());
-    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    ASSERT_TRUE(registration.ok()) << registration.error();
     const std::size_t maps = backend_maps();
     for (int i = 0; i < 100; ++i) {
         auto addr = device_->map_single(heap.data() + i * 1024, 1024, DmaDirection::to_device);
@@ -155,7 +155,7 @@ TEST_F(DmaTest, ThirtyTwoBitDeviceGetsAddressesBelowFourGiB) {
         buffers.emplace_back(3 << 20);
         auto addr = device_->map_single(buffers.back().data(), buffers.back().size(),
                                         DmaDirection::to_device);
-        ASSERT_TRUE(addr.ok()) << addr.error().message();
+        ASSERT_TRUE(addr.ok()) << addr.error();
         EXPECT_LE(addr->value() + buffers.back().size() - 1, dma_bit_mask(32));
     }
     for (int i = 0; i < 8; ++i) {
@@ -184,7 +184,7 @@ TEST_F(DmaTest, ExhaustedIovaSpaceIsAnErrorAndTheDomainRecovers) {
         }
         mapped.push_back(*addr);
     }
-    ASSERT_EQ(last.code(), ENOMEM) << last.message();
+    ASSERT_EQ(last.code(), ENOMEM) << last;
     EXPECT_NE(last.message().find("IOVA"), std::string::npos) << last.message();
     ASSERT_FALSE(mapped.empty());
     ASSERT_TRUE(device_->unmap_single(mapped.back(), heaps[mapped.size() - 1].size(), DmaDirection::to_device).ok());
@@ -215,7 +215,7 @@ TEST_F(DmaTest, ExhaustedMappingBudgetIsAnErrorAndRecovers) {
     EXPECT_NE(failure->message().find("budget"), std::string::npos) << failure->message();
     ASSERT_TRUE(device_->unmap_single(mapped[0], 4096, DmaDirection::to_device).ok());
     auto again = device_->map_single(heaps.back().data(), 4096, DmaDirection::to_device);
-    EXPECT_TRUE(again.ok()) << again.error().message();
+    EXPECT_TRUE(again.ok()) << again.error();
 }
 
 TEST_F(DmaTest, PoolRegionThatCannotBeMappedFailsTheAllocationCleanly) {
@@ -225,11 +225,11 @@ TEST_F(DmaTest, PoolRegionThatCannotBeMappedFailsTheAllocationCleanly) {
     // One allocation as large as a region takes the whole first region, so
     // the next allocation needs a second one.
     auto fill = device_->alloc_coherent(std::size_t{4} << 20);
-    ASSERT_TRUE(fill.ok()) << fill.error().message();
+    ASSERT_TRUE(fill.ok()) << fill.error();
     const auto regions = context_->pages().stats().regions;
     auto refused = device_->alloc_coherent(std::size_t{1} << 20);
     ASSERT_FALSE(refused.ok());
-    EXPECT_NE(refused.error().message().find("budget"), std::string::npos) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("budget"), std::string::npos) << refused.error();
     EXPECT_EQ(context_->pages().stats().regions, regions) << "the unmappable region was dropped";
     fill->reset();
     auto retry = device_->alloc_coherent(std::size_t{1} << 20);
@@ -239,7 +239,7 @@ TEST_F(DmaTest, PoolRegionThatCannotBeMappedFailsTheAllocationCleanly) {
 TEST_F(DmaTest, LargeBufferIsOneDeviceRangeOverScatteredPages) {
     const std::size_t size = std::size_t{3} << 20;
     auto buffer = device_->alloc_large(size);
-    ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+    ASSERT_TRUE(buffer.ok()) << buffer.error();
     EXPECT_EQ(buffer->size(), size);
     for (std::size_t offset = 0; offset < size; offset += 256 * 1024) {
         EXPECT_EQ(device_view(buffer->dma() + offset, 4096),
@@ -268,6 +268,17 @@ TEST_F(DmaTest, TwoContextsAreIndependent) {
     ASSERT_TRUE(a.ok() && b.ok());
     EXPECT_NE(device_view(b->dma(), 4096), b->cpu()) << "A's IOMMU does not map B's memory";
     EXPECT_EQ(*other_test->translate(b->dma().value(), 4096, iommu::Access::read), b->cpu());
+}
+
+TEST_F(DmaTest, EntryAddedAfterMapSgIsNotUnmapped) {
+    std::vector<unsigned char> heap(64 * 1024);
+    ScatterList list;
+    list.add(heap.data(), 4096);
+    ASSERT_TRUE(device_->map_sg(list, DmaDirection::to_device).ok());
+    list.add(heap.data() + 16384, 4096);  // never mapped
+    ASSERT_TRUE(device_->unmap_sg(list, DmaDirection::to_device).ok());
+    EXPECT_EQ(backend_unmaps(), 1U);
+    EXPECT_EQ(device_->live_mappings(), 0U);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ void DmaTest::make_context(TestContextOptions options) {
     auto backend = std::make_unique<iommu::TestIommuBackend>(options.backend);
     backend_ = backend.get();
     auto domain = iommu::IommuDomain::create(std::move(backend), options.domain);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     options.context.logger = &log_.logger;
     if (options.context.pages.region_size == (std::size_t{64} << 20)) {
         options.context.pages.region_size = std::size_t{4} << 20;  // keep tests light
@@ -20,7 +20,7 @@ void DmaTest::make_context(TestContextOptions options) {
     std::unique_ptr<mem::PageSource> source =
         options.source ? options.source() : std::make_unique<mem::AnonymousSource>();
     auto context = DmaContext::create(std::move(domain).value(), std::move(source), options.context);
-    ASSERT_TRUE(context.ok()) << context.error().message();
+    ASSERT_TRUE(context.ok()) << context.error();
     context_ = std::move(context).value();
     device_ = std::make_unique<DmaDevice>(*context_, "0000:00:04.0");
 }

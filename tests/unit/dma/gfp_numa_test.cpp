@@ -69,7 +69,7 @@ TEST_F(GfpDmaTest, AtomicCoherentAllocationMapsNothingAndFailsCleanlyWhenThePool
     EXPECT_EQ(backend_maps(), maps);
     buffers.clear();
     auto now = (*pool)->zalloc(gfp_atomic);
-    ASSERT_TRUE(now.ok()) << now.error().message();
+    ASSERT_TRUE(now.ok()) << now.error();
     EXPECT_EQ(backend_maps(), maps);
     EXPECT_TRUE((*pool)->free(now->cpu).ok());
 }
@@ -91,7 +91,7 @@ TEST_F(GfpDmaTest, Dma32OnAPoolMappedAboveFourGiBSaysWhatToDoThenGrowsBelow) {
     void* foreign = std::aligned_alloc(4096, 4 << 20);
     ASSERT_NE(foreign, nullptr);
     auto foreign_dma = device_->map_single(foreign, 4 << 20, DmaDirection::to_device);
-    ASSERT_TRUE(foreign_dma.ok()) << foreign_dma.error().message();
+    ASSERT_TRUE(foreign_dma.ok()) << foreign_dma.error();
     EXPECT_LT(foreign_dma->value(), kFourGiB);
     auto high = device_->alloc_coherent(4096);
     ASSERT_TRUE(high.ok());
@@ -104,14 +104,14 @@ TEST_F(GfpDmaTest, Dma32OnAPoolMappedAboveFourGiBSaysWhatToDoThenGrowsBelow) {
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().code(), ENOMEM);
     EXPECT_NE(refused.error().message().find("below 4 GiB device address"), std::string::npos)
-        << refused.error().message();
+        << refused.error();
     EXPECT_NE(refused.error().message().find("pool_dma_mask = dma_bit_mask(32)"), std::string::npos)
-        << refused.error().message();
+        << refused.error();
     auto no_room = device_->alloc_coherent(4096, gfp_kernel | Gfp::dma32);
     ASSERT_FALSE(no_room.ok());
     EXPECT_NE(no_room.error().message().find("no free IOVA range of 4194304 bytes below mask 0xffffffff"),
               std::string::npos)
-        << no_room.error().message();
+        << no_room.error();
     EXPECT_NE(no_room.error().message().find("unmap what lies there"), std::string::npos);
     EXPECT_EQ(backend_maps(), maps);
     EXPECT_EQ(context_->pages().stats().regions, 1u) << "a failed DMA32 growth kept its region";
@@ -120,7 +120,7 @@ TEST_F(GfpDmaTest, Dma32OnAPoolMappedAboveFourGiBSaysWhatToDoThenGrowsBelow) {
     EXPECT_TRUE(device_->unmap_single(*foreign_dma, 4 << 20, DmaDirection::to_device).ok());
     std::free(foreign);
     auto low = device_->alloc_coherent(4096, gfp_kernel | Gfp::dma32);
-    ASSERT_TRUE(low.ok()) << low.error().message();
+    ASSERT_TRUE(low.ok()) << low.error();
     EXPECT_LT(low->dma().value() + 4096, kFourGiB);
     EXPECT_EQ(backend_maps(), maps + 1);
     auto again = device_->alloc_coherent(8192, gfp_atomic | Gfp::dma32);
@@ -135,9 +135,9 @@ TEST_F(GfpDmaTest, Dma32OnAPoolMappedAboveFourGiBSaysWhatToDoThenGrowsBelow) {
 
     // DmaPool: a DMA32 pool keeps below 4 GiB; another pool refuses dma32.
     auto pool32 = DmaPool::create("low", *device_, 256, 0, 0, Gfp::dma32);
-    ASSERT_TRUE(pool32.ok()) << pool32.error().message();
+    ASSERT_TRUE(pool32.ok()) << pool32.error();
     auto block = (*pool32)->alloc(gfp_kernel | Gfp::dma32);
-    ASSERT_TRUE(block.ok()) << block.error().message();
+    ASSERT_TRUE(block.ok()) << block.error();
     EXPECT_LT(block->dma.value(), kFourGiB);
     EXPECT_TRUE((*pool32)->free(block->cpu).ok());
     auto plain = DmaPool::create("plain", *device_, 256, 0, 0);
@@ -161,7 +161,7 @@ TEST_F(GfpDmaTest, StrictPolicyPlacesDma32ByMaskAndRefusesAtomic) {
     auto refused = device_->alloc_coherent(8 << 20, gfp_kernel | Gfp::dma32);
     EXPECT_FALSE(refused.ok());
     auto low = device_->alloc_coherent(4096, gfp_kernel | Gfp::dma32);
-    ASSERT_TRUE(low.ok()) << low.error().message();
+    ASSERT_TRUE(low.ok()) << low.error();
     EXPECT_LT(low->dma().value(), kFourGiB);
 
     const std::size_t maps = backend_maps();
@@ -175,12 +175,12 @@ TEST_F(GfpDmaTest, StrictPolicyPlacesDma32ByMaskAndRefusesAtomic) {
     ASSERT_TRUE(pool.ok());
     auto none = (*pool)->alloc(gfp_atomic);
     ASSERT_FALSE(none.ok());
-    EXPECT_NE(none.error().message().find("on_new_slab"), std::string::npos) << none.error().message();
+    EXPECT_NE(none.error().message().find("on_new_slab"), std::string::npos) << none.error();
     EXPECT_EQ(backend_maps(), maps);
     auto first = (*pool)->alloc();
     ASSERT_TRUE(first.ok());
     auto second = (*pool)->alloc(gfp_atomic);
-    ASSERT_TRUE(second.ok()) << second.error().message();
+    ASSERT_TRUE(second.ok()) << second.error();
     EXPECT_EQ(backend_maps(), maps + 1);
     EXPECT_TRUE((*pool)->free(first->cpu).ok());
     EXPECT_TRUE((*pool)->free(second->cpu).ok());

@@ -29,7 +29,7 @@ TEST_F(IsolationTest, SixtyFourByteForeignMapExposesOnePageReadOnly) {
     std::vector<unsigned char> heap(16 * kPage);
     unsigned char* buffer = heap.data() + 5 * kPage + 100;
     auto addr = device_->map_single(buffer, 64, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     const auto& op = backend_->operations().back();
     EXPECT_EQ(op.length, kPage) << "one 4 KiB page";
     EXPECT_EQ(op.cpu, reinterpret_cast<const void*>(page_of(buffer)));
@@ -168,7 +168,7 @@ using StrictTest = StrictDmaTest;
 TEST_F(StrictTest, PoolRegionsAreNotMappedAndEveryCoherentBufferHasItsOwnMapping) {
     auto a = device_->alloc_coherent(kPage);
     auto b = device_->alloc_coherent(3 * kPage);
-    ASSERT_TRUE(a.ok() && b.ok()) << (a.ok() ? b.error().message() : a.error().message());
+    ASSERT_TRUE(a.ok() && b.ok()) << (a.ok() ? b.error() : a.error());
     EXPECT_EQ(context_->domain().mapping_count(), 2U) << "one IOMMU mapping per buffer, no region";
     EXPECT_EQ(device_view(a->dma(), kPage), a->cpu());
     EXPECT_EQ(device_view(b->dma(), 3 * kPage), b->cpu());
@@ -184,7 +184,7 @@ TEST_F(StrictTest, PoolMemoryIsMappedPerCallWithItsDirection) {
     ASSERT_TRUE(buffer.ok());
     auto* data = buffer->as<std::byte>() + kPage;
     auto addr = device_->map_single(data, 2 * kPage, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     EXPECT_NE(addr->value(), buffer->dma().value() + kPage) << "its own IOVA, not the buffer's";
     EXPECT_EQ(device_view(*addr, 2 * kPage, iommu::Access::read), data);
     EXPECT_FALSE(device_can_write(*addr, 1));
@@ -211,7 +211,7 @@ TEST_F(StrictTest, ScatterListEntriesAreMappedExactly) {
     list.add(buffer->as<std::byte>() + 4 * kPage, kPage);
     list.add(buffer->as<std::byte>(), 100);
     auto count = device_->map_sg(list, DmaDirection::from_device);
-    ASSERT_TRUE(count.ok()) << count.error().message();
+    ASSERT_TRUE(count.ok()) << count.error();
     for (const DmaSegment& segment : list.segments()) {
         EXPECT_TRUE(device_can_write(segment.addr, segment.length));
         EXPECT_FALSE(device_can_read(segment.addr, 1));

@@ -25,7 +25,7 @@ protected:
 
 TEST_F(DmaLeakTest, CoherentBuffersArePagesRecordedAsCoherent) {
     auto buffer = device_->alloc_coherent(6000); const std::uint32_t line = __LINE__;
-    ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+    ASSERT_TRUE(buffer.ok()) << buffer.error();
     const mem::LeakReport live = report();
     ASSERT_EQ(live.sites.size(), 1U);
     EXPECT_EQ(live.sites[0].kind, mem::AllocKind::dma_coherent);
@@ -52,12 +52,12 @@ TEST_F(DmaLeakTest, StreamingMappingsAreIovaAllocations) {
     std::vector<std::byte> foreign(3 * 4096);
     auto addr = device_->map_single(foreign.data(), 5000, DmaDirection::to_device);
     const std::uint32_t single_line = __LINE__ - 1;
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     ScatterList list;
     list.add(foreign.data(), 100);
     list.add(foreign.data() + 8192, 200);
     auto mapped = device_->map_sg(list, DmaDirection::from_device); const std::uint32_t sg_line = __LINE__;
-    ASSERT_TRUE(mapped.ok()) << mapped.error().message();
+    ASSERT_TRUE(mapped.ok()) << mapped.error();
 
     const mem::LeakReport live = report();
     EXPECT_EQ(live.count, 3U);

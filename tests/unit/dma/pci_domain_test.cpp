@@ -37,7 +37,7 @@ TEST(PciDomainOpen, RegistersOnlyKeepsTheArgumentChecks) {
     ASSERT_FALSE(twice.ok());
     EXPECT_EQ(twice.error().code(), EINVAL);
     EXPECT_NE(twice.error().message().find("0000:00:04.0 is given twice"), std::string::npos)
-        << twice.error().message();
+        << twice.error();
 }
 
 TEST(PciDomainOpen, RegistersOnlyWithoutVfioSaysWhatToDoAsAFullOpenDoes) {
@@ -51,7 +51,7 @@ TEST(PciDomainOpen, RegistersOnlyWithoutVfioSaysWhatToDoAsAFullOpenDoes) {
     EXPECT_EQ(registers.error().code(), ENODEV);
     EXPECT_EQ(registers.error().message(), dma.error().message());
     EXPECT_NE(registers.error().message().find("modprobe vfio-pci"), std::string::npos)
-        << registers.error().message();
+        << registers.error();
 }
 
 }  // namespace

@@ -13,12 +13,12 @@ using DmaPoolTest = DmaTest;
 
 TEST_F(DmaPoolTest, BlocksNeverCrossTheBoundaryAndTranslate) {
     auto pool = DmaPool::create("prp", *device_, 24, 8, 4096);
-    ASSERT_TRUE(pool.ok()) << pool.error().message();
+    ASSERT_TRUE(pool.ok()) << pool.error();
     std::vector<DmaPool::Block> blocks;
     std::set<std::uint64_t> seen;
     for (int i = 0; i < 2000; ++i) {
         auto block = (*pool)->zalloc();
-        ASSERT_TRUE(block.ok()) << block.error().message();
+        ASSERT_TRUE(block.ok()) << block.error();
         const std::uint64_t start = block->dma.value();
         EXPECT_EQ(start / 4096, (start + 23) / 4096) << "crosses a 4 KiB boundary";
         EXPECT_EQ(start % 8, 0U);
@@ -33,7 +33,7 @@ TEST_F(DmaPoolTest, BlocksNeverCrossTheBoundaryAndTranslate) {
 
 TEST_F(DmaPoolTest, PageSizedPrpListBlocks) {
     auto pool = DmaPool::create("prp-list", *device_, 4096, 4096, 4096);
-    ASSERT_TRUE(pool.ok()) << pool.error().message();
+    ASSERT_TRUE(pool.ok()) << pool.error();
     auto block = (*pool)->alloc();
     ASSERT_TRUE(block.ok());
     EXPECT_EQ(block->dma.value() % 4096, 0U);
@@ -61,7 +61,7 @@ void expect_distinct_blocks(DmaPool& pool, int count, std::size_t boundary,
     std::vector<void*> blocks;
     for (int i = 0; i < count; ++i) {
         auto block = pool.alloc();
-        ASSERT_TRUE(block.ok()) << block.error().message();
+        ASSERT_TRUE(block.ok()) << block.error();
         ASSERT_TRUE(seen.insert(block->cpu).second) << "block handed out twice";
         const std::uint64_t start = block->dma.value();
         ASSERT_EQ(start / boundary, (start + pool.block_size() - 1) / boundary)
@@ -74,7 +74,7 @@ void expect_distinct_blocks(DmaPool& pool, int count, std::size_t boundary,
 TEST_F(DmaPoolTest, BoundedPoolDoubleFreeIsRefused) {
     // NVMe PRP-list pages: a double free must never give one page to two commands.
     auto pool = DmaPool::create("prp-list", *device_, 4096, 4096, 4096);
-    ASSERT_TRUE(pool.ok()) << pool.error().message();
+    ASSERT_TRUE(pool.ok()) << pool.error();
     ASSERT_FALSE((*pool)->info().debug);
     auto block = (*pool)->alloc();
     ASSERT_TRUE(block.ok());
@@ -110,12 +110,12 @@ TEST_F(DmaPoolTest, DebugBoundedPoolsKeepTheBoundaryAndRefuseBadFrees) {
                                Shape{8192, 8192, 8192, false}}) {
         const std::string name = "dbg-" + std::to_string(shape.size);
         auto pool = DmaPool::create(name, *device_, shape.size, shape.align, shape.boundary);
-        ASSERT_TRUE(pool.ok()) << pool.error().message();
+        ASSERT_TRUE(pool.ok()) << pool.error();
         const mem::SlabInfo info = (*pool)->info();
         EXPECT_TRUE(info.debug) << name;
         EXPECT_EQ(info.stride > info.object_size, shape.red_zones) << name;
         auto block = (*pool)->alloc();
-        ASSERT_TRUE(block.ok()) << block.error().message();
+        ASSERT_TRUE(block.ok()) << block.error();
         ASSERT_TRUE((*pool)->free(block->cpu).ok());
         const std::size_t before = log_.lines.size();
         auto again = (*pool)->free(block->cpu);  // reported and refused, not fatal

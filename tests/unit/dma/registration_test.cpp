@@ -19,7 +19,7 @@ TEST_F(RegistrationTest, ExactMappingsFollowEveryMapAndUnmap) {
             std::size_t offset = rng() % (heap.size() - 70000);
             std::size_t length = 1 + rng() % 65536;
             auto addr = device_->map_single(heap.data() + offset, length, DmaDirection::to_device);
-            ASSERT_TRUE(addr.ok()) << addr.error().message();
+            ASSERT_TRUE(addr.ok()) << addr.error();
             ASSERT_EQ(device_view(*addr, length, iommu::Access::read), heap.data() + offset);
             ASSERT_FALSE(device_can_write(*addr, 1)) << "to_device: the device may only read";
             live.push_back({*addr, length});
@@ -49,7 +49,7 @@ TEST_F(RegistrationTest, ScatterListOfForeignAndPoolMemoryMapsAllOrNothing) {
     list.add(coherent->as<std::byte>() + 4096, 4096);  // continues the first: merged
     list.add(heap.data(), 1000);
     auto segments = device_->map_sg(list, DmaDirection::to_device);
-    ASSERT_TRUE(segments.ok()) << segments.error().message();
+    ASSERT_TRUE(segments.ok()) << segments.error();
     ASSERT_EQ(*segments, 2U);
     EXPECT_EQ(list.segments()[0], (DmaSegment{coherent->dma(), 8192}));
     EXPECT_EQ(list.segments()[1].length, 1000U);
@@ -69,7 +69,7 @@ TEST_F(RegistrationTest, EndingARegistrationInvalidatesItsTranslationsAtOnce) {
     std::vector<unsigned char> heap(std::size_t{1} << 20);
     auto registration = context_->registrations().register_memory(heap.data(), heap.size(),
                                                                   device_->mask());
-    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    ASSERT_TRUE(registration.ok()) << registration.error();
     auto inside = device_->map_single(heap.data() + 4096, 4096, DmaDirection::to_device);
     ASSERT_TRUE(inside.ok());
     EXPECT_EQ(context_->registrations().stats().hits, 1U);
@@ -92,7 +92,7 @@ TEST_F(RegistrationTest, RegistrationsMapExactlyTheirPagesAndRefuseOverlap) {
     std::vector<unsigned char> heap(std::size_t{64} << 10);
     auto* start = heap.data() + 100;
     auto registration = context_->registrations().register_memory(start, 10000, device_->mask());
-    ASSERT_TRUE(registration.ok()) << registration.error().message();
+    ASSERT_TRUE(registration.ok()) << registration.error();
     const auto& last = backend_->operations().back();
     const auto first_page = reinterpret_cast<std::uintptr_t>(start) & ~std::uintptr_t{4095};
     const auto end_page = (reinterpret_cast<std::uintptr_t>(start) + 10000 + 4095) & ~std::uintptr_t{4095};

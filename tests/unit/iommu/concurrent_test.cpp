@@ -56,7 +56,7 @@ TEST(ConcurrentIommuDomain, MapAndUnmapFromThreadsNeverShareAnIova) {
     config.record_operations = false;
     auto backend = std::make_unique<TestIommuBackend>(config);
     auto created = IommuDomain::create(std::move(backend));
-    ASSERT_TRUE(created.ok()) << created.error().message();
+    ASSERT_TRUE(created.ok()) << created.error();
     IommuDomain& domain = **created;
     const std::uint64_t free_before = domain.free_iova_bytes();
     std::unique_ptr<std::byte, decltype(&std::free)> memory(

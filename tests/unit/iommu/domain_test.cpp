@@ -32,7 +32,7 @@ struct Fixture {
         auto owned = std::make_unique<TestIommuBackend>(std::move(backend_config));
         backend = owned.get();
         auto created = IommuDomain::create(std::move(owned), config);
-        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message());
+        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : dmakit::to_string(created.error()));
         domain = std::move(created).value();
     }
     TestIommuBackend* backend = nullptr;
@@ -46,7 +46,7 @@ TEST(IommuDomain, MapAndUnmapAreRecorded) {
     EXPECT_EQ(f.domain->mapping_budget(), 65535u);
 
     auto m = f.domain->map(mem.page(0), 3 * k4K - 100, Access::read_write);
-    ASSERT_TRUE(m.ok()) << m.error().message();
+    ASSERT_TRUE(m.ok()) << m.error();
     EXPECT_EQ(m->length, 3 * k4K);
     EXPECT_EQ(m->iova % (4 * k4K), 0u);
     EXPECT_EQ(f.domain->mappings_in_use(), 1u);
@@ -128,12 +128,12 @@ TEST(IommuDomain, BudgetExhaustionIsClearAndRecovers) {
     EXPECT_EQ(full.error().code(), ENOSPC);
     EXPECT_NE(full.error().message().find("mapping budget (5 mappings, TestIommuBackend budget) is used up"),
               std::string::npos)
-        << full.error().message();
+        << full.error();
     EXPECT_EQ(f.backend->operations().size(), ops_before) << "the backend was not even asked";
     // Recovers after an unmap.
     ASSERT_TRUE(f.domain->unmap(maps[2].iova).ok());
     auto again = f.domain->map(mem.page(5), k4K, Access::read_write);
-    ASSERT_TRUE(again.ok()) << again.error().message();
+    ASSERT_TRUE(again.ok()) << again.error();
 }
 
 TEST(IommuDomain, ConfigCapLowersTheBudget) {
@@ -199,7 +199,7 @@ TEST(IommuDomain, BackendFailureRollsBack) {
 
     // Still usable.
     auto ok = f.domain->map_scattered(segments, Access::read_write);
-    ASSERT_TRUE(ok.ok()) << ok.error().message();
+    ASSERT_TRUE(ok.ok()) << ok.error();
     EXPECT_EQ(ok->length, 3 * k4K);
     EXPECT_EQ(f.domain->mappings_in_use(), 3u);
     EXPECT_EQ(f.domain->mapping_count(), 1u);
@@ -369,7 +369,7 @@ TEST(IommuDomain, FreedSmallBlocksAreReusedAndGivenBackWhenSpaceRunsShort) {
     EXPECT_EQ(f.domain->free_iova_bytes(), 0x100000u);
     Pages big(256);
     auto whole = f.domain->map(big.page(0), 0x100000, Access::read_write);
-    ASSERT_TRUE(whole.ok()) << whole.error().message();
+    ASSERT_TRUE(whole.ok()) << whole.error();
     EXPECT_EQ(whole->iova, 0x100000u);
 }
 

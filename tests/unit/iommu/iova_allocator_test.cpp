@@ -21,7 +21,7 @@ const std::vector<IovaRange> kVtdRanges{{0, 0xfedfffff}, {0xfef00000, 0x7fffffff
 
 IovaAllocator make(std::vector<IovaRange> ranges, std::uint64_t granule = k4K) {
     auto a = IovaAllocator::create(std::move(ranges), granule);
-    EXPECT_TRUE(a.ok()) << (a.ok() ? "" : a.error().message());
+    EXPECT_TRUE(a.ok()) << (a.ok() ? "" : dmakit::to_string(a.error()));
     return std::move(a).value();
 }
 
@@ -108,7 +108,7 @@ TEST(IovaAllocator, ExhaustionIsACleanErrorAndRecovers) {
     EXPECT_EQ(full.error().code(), ENOMEM);
     EXPECT_NE(full.error().message().find("no free IOVA range of 4096 bytes below mask 0xffffffffffffffff"),
               std::string::npos)
-        << full.error().message();
+        << full.error();
     EXPECT_EQ(a.free_bytes(), 0u);
     ASSERT_TRUE(a.free(got[17]).ok());
     auto again = a.allocate(k4K, ~0ull);

@@ -104,7 +104,7 @@ TEST(ReservedRanges, PlacementStaysTopDownWithinTheBestFittingOrder) {
 TEST(ReservedRanges, OnlyOneGibibyteFitsBelowFourGibibytesThenEnomem) {
     IovaAllocator a = reserved_allocator(kUsable39);
     auto first = a.allocate(kGiB, kMask32);
-    ASSERT_TRUE(first.ok()) << first.error().message();
+    ASSERT_TRUE(first.ok()) << first.error();
     EXPECT_EQ(*first, 0x40000000u);
     auto second = a.allocate(kGiB, kMask32);
     ASSERT_FALSE(second.ok());
@@ -112,7 +112,7 @@ TEST(ReservedRanges, OnlyOneGibibyteFitsBelowFourGibibytesThenEnomem) {
     EXPECT_NE(second.error().message().find("no free IOVA range of 1073741824 bytes below mask "
                                             "0xffffffff"),
               std::string::npos)
-        << second.error().message();
+        << second.error();
     ASSERT_TRUE(a.free(*first).ok());
     EXPECT_TRUE(a.allocate(kGiB, kMask32).ok());
 }
@@ -163,7 +163,7 @@ TEST_P(ReservedRangesRandom, NoAllocationEverOverlapsAWindow) {
         const std::uint64_t align = rng() % 4 == 0 ? std::uint64_t{1} << (12 + rng() % 10) : 0;
         auto iova = a.allocate(size, mask, align);
         if (!iova.ok()) {
-            ASSERT_EQ(iova.error().code(), ENOMEM) << iova.error().message();
+            ASSERT_EQ(iova.error().code(), ENOMEM) << iova.error();
             ASSERT_NE(iova.error().message().find("no free IOVA range"), std::string::npos);
             ++enomem;
             continue;
@@ -213,7 +213,7 @@ struct DomainFixture {
         DomainConfig config;
         config.reserved = std::move(reserved);
         auto created = IommuDomain::create(std::move(owned), config);
-        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message());
+        EXPECT_TRUE(created.ok()) << (created.ok() ? "" : dmakit::to_string(created.error()));
         domain = std::move(created).value();
     }
     TestIommuBackend* backend = nullptr;
@@ -252,7 +252,7 @@ TEST(ReservedRangesDomain, MapsOfEverySizeAvoidTheWindows) {
         auto m = f.domain->map(page.data, std::max(length, k4K), Access::read_write,
                                {.dma_mask = mask});
         if (!m.ok()) {
-            ASSERT_EQ(m.error().code(), ENOMEM) << m.error().message();
+            ASSERT_EQ(m.error().code(), ENOMEM) << m.error();
             continue;
         }
         ASSERT_FALSE(hits_window(m->iova, m->iova + m->length - 1)) << to_hex(m->iova);
@@ -284,7 +284,7 @@ TEST(ReservedRangesDomain, RefreshKeepsTheWindowsReserved) {
     EXPECT_EQ(f.domain->usable_ranges().back().last, 0x3fffffffffu);
     CpuPage page;
     auto m = f.domain->map(page.data, 4 * kMiB, Access::read, {.dma_mask = kMask32});
-    ASSERT_TRUE(m.ok()) << m.error().message();
+    ASSERT_TRUE(m.ok()) << m.error();
     EXPECT_FALSE(hits_window(m->iova, m->iova + m->length - 1)) << to_hex(m->iova);
 }
 
@@ -302,7 +302,7 @@ TEST(ReservedRangesDomain, BadReservationsAreRefusedAtCreate) {
     ASSERT_FALSE(everything.ok());
     EXPECT_EQ(everything.error().code(), EINVAL);
     EXPECT_NE(everything.error().message().find("covers every usable IOVA"), std::string::npos)
-        << everything.error().message();
+        << everything.error();
     // Outside the usable space: harmless.
     EXPECT_TRUE(make({{0x380000000000, 0x3807ffffffff}}).ok());
 }
@@ -335,7 +335,7 @@ TEST(ReservedRangesDomain, ReservePciWindowsAppendsWhatTheMachineHas) {
     EXPECT_EQ(config.reserved, expected);
 
     auto domain = IommuDomain::create(std::make_unique<TestIommuBackend>(), config);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     for (const IovaRange& r : (*domain)->usable_ranges()) {
         for (const IovaRange& w : expected) {
             EXPECT_FALSE(r.start <= w.last && w.start <= r.last) << to_hex(r.start);

@@ -34,7 +34,7 @@ protected:
         auto backend = std::make_unique<iommu::TestIommuBackend>(iommu::TestBackendConfig{});
         backend_ = backend.get();
         auto domain = iommu::IommuDomain::create(std::move(backend), {});
-        ASSERT_TRUE(domain.ok()) << domain.error().message();
+        ASSERT_TRUE(domain.ok()) << domain.error();
         dma::DmaContextConfig config;
         config.logger = &logger_;
         config.policy = policy();
@@ -42,12 +42,12 @@ protected:
         config.pages.region_size = std::size_t{4} << 20;
         config.pages.max_managed = std::size_t{64} << 20;  // so kvmalloc of 256 MiB falls back to vmalloc
         auto context = dma::DmaContext::create(std::move(*domain), std::make_unique<mem::AnonymousSource>(), config);
-        ASSERT_TRUE(context.ok()) << context.error().message();
+        ASSERT_TRUE(context.ok()) << context.error();
         context_ = std::move(*context);
         device_ = std::make_unique<dma::DmaDevice>(*context_, "0000:00:04.0");
         std::array<dma::DmaDevice*, 1> devices{device_.get()};
         auto kernel = dmakit_kernel::adopt(*context_, devices);
-        ASSERT_TRUE(kernel.ok()) << kernel.error().message();
+        ASSERT_TRUE(kernel.ok()) << kernel.error();
         kernel_ = std::move(*kernel);
         dmakit_kernel_enter(kernel_.get());
         dev_ = dmakit_kernel_device(kernel_.get(), 0);

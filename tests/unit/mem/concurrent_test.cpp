@@ -160,7 +160,7 @@ TEST(ConcurrentSlab, CrossThreadFreesAndRefusedDoubleFrees) {
     options.thread_cache_size = 16;  // refills and spills under the cache lock often
     options.max_empty_slabs = 0;     // and slabs go back to the buddy allocator
     auto created = SlabCache::create(*buddy, "concurrent", 192, options);
-    ASSERT_TRUE(created.ok()) << created.error().message();
+    ASSERT_TRUE(created.ok()) << created.error();
     SlabCache& cache = **created;
     Handoff<Stamped> handoff;
     std::atomic<int> torn{0}, failed{0};
@@ -218,7 +218,7 @@ TEST(ConcurrentKmalloc, EverySizeClassAndPageBlocksFreedAnywhere) {
     auto buddy = testing::make_buddy(testing::test_options(log.logger()));
     ASSERT_TRUE(buddy);
     auto created = Kmalloc::create(*buddy);
-    ASSERT_TRUE(created.ok()) << created.error().message();
+    ASSERT_TRUE(created.ok()) << created.error();
     Kmalloc& heap = **created;
     Handoff<Stamped> handoff;
     std::atomic<int> torn{0}, failed{0};

@@ -36,7 +36,7 @@ struct FreeCheckFixture : ::testing::Test {
         options.debug = false;
         auto cache = SlabCache::create(*buddy, "chk-" + std::to_string(size), size,
                                        std::move(options));
-        EXPECT_TRUE(cache.ok()) << (cache.ok() ? "" : cache.error().message());
+        EXPECT_TRUE(cache.ok()) << (cache.ok() ? "" : dmakit::to_string(cache.error()));
         return cache.ok() ? std::move(cache).value() : nullptr;
     }
 };

@@ -47,7 +47,7 @@ Pool make_pool(const Logger& logger, std::size_t max_managed = std::size_t{4} <<
     Pool pool;
     pool.source = source.get();
     auto buddy = BuddyAllocator::create(std::move(source), options);
-    EXPECT_TRUE(buddy.ok()) << buddy.error().message();
+    EXPECT_TRUE(buddy.ok()) << buddy.error();
     pool.buddy = std::move(buddy).value();
     return pool;
 }
@@ -79,7 +79,7 @@ TEST(Gfp, AtomicBuddyAllocationNeverGrowsAndFailsCleanlyWhenEmpty) {
     EXPECT_EQ(none.error().code(), ENOMEM);
     EXPECT_NE(none.error().message().find("atomic allocation (no Gfp::may_grow) may not grow"),
               std::string::npos)
-        << none.error().message();
+        << none.error();
     EXPECT_EQ(pool.source->maps(), 0);
     EXPECT_EQ(buddy.alloc_pages(3, gfp_atomic), nullptr);
     EXPECT_EQ(pool.source->maps(), 0);
@@ -204,7 +204,7 @@ TEST(Gfp, AtomicSlabAndKmallocUseOnlyThePoolAndFailCleanly) {
     ASSERT_FALSE(failed.ok());
     EXPECT_EQ(failed.error().code(), ENOMEM);
     EXPECT_NE(failed.error().message().find("slab cache 'gfp-atomic'"), std::string::npos)
-        << failed.error().message();
+        << failed.error();
     EXPECT_EQ(log.count_containing("slab cache 'gfp-atomic'"), 1u);
     auto failed_kmalloc = kmalloc->try_kmalloc(3000, gfp_atomic | Gfp::no_warn);
     EXPECT_FALSE(failed_kmalloc.ok());
@@ -231,7 +231,7 @@ TEST(Gfp, Dma32IsRefusedWhereNoZoneCanSatisfyIt) {
     auto page = pool.buddy->try_alloc_pages(0, gfp_kernel | Gfp::dma32);
     ASSERT_FALSE(page.ok());
     EXPECT_NE(page.error().message().find("no device address"), std::string::npos)
-        << page.error().message();
+        << page.error();
     EXPECT_EQ(pool.buddy->stats().managed_bytes, 0u) << "the useless region was kept";
 
     auto kmalloc = Kmalloc::create(*pool.buddy);
@@ -241,7 +241,7 @@ TEST(Gfp, Dma32IsRefusedWhereNoZoneCanSatisfyIt) {
     EXPECT_EQ(small.error().code(), EINVAL);
     EXPECT_NE(small.error().message().find("SlabCacheOptions::page_flags = Gfp::dma32"),
               std::string::npos)
-        << small.error().message();
+        << small.error();
     EXPECT_EQ((*kmalloc)->kmalloc(64, gfp_kernel | Gfp::dma32), nullptr);
 
     SlabCacheOptions bad;

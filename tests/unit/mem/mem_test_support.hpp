@@ -89,7 +89,7 @@ inline BuddyOptions test_options(const Logger& logger) {
 
 inline std::unique_ptr<BuddyAllocator> make_buddy(BuddyOptions options) {
     auto buddy = BuddyAllocator::create(std::make_unique<AnonymousSource>(), options);
-    EXPECT_TRUE(buddy.ok()) << (buddy.ok() ? "" : buddy.error().message());
+    EXPECT_TRUE(buddy.ok()) << (buddy.ok() ? "" : dmakit::to_string(buddy.error()));
     return buddy.ok() ? std::move(buddy).value() : nullptr;
 }
 

@@ -26,7 +26,7 @@ TEST(NumaTopology, ParsesTheKernelsNodeLists) {
     ASSERT_TRUE(one.ok());
     EXPECT_FALSE(one->multi_node());
     auto mixed = NumaTopology::from_list("0-1,3");
-    ASSERT_TRUE(mixed.ok()) << mixed.error().message();
+    ASSERT_TRUE(mixed.ok()) << mixed.error();
     EXPECT_EQ(mixed->nodes(), (std::vector<int>{0, 1, 3}));
     EXPECT_TRUE(mixed->multi_node());
     EXPECT_EQ(mixed->to_string(), "0-1,3");
@@ -54,7 +54,7 @@ TEST(NumaTopology, ReadsAFakeSysfsAndTreatsAMissingFileAsOneNode) {
     EXPECT_EQ(none->nodes(), std::vector<int>{0});
     std::ofstream(root / "devices/system/node/online") << "0-1\n";
     auto two = NumaTopology::from_sysfs(root.string());
-    ASSERT_TRUE(two.ok()) << two.error().message();
+    ASSERT_TRUE(two.ok()) << two.error();
     EXPECT_EQ(two->nodes(), (std::vector<int>{0, 1}));
     std::ofstream(root / "devices/system/node/online") << "zero\n";
     auto bad = NumaTopology::from_sysfs(root.string());
@@ -84,7 +84,7 @@ TEST(NumaBuddy, AllocationsComeFromTheAskedNodeAndBuddyinfoReportsPerNode) {
     TwoNodes machine;
     BuddyAllocator& buddy = *machine.buddy;
     auto on1 = buddy.try_alloc_pages(0, gfp_kernel, 1);
-    ASSERT_TRUE(on1.ok()) << on1.error().message();
+    ASSERT_TRUE(on1.ok()) << on1.error();
     EXPECT_EQ(machine.node_of(*on1), 1);
     auto on0 = buddy.try_alloc_pages(2, gfp_kernel, 0);
     ASSERT_TRUE(on0.ok());
@@ -117,7 +117,7 @@ TEST(NumaBuddy, AtomicFallsBackToAnotherNodeAndGrowthPrefersTheAskedOne) {
     void* first = buddy.try_alloc_pages(0, gfp_kernel, 0).value();  // one region, node 0
     // Atomic for node 1: node 1 has nothing, node 0 has free blocks.
     auto atomic = buddy.try_alloc_pages(1, gfp_atomic, 1);
-    ASSERT_TRUE(atomic.ok()) << atomic.error().message();
+    ASSERT_TRUE(atomic.ok()) << atomic.error();
     EXPECT_EQ(machine.node_of(*atomic), 0);
     EXPECT_EQ(machine.source->maps(), 1);
     // With leave to grow, node 1 gets its own region instead.
@@ -137,7 +137,7 @@ TEST(NumaBuddy, GrowthFailureOnTheNodeFallsBackToFreeMemoryElsewhere) {
     BuddyAllocator& buddy = *machine.buddy;
     void* first = buddy.try_alloc_pages(0, gfp_kernel, 0).value();
     auto elsewhere = buddy.try_alloc_pages(0, gfp_kernel, 1);
-    ASSERT_TRUE(elsewhere.ok()) << elsewhere.error().message();
+    ASSERT_TRUE(elsewhere.ok()) << elsewhere.error();
     EXPECT_EQ(machine.node_of(*elsewhere), 0);
     buddy.free_pages(first);
     buddy.free_pages(*elsewhere);
@@ -150,7 +150,7 @@ TEST(NumaBuddy, ANodeThatDoesNotExistIsRefusedAndChangesNothing) {
     EXPECT_EQ(bad.error().code(), EINVAL);
     EXPECT_NE(bad.error().message().find("NUMA node 2 does not exist; this machine has node(s) 0-1"),
               std::string::npos)
-        << bad.error().message();
+        << bad.error();
     EXPECT_EQ(machine.source->maps(), 0);
     EXPECT_EQ(machine.log.count_containing("NUMA node 2"), 1u);
 
@@ -184,7 +184,7 @@ TEST(NumaBuddy, SlabCachesTakeTheirSlabsFromTheirNode) {
     SlabCacheOptions options;
     options.numa_node = 1;
     auto cache = SlabCache::create(*machine.buddy, "node1", 128, options);
-    ASSERT_TRUE(cache.ok()) << cache.error().message();
+    ASSERT_TRUE(cache.ok()) << cache.error();
     std::vector<void*> objects;
     for (int i = 0; i < 2000; ++i) objects.push_back((*cache)->alloc());
     for (void* object : objects) {

@@ -29,7 +29,7 @@ struct SlabFixture : ::testing::Test {
 std::unique_ptr<SlabCache> make_cache(BuddyAllocator& buddy, std::size_t size,
                                       SlabCacheOptions options = {}) {
     auto cache = SlabCache::create(buddy, "test-" + std::to_string(size), size, std::move(options));
-    EXPECT_TRUE(cache.ok()) << (cache.ok() ? "" : cache.error().message());
+    EXPECT_TRUE(cache.ok()) << (cache.ok() ? "" : dmakit::to_string(cache.error()));
     return cache.ok() ? std::move(cache).value() : nullptr;
 }
 

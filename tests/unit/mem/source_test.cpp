@@ -113,7 +113,7 @@ public:
     explicit HugepageReservation(std::size_t pages) {
         auto pool = read_hugepage_pool(kHugePage2M);
         if (!pool.ok()) {
-            reason_ = "2 MiB hugepages unavailable: " + pool.error().message();
+            reason_ = "2 MiB hugepages unavailable: " + dmakit::to_string(pool.error());
             return;
         }
         if (pool->free >= pages) {
@@ -162,7 +162,7 @@ TEST(HugepageSource, Real2MiBHugepages) {
                                         testing::test_options(log.logger()));
     ASSERT_TRUE(buddy.ok());
     auto block = (*buddy)->try_alloc_pages(9);
-    ASSERT_TRUE(block.ok()) << block.error().message();
+    ASSERT_TRUE(block.ok()) << block.error();
     const Region* region = (*buddy)->region_of(*block);
     ASSERT_NE(region, nullptr);
     EXPECT_EQ(region->page_size(), kHugePage2M);

@@ -9,14 +9,14 @@ namespace {
 
 TEST(PciAddress, ParsesFullForm) {
     auto a = PciAddress::parse("0000:00:04.0");
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     EXPECT_EQ(a->domain, 0u);
     EXPECT_EQ(a->bus, 0);
     EXPECT_EQ(a->device, 4);
     EXPECT_EQ(a->function, 0);
 
     auto b = PciAddress::parse("10000:Af:1F.7");  // VMD-style wide domain, uppercase hex
-    ASSERT_TRUE(b.ok()) << b.error().message();
+    ASSERT_TRUE(b.ok()) << b.error();
     EXPECT_EQ(b->domain, 0x10000u);
     EXPECT_EQ(b->bus, 0xaf);
     EXPECT_EQ(b->device, 0x1f);
@@ -25,7 +25,7 @@ TEST(PciAddress, ParsesFullForm) {
 
 TEST(PciAddress, ParsesShortFormAsDomainZero) {
     auto a = PciAddress::parse("3b:00.1");
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     EXPECT_EQ(*a, (PciAddress{0, 0x3b, 0, 1}));
     EXPECT_EQ(a->to_string(), "0000:3b:00.1");
 }
@@ -33,7 +33,7 @@ TEST(PciAddress, ParsesShortFormAsDomainZero) {
 TEST(PciAddress, FormatsAndRoundTrips) {
     for (const char* text : {"0000:00:00.0", "0000:ff:1f.7", "0001:3b:00.1", "10000:00:02.0"}) {
         auto a = PciAddress::parse(text);
-        ASSERT_TRUE(a.ok()) << text << ": " << a.error().message();
+        ASSERT_TRUE(a.ok()) << text << ": " << a.error();
         EXPECT_EQ(a->to_string(), text);
         EXPECT_EQ(*PciAddress::parse(a->to_string()), *a);
     }
@@ -54,8 +54,8 @@ TEST_P(BadAddress, IsEinvalQuotingInputAndExpectedForm) {
     auto a = PciAddress::parse(input);
     ASSERT_FALSE(a.ok()) << "accepted '" << input << "'";
     EXPECT_EQ(a.error().code(), EINVAL);
-    EXPECT_NE(a.error().message().find("'" + input + "'"), std::string::npos) << a.error().message();
-    EXPECT_NE(a.error().message().find("0000:00:04.0"), std::string::npos) << a.error().message();
+    EXPECT_NE(a.error().message().find("'" + input + "'"), std::string::npos) << a.error();
+    EXPECT_NE(a.error().message().find("0000:00:04.0"), std::string::npos) << a.error();
 }
 
 INSTANTIATE_TEST_SUITE_P(Malformed, BadAddress,
@@ -71,11 +71,11 @@ TEST(PciAddress, RangeErrorsSayWhichField) {
     auto dev = PciAddress::parse("0000:00:20.0");
     ASSERT_FALSE(dev.ok());
     EXPECT_NE(dev.error().message().find("device must be 00-1f"), std::string::npos)
-        << dev.error().message();
+        << dev.error();
     auto fn = PciAddress::parse("0000:00:04.8");
     ASSERT_FALSE(fn.ok());
     EXPECT_NE(fn.error().message().find("function must be 0-7"), std::string::npos)
-        << fn.error().message();
+        << fn.error();
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ protected:
 
 TEST_F(BindingTest, BindWritesOverrideUnbindsProbesAndVerifies) {
     auto status = binder().bind_to_vfio(addr("0000:00:04.0"));
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
     EXPECT_EQ(log, (Log{
                        Write{"bus/pci/devices/0000:00:04.0/driver_override", "vfio-pci"},
                        Write{"bus/pci/devices/0000:00:04.0/driver/unbind", "0000:00:04.0"},
@@ -62,7 +62,7 @@ TEST_F(BindingTest, UnbindClearsOverrideAndReprobes) {
     ASSERT_TRUE(binder().bind_to_vfio(addr("0000:00:04.0")).ok());
     log.clear();
     auto status = binder().unbind_from_vfio(addr("0000:00:04.0"));
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
     EXPECT_EQ(log, (Log{
                        Write{"bus/pci/devices/0000:00:04.0/driver_override", "\n"},
                        Write{"bus/pci/devices/0000:00:04.0/driver/unbind", "0000:00:04.0"},
@@ -92,7 +92,7 @@ TEST_F(BindingTest, RefusesWhenGroupMemberIsOnAnotherDriver) {
 TEST_F(BindingTest, BindingTheWholeGroupTogetherSucceeds) {
     const std::vector<PciAddress> both = {addr("0000:00:02.0"), addr("0000:00:03.0")};
     auto status = binder().bind_to_vfio(both);
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
     Sysfs sysfs(fake.root());
     EXPECT_EQ(*sysfs.driver(both[0]), "vfio-pci");
     EXPECT_EQ(*sysfs.driver(both[1]), "vfio-pci");
@@ -109,7 +109,7 @@ TEST_F(BindingTest, AllowedGroupMembers) {
     fake.add_device({"0000:00:09.0", 0x8086, 0x1234, 0x060400, "pcieport", 7, -1});
     fake.add_device({"0000:00:0a.0", 0x8086, 0x1234, 0x060400, "shpchp", 7, -1});
     auto status = binder().bind_to_vfio(addr("0000:00:05.0"));
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST(DriverAllowed, FollowsVfioViabilityRules) {
@@ -172,7 +172,7 @@ TEST_F(BindingTest, VerifyFailsWhenVfioDoesNotTakeTheDevice) {
     EXPECT_EQ(status.error().code(), EIO);
     EXPECT_NE(status.error().message().find("did not bind to vfio-pci (driver now: nvme)"),
               std::string::npos)
-        << status.error().message();
+        << status.error();
 }
 
 TEST_F(BindingTest, PermissionFailureSaysRunAsRoot) {
@@ -217,7 +217,7 @@ protected:
         EXPECT_EQ(status.error().code(), EBUSY);
         for (const char* piece : pieces) {
             EXPECT_NE(status.error().message().find(piece), std::string::npos)
-                << "missing '" << piece << "' in: " << status.error().message();
+                << "missing '" << piece << "' in: " << status.error();
         }
         EXPECT_TRUE(log.empty()) << "nothing may be written when refusing";
     }
@@ -295,7 +295,7 @@ TEST_F(InUseTest, BtrfsIsFoundByItsMountSource) {
     fake.add_dev_link("/dev/disk/by-uuid/0000-01", "../../sda1");
     fake.add_mount("0:47", "/var", "/dev/disk/by-uuid/0000-01", "btrfs");
     auto status = bind({addr("0000:00:04.0")});
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST_F(InUseTest, BtrfsMemberDeviceIsRefused) {
@@ -324,7 +324,7 @@ TEST_F(InUseTest, SwapOnAPartitionIsRefusedByAnyName) {
     // A swap file is on a mounted filesystem; its name is no device's.
     fake.write("proc/swaps", "Filename Type Size Used Priority\n/nvme0n1p3 file 1024 0 -2\n");
     auto status = bind({addr("0000:00:04.0")});
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST_F(InUseTest, RaidAndDeviceMapperMembersAreRefused) {
@@ -361,21 +361,21 @@ TEST_F(InUseTest, OtherDevicesOpenFilesDoNotCount) {
     fake.add_process(300, "other", {"/dev/nvme1n1", "/dev/nvme0n10", "/home/nvme0n1", "anon_inode:[eventfd]"});
     fake.write("proc/net/notapid/fd/0", "");  // non-numeric /proc entries are not processes
     auto status = bind({addr("0000:00:04.0")});
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST_F(InUseTest, UnmountedNvmeBinds) {
     fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
     fake.add_mount("8:1", "/");
     auto status = bind({addr("0000:00:04.0")});
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST_F(InUseTest, ForceBindsAMountedController) {
     fake.add_block_device("0000:00:04.0", "nvme/nvme0/nvme0n1", "259:0");
     fake.add_mount("259:0", "/data");
     auto status = bind({addr("0000:00:04.0")}, true);
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
     EXPECT_EQ(*Sysfs(fake.root()).driver(addr("0000:00:04.0")), "vfio-pci");
 }
 
@@ -425,7 +425,7 @@ TEST_F(InUseTest, NicWhoseAddressesCannotBeReadIsRefused) {
 TEST(KernelIpv4Addresses, LoopbackHasItsAddress) {
     // The real lookup, against this machine's own loopback interface.
     auto addresses = kernel_ipv4_addresses("lo");
-    ASSERT_TRUE(addresses.ok()) << addresses.error().message();
+    ASSERT_TRUE(addresses.ok()) << addresses.error();
     if (addresses->empty()) GTEST_SKIP() << "lo has no IPv4 address here (a network namespace without one)";
     EXPECT_EQ(addresses->front(), "127.0.0.1/8");
     auto none = kernel_ipv4_addresses("no-such-if0");
@@ -447,7 +447,7 @@ TEST_F(InUseTest, NicDownOrWithOnlyLinkLocalBinds) {
     fake.add_interface("0000:00:03.0", "enp0s3", true);
     fake.add_ipv6_address("enp0s3", "fe800000000000000000000000000001", "20");
     auto status = bind({addr("0000:00:02.0"), addr("0000:00:03.0")});
-    ASSERT_TRUE(status.ok()) << status.error().message();
+    ASSERT_TRUE(status.ok()) << status.error();
 }
 
 TEST_F(InUseTest, BridgeIsRefused) {

@@ -109,13 +109,13 @@ void expect_malformed(const Result<CapabilityList>& result, std::initializer_lis
     EXPECT_EQ(result.error().code(), EPROTO);
     for (const char* piece : pieces) {
         EXPECT_NE(result.error().message().find(piece), std::string::npos)
-            << "missing '" << piece << "' in: " << result.error().message();
+            << "missing '" << piece << "' in: " << result.error();
     }
 }
 
 TEST(Capabilities, QemuNvme) {
     auto list = qemu_nvme().parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     expect_standard(*list, {{cap::msix, 0x40, 12}, {cap::pci_express, 0x80, 0x3c}, {cap::power_management, 0x60, 8}});
     EXPECT_TRUE(list->extended.empty());
     ASSERT_TRUE(list->find(cap::msix));
@@ -126,7 +126,7 @@ TEST(Capabilities, QemuNvme) {
 
 TEST(Capabilities, QemuE1000eWithExtendedList) {
     auto list = qemu_e1000e().parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     expect_standard(*list, {{cap::power_management, 0xc8, 8},
                             {cap::msi, 0xd0, 0x0e},
                             {cap::pci_express, 0xe0, 0x14},
@@ -161,7 +161,7 @@ TEST(Capabilities, RealVirtioNetDumpVendorCapabilitiesCarryTheirLength) {
     std::vector<std::uint8_t> config(dump, dump + sizeof dump);
     config.resize(config_space_size, 0);
     auto list = parse_capabilities(config);
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     auto vendor = list->find_all(cap::vendor_specific);
     ASSERT_EQ(vendor.size(), 5u);
     const std::uint16_t offsets[] = {0x40, 0x50, 0x60, 0x70, 0x84};
@@ -184,21 +184,21 @@ TEST(Capabilities, NoListWhenStatusBitIsClear) {
     ConfigSpace c = qemu_nvme();
     c.put16(0x06, 0x0000);
     auto list = c.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     EXPECT_TRUE(list->standard.empty());
 }
 
 TEST(Capabilities, HeaderOnlyAndEmptyExtendedSpace) {
     ConfigSpace header(config_header_size);
     auto list = header.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     EXPECT_TRUE(list->standard.empty());
 
     // All ones at 0x100: the function does not decode extended config space.
     ConfigSpace ones = qemu_nvme();
     ones.put32(0x100, 0xffffffff);
     list = ones.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     EXPECT_TRUE(list->extended.empty());
 }
 
@@ -208,7 +208,7 @@ TEST(Capabilities, SizeOutsideConfigSpaceIsEinval) {
         auto list = parse_capabilities(bytes);
         ASSERT_FALSE(list.ok()) << size;
         EXPECT_EQ(list.error().code(), EINVAL);
-        EXPECT_NE(list.error().message().find("expected 64 to 4096"), std::string::npos) << list.error().message();
+        EXPECT_NE(list.error().message().find("expected 64 to 4096"), std::string::npos) << list.error();
     }
 }
 
@@ -218,7 +218,7 @@ TEST(Capabilities, ReservedPointerBitsAreMasked) {
     ConfigSpace c;
     c.first(0x43).standard(0x40, cap::msix, 0x62).standard(0x60, cap::power_management, 0x00);
     auto list = c.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     expect_standard(*list, {{cap::msix, 0x40, 12}, {cap::power_management, 0x60, 8}});
 }
 
@@ -264,7 +264,7 @@ TEST(Capabilities, LongestPossibleStandardListIsAccepted) {
         c.standard(static_cast<std::uint8_t>(at), 0x0c, static_cast<std::uint8_t>(at == 0xfc ? 0 : at + 4));
     }
     auto list = c.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     EXPECT_EQ(list->standard.size(), 48u);
     EXPECT_EQ(list->find_all(0x0c).size(), 48u);
 }
@@ -281,7 +281,7 @@ TEST(Capabilities, EntryRunningPastItsSpaceIsRefused) {
     ConfigSpace msi;
     msi.first(0xe8).standard(0xe8, cap::msi, 0x00, {0x80, 0x01});
     auto fits = msi.parse();
-    ASSERT_TRUE(fits.ok()) << fits.error().message();
+    ASSERT_TRUE(fits.ok()) << fits.error();
     expect_standard(*fits, {{cap::msi, 0xe8, 0x18}});
     msi.first(0xec).standard(0xec, cap::msi, 0x00, {0x80, 0x01});
     expect_malformed(msi.parse(), {"capability 0x5 (MSI) at 0xec is 24 bytes long"});
@@ -311,7 +311,7 @@ TEST(Capabilities, VendorCapabilityLengthIsChecked) {
     ConfigSpace last;
     last.first(0xfc).standard(0xfc, cap::vendor_specific, 0x00, {0x04});
     auto list = last.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     expect_standard(*list, {{cap::vendor_specific, 0xfc, 4}});
 }
 
@@ -346,7 +346,7 @@ TEST(Capabilities, LongestPossibleExtendedListIsAccepted) {
                    static_cast<std::uint16_t>(at == 0xffc ? 0 : at + 4));
     }
     auto list = c.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     EXPECT_EQ(list->extended.size(), 960u);
 }
 
@@ -356,7 +356,7 @@ TEST(Capabilities, VendorExtendedCapabilityLengthIsChecked) {
         .extended(0x200, ext::vendor_specific, 1, 0)
         .put32(0x204, (0x18u << 20) | 0x0001);  // VSEC ID 1, rev 0, 24 bytes
     auto list = good.parse();
-    ASSERT_TRUE(list.ok()) << list.error().message();
+    ASSERT_TRUE(list.ok()) << list.error();
     ASSERT_TRUE(list->find_extended(ext::vendor_specific));
     EXPECT_EQ(list->find_extended(ext::vendor_specific)->length, 0x18);
 

@@ -205,7 +205,7 @@ protected:
 TEST_F(ReadMemoryWindows, MergesIomemAndSysfsSortedByStart) {
     write_iomem(kQ35Iomem);
     auto windows = read_memory_windows({iomem, fake.root()}, log.logger);
-    ASSERT_TRUE(windows.ok()) << windows.error().message();
+    ASSERT_TRUE(windows.ok()) << windows.error();
     EXPECT_TRUE(log.warnings.empty()) << log.warnings.front();
     ASSERT_EQ(windows->size(), 10u);
     for (std::size_t i = 1; i < windows->size(); ++i) {
@@ -227,7 +227,7 @@ TEST_F(ReadMemoryWindows, MergesIomemAndSysfsSortedByStart) {
 TEST_F(ReadMemoryWindows, HiddenIomemFallsBackToSysfsWithAWarning) {
     write_iomem("00000000-00000000 : Reserved\n00000000-00000000 : PCI Bus 0000:00\n");
     auto windows = read_memory_windows({iomem, fake.root()}, log.logger);
-    ASSERT_TRUE(windows.ok()) << windows.error().message();
+    ASSERT_TRUE(windows.ok()) << windows.error();
     EXPECT_EQ(windows->size(), 5u);  // BARs and ROMs only
     for (const auto& w : *windows) EXPECT_EQ(w.name.find("PCI Bus"), std::string::npos);
     ASSERT_EQ(log.warnings.size(), 1u);
@@ -236,7 +236,7 @@ TEST_F(ReadMemoryWindows, HiddenIomemFallsBackToSysfsWithAWarning) {
 
 TEST_F(ReadMemoryWindows, MissingIomemFallsBackToSysfsWithAWarning) {
     auto windows = read_memory_windows({iomem + ".missing", fake.root()}, log.logger);
-    ASSERT_TRUE(windows.ok()) << windows.error().message();
+    ASSERT_TRUE(windows.ok()) << windows.error();
     EXPECT_EQ(windows->size(), 5u);
     ASSERT_EQ(log.warnings.size(), 1u);
     EXPECT_NE(log.warnings[0].find("cannot read"), std::string::npos) << log.warnings[0];
@@ -246,7 +246,7 @@ TEST_F(ReadMemoryWindows, GarbageIsReportedWithItsCount) {
     write_iomem(std::string(kQ35Iomem) + "garbage\nmore garbage\n");
     fake.write("bus/pci/devices/0000:00:02.0/resource", "nonsense\n");
     auto windows = read_memory_windows({iomem, fake.root()}, log.logger);
-    ASSERT_TRUE(windows.ok()) << windows.error().message();
+    ASSERT_TRUE(windows.ok()) << windows.error();
     EXPECT_EQ(windows->size(), 8u);
     ASSERT_EQ(log.warnings.size(), 2u);
     EXPECT_NE(log.warnings[0].find("skipped 2 line(s)"), std::string::npos) << log.warnings[0];
@@ -259,7 +259,7 @@ TEST(ReadMemoryWindowsNoSysfs, NoPciBusIsAnError) {
     ASSERT_FALSE(windows.ok());
     EXPECT_EQ(windows.error().code(), ENOENT);
     EXPECT_NE(windows.error().message().find("PCI BARs"), std::string::npos)
-        << windows.error().message();
+        << windows.error();
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ TEST_F(SysfsTest, ListsDevicesSortedAndSkipsNonAddresses) {
     std::filesystem::create_directories(fake.root() + "/bus/pci/devices/not-a-device");
     Sysfs sysfs(fake.root());
     auto devices = sysfs.list_devices();
-    ASSERT_TRUE(devices.ok()) << devices.error().message();
+    ASSERT_TRUE(devices.ok()) << devices.error();
     ASSERT_EQ(devices->size(), 4u);
     EXPECT_EQ((*devices)[0].to_string(), "0000:00:02.0");
     EXPECT_EQ((*devices)[1].to_string(), "0000:00:03.0");
@@ -42,7 +42,7 @@ TEST_F(SysfsTest, ListsDevicesSortedAndSkipsNonAddresses) {
 TEST_F(SysfsTest, ReadsDeviceInfo) {
     Sysfs sysfs(fake.root());
     auto info = sysfs.device_info(addr("0000:00:04.0"));
-    ASSERT_TRUE(info.ok()) << info.error().message();
+    ASSERT_TRUE(info.ok()) << info.error();
     EXPECT_EQ(info->vendor_id, 0x1b36);
     EXPECT_EQ(info->device_id, 0x0010);
     EXPECT_EQ(info->class_code, 0x010802u);
@@ -53,7 +53,7 @@ TEST_F(SysfsTest, ReadsDeviceInfo) {
     EXPECT_EQ(info->numa_node, 0);
 
     auto unbound = sysfs.device_info(addr("0000:00:1f.0"));
-    ASSERT_TRUE(unbound.ok()) << unbound.error().message();
+    ASSERT_TRUE(unbound.ok()) << unbound.error();
     EXPECT_EQ(unbound->driver, std::nullopt);
     EXPECT_EQ(unbound->iommu_group, std::nullopt);
     EXPECT_EQ(unbound->numa_node, std::nullopt);  // -1 means no affinity
@@ -70,7 +70,7 @@ TEST_F(SysfsTest, MissingDeviceIsEnoentWithHint) {
 TEST_F(SysfsTest, GroupMembers) {
     Sysfs sysfs(fake.root());
     auto members = sysfs.group_members(5);
-    ASSERT_TRUE(members.ok()) << members.error().message();
+    ASSERT_TRUE(members.ok()) << members.error();
     ASSERT_EQ(members->size(), 2u);
     EXPECT_EQ((*members)[0].to_string(), "0000:00:02.0");
     EXPECT_EQ((*members)[1].to_string(), "0000:00:03.0");
@@ -93,13 +93,13 @@ TEST_F(SysfsTest, ReadsConfigSpaceBytes) {
     fake.set_config("0000:00:04.0", bytes);
     Sysfs sysfs(fake.root());
     auto config = sysfs.read_config(addr("0000:00:04.0"));
-    ASSERT_TRUE(config.ok()) << config.error().message();
+    ASSERT_TRUE(config.ok()) << config.error();
     EXPECT_EQ(*config, bytes);
 
     auto missing = sysfs.read_config(addr("0000:00:02.0"));
     ASSERT_FALSE(missing.ok());
     EXPECT_EQ(missing.error().code(), ENOENT);
-    EXPECT_NE(missing.error().message().find("0000:00:02.0/config"), std::string::npos) << missing.error().message();
+    EXPECT_NE(missing.error().message().find("0000:00:02.0/config"), std::string::npos) << missing.error();
 }
 
 TEST_F(SysfsTest, MalformedAttributeIsEio) {
@@ -132,7 +132,7 @@ TEST(SysfsNoIommu, NoGroupsIsAClearError) {
 
     // Listing still works, with no groups.
     auto info = sysfs.device_info(addr("0000:00:04.0"));
-    ASSERT_TRUE(info.ok()) << info.error().message();
+    ASSERT_TRUE(info.ok()) << info.error();
     EXPECT_EQ(info->iommu_group, std::nullopt);
 }
 

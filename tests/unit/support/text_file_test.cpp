@@ -16,7 +16,7 @@ TEST(TextFile, ReadTrimmedStripsNewline) {
     auto path = (dir / "attr").string();
     { std::ofstream(path) << "  vfio-pci\n"; }
     auto text = read_trimmed(path);
-    ASSERT_TRUE(text.ok()) << text.error().message();
+    ASSERT_TRUE(text.ok()) << text.error();
     EXPECT_EQ(*text, "vfio-pci");
 
     ASSERT_TRUE(write_text_file(path, "0000:00:04.0").ok());

@@ -30,7 +30,7 @@ TEST(Hugepages, ReadsPoolsAndNodes) {
     fake.add_hugepages(1048576, 2, 1, 0, 0, {{1, 1}, {1, 0}});
     fake.add_hugepages(2048, 512, 500, 3, 1, {{256, 250}, {256, 250}});
     auto pools = HugepageSysfs(fake.root()).read();
-    ASSERT_TRUE(pools.ok()) << pools.error().message();
+    ASSERT_TRUE(pools.ok()) << pools.error();
     ASSERT_EQ(pools->size(), 2u);
     const auto& small = (*pools)[0];
     EXPECT_EQ(small.size_kb, 2048u);
@@ -61,13 +61,13 @@ TEST(Hugepages, ShortReservationIsRolledBack) {
     EXPECT_EQ(got.error().code(), ENOMEM);
     EXPECT_EQ(got.error().message().rfind("asked for 12 2M hugepages, the kernel gave 5; put the pool back to 3", 0),
               0u)
-        << got.error().message();
+        << got.error();
     EXPECT_EQ(writes, (std::vector<std::string>{"12", "3"}));
     EXPECT_EQ(fake.read("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), "3\n");
     EXPECT_NE(shortfall_message(2048, 1, 12, 5, 3).find("on node 1"), std::string::npos);
 
     auto fits = sysfs.reserve(2048, std::nullopt, 4);
-    ASSERT_TRUE(fits.ok()) << fits.error().message();
+    ASSERT_TRUE(fits.ok()) << fits.error();
     EXPECT_EQ(*fits, 4u);
 }
 
@@ -91,11 +91,11 @@ TEST(Hugepages, ReserveIsBoundedByWhatTheMachineCanSpare) {
         EXPECT_NE(got.error().message().find("can spare at most 394 (MemAvailable 1024 MiB, 256 MiB kept for the "
                                              "system); ask for 394 or fewer"),
                   std::string::npos)
-            << got.error().message();
+            << got.error();
     }
     auto big = sysfs.reserve(1048576, std::nullopt, 1);
     ASSERT_FALSE(big.ok());
-    EXPECT_NE(big.error().message().find("at most 0"), std::string::npos) << big.error().message();
+    EXPECT_NE(big.error().message().find("at most 0"), std::string::npos) << big.error();
     EXPECT_TRUE(writes.empty()) << "nothing may be written when refusing";
     // Shrinking is always allowed, and the bound itself is.
     EXPECT_TRUE(sysfs.reserve(2048, std::nullopt, 394).ok());
@@ -108,7 +108,7 @@ TEST(Hugepages, ReserveWithoutMeminfoFails) {
     fake.add_hugepages(2048, 0, 0, 0, 0);
     auto got = HugepageSysfs(fake.root(), "/nonexistent/proc").reserve(2048, std::nullopt, 1);
     ASSERT_FALSE(got.ok());
-    EXPECT_NE(got.error().message().find("/nonexistent/proc/meminfo"), std::string::npos) << got.error().message();
+    EXPECT_NE(got.error().message().find("/nonexistent/proc/meminfo"), std::string::npos) << got.error();
 }
 
 TEST(Hugepages, ReserveOnMissingNodeFails) {
@@ -117,7 +117,7 @@ TEST(Hugepages, ReserveOnMissingNodeFails) {
     auto got = HugepageSysfs(fake.root()).reserve(2048, 3, 1);
     ASSERT_FALSE(got.ok());
     EXPECT_NE(got.error().message().find("not available on NUMA node 3"), std::string::npos)
-        << got.error().message();
+        << got.error();
 }
 
 }  // namespace

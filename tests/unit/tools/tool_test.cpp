@@ -104,7 +104,7 @@ TEST_F(ToolTest, MissingDevice) {
     for (const char* command : {"bind", "unbind"}) {
         auto run = dmakit({command, "0000:00:09.0"});
         EXPECT_EQ(run.exit_code, 1);
-        EXPECT_EQ(run.err, "dmakit: error: no PCI device at 0000:00:09.0; run: dmakit list\n");
+        EXPECT_EQ(run.err, "dmakit: error: no PCI device at 0000:00:09.0; run: dmakit list [ENOENT]\n");
     }
 }
 

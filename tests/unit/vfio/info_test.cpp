@@ -75,7 +75,7 @@ ReplyBuilder vtd_reply(std::uint32_t avail) {
 TEST(Type1Info, ParsesRangesAndDmaAvail) {
     auto reply = vtd_reply(65535);
     auto info = parse_type1_info(reply.bytes());
-    ASSERT_TRUE(info.ok()) << info.error().message();
+    ASSERT_TRUE(info.ok()) << info.error();
     EXPECT_EQ(info->iova_pgsizes, 0x40201000u);
     ASSERT_TRUE(info->iova_ranges.has_value());
     ASSERT_EQ(info->iova_ranges->size(), 2u);
@@ -154,7 +154,7 @@ TEST(RegionInfo, ParsesSparseMmapAreas) {
     reply.patch(offsetof(vfio_region_info, cap_offset), at);
 
     auto info = parse_region_info(reply.bytes());
-    ASSERT_TRUE(info.ok()) << info.error().message();
+    ASSERT_TRUE(info.ok()) << info.error();
     EXPECT_TRUE(info->readable());
     EXPECT_TRUE(info->writable());
     EXPECT_TRUE(info->mappable());

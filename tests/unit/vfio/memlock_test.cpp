@@ -49,7 +49,7 @@ TEST(Memlock, ParsesLimitsCapabilityAndLockedBytes) {
     FakeProc proc;
     proc.set("8388608", "unlimited", "0000000000004000", "    2048 kB");
     auto state = read_memlock_state(proc.root());
-    ASSERT_TRUE(state.ok()) << state.error().message();
+    ASSERT_TRUE(state.ok()) << state.error();
     EXPECT_EQ(state->soft_limit, std::optional<std::uint64_t>(8u << 20));
     EXPECT_EQ(state->hard_limit, std::nullopt);
     EXPECT_EQ(state->locked, 2u << 20);
@@ -60,12 +60,12 @@ TEST(Memlock, UnreadableFilesSayWhich) {
     FakeProc proc;
     auto missing = read_memlock_state(proc.root());
     ASSERT_FALSE(missing.ok());
-    EXPECT_NE(missing.error().message().find("/self/limits"), std::string::npos) << missing.error().message();
+    EXPECT_NE(missing.error().message().find("/self/limits"), std::string::npos) << missing.error();
     proc.set("lots", "unlimited");
     auto garbled = read_memlock_state(proc.root());
     ASSERT_FALSE(garbled.ok());
     EXPECT_EQ(garbled.error().code(), EINVAL);
-    EXPECT_NE(garbled.error().message().find("'lots'"), std::string::npos) << garbled.error().message();
+    EXPECT_NE(garbled.error().message().find("'lots'"), std::string::npos) << garbled.error();
 }
 
 TEST(Memlock, TooSmallLimitSaysHowToRaiseIt) {
@@ -107,7 +107,7 @@ TEST(Memlock, PoolCheckUsesTheRegionSizeAndPolicy) {
     options.proc = proc.root();
     auto pool = dma::check_memlock_for_pool(options);  // 64 MiB region by default
     ASSERT_FALSE(pool.ok());
-    EXPECT_NE(pool.error().message().find("pins 64 MiB"), std::string::npos) << pool.error().message();
+    EXPECT_NE(pool.error().message().find("pins 64 MiB"), std::string::npos) << pool.error();
     options.context.pages.region_size = 8u << 20;
     EXPECT_TRUE(dma::check_memlock_for_pool(options).ok());
     options.context.pages.region_size = 64u << 20;

@@ -57,13 +57,13 @@ protected:
 
 TEST_F(DmaVm, CoherentStreamingAndForeignMappingsLandInsideTheKernelsRanges) {
     auto dev = open(*nvme_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     DmaDevice& dma = (*dev)->function(0).dma();
     auto& domain = (*dev)->context().domain();
     ASSERT_FALSE(domain.usable_ranges().empty());
 
     auto coherent = dma.alloc_coherent(16384);
-    ASSERT_TRUE(coherent.ok()) << coherent.error().message();
+    ASSERT_TRUE(coherent.ok()) << coherent.error();
     EXPECT_TRUE(inside_kernel_ranges(domain, coherent->dma(), coherent->size()));
 
     auto streaming = dma.map_single(coherent->as<std::byte>() + 4096, 4096, DmaDirection::to_device);
@@ -74,7 +74,7 @@ TEST_F(DmaVm, CoherentStreamingAndForeignMappingsLandInsideTheKernelsRanges) {
     const auto mappings_before = domain.mappings_in_use();
     std::vector<unsigned char> heap(std::size_t{5} << 20, 0xab);
     auto foreign = dma.map_single(heap.data() + 12345, std::size_t{3} << 20, DmaDirection::from_device);
-    ASSERT_TRUE(foreign.ok()) << foreign.error().message();
+    ASSERT_TRUE(foreign.ok()) << foreign.error();
     EXPECT_TRUE(inside_kernel_ranges(domain, *foreign, std::size_t{3} << 20));
     EXPECT_EQ(domain.mappings_in_use(), mappings_before + 1) << "one VFIO_IOMMU_MAP_DMA";
     ASSERT_TRUE(dma.unmap_single(*foreign, std::size_t{3} << 20, DmaDirection::from_device).ok());
@@ -84,19 +84,19 @@ TEST_F(DmaVm, CoherentStreamingAndForeignMappingsLandInsideTheKernelsRanges) {
 
 TEST_F(DmaVm, ThirtyTwoBitMaskKeepsEveryAddressBelowFourGiB) {
     auto dev = open(*nvme_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     DmaDevice& dma = (*dev)->function(0).dma();
     ASSERT_TRUE(dma.set_mask_and_coherent(dma_bit_mask(32)).ok());
     std::vector<std::vector<unsigned char>> heaps;
     for (int i = 0; i < 8; ++i) {
         heaps.emplace_back(std::size_t{1} << 20);
         auto addr = dma.map_single(heaps.back().data(), heaps.back().size(), DmaDirection::to_device);
-        ASSERT_TRUE(addr.ok()) << addr.error().message();
+        ASSERT_TRUE(addr.ok()) << addr.error();
         EXPECT_LE(addr->value() + heaps.back().size() - 1, dma_bit_mask(32));
         ASSERT_TRUE(dma.unmap_single(*addr, heaps.back().size(), DmaDirection::to_device).ok());
     }
     auto pool = DmaPool::create("prp", dma, 4096, 4096, 4096);
-    ASSERT_TRUE(pool.ok()) << pool.error().message();
+    ASSERT_TRUE(pool.ok()) << pool.error();
     auto block = (*pool)->alloc();
     ASSERT_TRUE(block.ok());
     EXPECT_LE(block->dma.value() + 4095, dma_bit_mask(32));
@@ -107,7 +107,7 @@ TEST_F(DmaVm, MappingBudgetRunsOutCleanlyAndRecovers) {
     PciDmaOptions options;
     options.domain.max_mappings = 4;
     auto dev = open(*nvme_, options);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     DmaDevice& dma = (*dev)->function(0).dma();
     std::vector<std::vector<unsigned char>> heaps;
     std::vector<DmaAddr> mapped;
@@ -123,7 +123,7 @@ TEST_F(DmaVm, MappingBudgetRunsOutCleanlyAndRecovers) {
     ASSERT_TRUE(dma.unmap_single(mapped.back(), 4096, DmaDirection::to_device).ok());
     mapped.pop_back();
     auto again = dma.map_single(heaps.back().data() + (2 << 20), 4096, DmaDirection::to_device);
-    ASSERT_TRUE(again.ok()) << again.error().message();
+    ASSERT_TRUE(again.ok()) << again.error();
     mapped.push_back(*again);
     for (DmaAddr addr : mapped) ASSERT_TRUE(dma.unmap_single(addr, 4096, DmaDirection::to_device).ok());
 }
@@ -131,8 +131,8 @@ TEST_F(DmaVm, MappingBudgetRunsOutCleanlyAndRecovers) {
 TEST_F(DmaVm, TwoDevicesInTwoDomainsFromOneProcess) {
     auto storage = open(*nvme_);
     auto network = open(*nic_);
-    ASSERT_TRUE(storage.ok()) << storage.error().message();
-    ASSERT_TRUE(network.ok()) << network.error().message();
+    ASSERT_TRUE(storage.ok()) << storage.error();
+    ASSERT_TRUE(network.ok()) << network.error();
     auto a = (*storage)->function(0).dma().alloc_coherent(4096);
     auto b = (*network)->function(0).dma().alloc_coherent(4096);
     ASSERT_TRUE(a.ok() && b.ok());
@@ -147,15 +147,15 @@ TEST_F(DmaVm, TwoDevicesInTwoDomainsFromOneProcess) {
 
 TEST_F(DmaVm, LargeBufferFromSmallPagesIsOneDeviceRange) {
     auto dev = open(*nvme_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     auto big = (*dev)->function(0).dma().alloc_large(std::size_t{8} << 20);
-    ASSERT_TRUE(big.ok()) << big.error().message();
+    ASSERT_TRUE(big.ok()) << big.error();
     EXPECT_TRUE(inside_kernel_ranges((*dev)->context().domain(), big->dma(), big->size()));
 }
 
 TEST_F(DmaVm, LeakedMappingIsReportedWhenTheDeviceCloses) {
     auto dev = open(*nvme_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     std::vector<unsigned char> heap(1 << 20);
     auto addr = (*dev)->function(0).dma().map_single(heap.data(), 4096, DmaDirection::to_device);
     ASSERT_TRUE(addr.ok());
@@ -172,7 +172,7 @@ TEST_F(DmaVm, DeviceOnAnotherDriverNamesTheBindCommand) {
     auto dev = open(*address);
     ASSERT_FALSE(dev.ok());
     EXPECT_NE(dev.error().message().find("dmakit bind 0000:00:1f.0"), std::string::npos)
-        << dev.error().message();
+        << dev.error();
 }
 
 }  // namespace

@@ -133,14 +133,14 @@ protected:
         for (int round = 0; round < 4; ++round) {
             for (std::size_t size = 64; size <= (std::size_t{2} << 20); size *= 4) {
                 auto buffer = dma.alloc_coherent(size + static_cast<std::size_t>(round) * 100);
-                ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+                ASSERT_TRUE(buffer.ok()) << buffer.error();
                 check("alloc_coherent", buffer->dma(), buffer->size());
                 coherent.push_back(std::move(buffer).value());
             }
         }
         for (std::size_t mib : {std::size_t{4}, std::size_t{8}, std::size_t{16}, std::size_t{32}}) {
             auto buffer = dma.alloc_coherent(mib << 20);
-            ASSERT_TRUE(buffer.ok()) << mib << " MiB: " << buffer.error().message();
+            ASSERT_TRUE(buffer.ok()) << mib << " MiB: " << buffer.error();
             check("alloc_coherent (MiB)", buffer->dma(), buffer->size());
             coherent.push_back(std::move(buffer).value());
         }
@@ -156,7 +156,7 @@ protected:
         for (CoherentBuffer& buffer : coherent) {
             const std::size_t length = std::min<std::size_t>(buffer.size(), 4096);
             auto addr = dma.map_single(buffer.cpu(), length, DmaDirection::to_device);
-            ASSERT_TRUE(addr.ok()) << addr.error().message();
+            ASSERT_TRUE(addr.ok()) << addr.error();
             check("map_single (pool)", *addr, length);
             streaming.push_back({*addr, length, DmaDirection::to_device, false});
         }
@@ -167,7 +167,7 @@ protected:
             heap.push_back(std::make_unique<unsigned char[]>(length + 64));
             const DmaDirection dir = i % 2 ? DmaDirection::from_device : DmaDirection::bidirectional;
             auto addr = dma.map_single(heap.back().get() + i % 64, length, dir);
-            ASSERT_TRUE(addr.ok()) << length << " bytes: " << addr.error().message();
+            ASSERT_TRUE(addr.ok()) << length << " bytes: " << addr.error();
             check("map_single (foreign)", *addr, length);
             streaming.push_back({*addr, length, dir, false});
         }
@@ -179,7 +179,7 @@ protected:
             const std::size_t offset = (i * 512) % 4096;
             const std::size_t length = 4096 - offset + (i % 3) * 4096;
             auto addr = dma.map_page(page, offset, length, DmaDirection::to_device);
-            ASSERT_TRUE(addr.ok()) << addr.error().message();
+            ASSERT_TRUE(addr.ok()) << addr.error();
             check("map_page (foreign)", *addr, length);
             streaming.push_back({*addr, length, DmaDirection::to_device, true});
         }
@@ -197,7 +197,7 @@ protected:
                 }
             }
             auto count = dma.map_sg(lists[i], DmaDirection::bidirectional);
-            ASSERT_TRUE(count.ok()) << count.error().message();
+            ASSERT_TRUE(count.ok()) << count.error();
             for (const DmaSegment& segment : lists[i].segments()) {
                 check("map_sg segment", segment.addr, segment.length);
             }
@@ -207,24 +207,24 @@ protected:
         for (std::size_t size : {std::size_t{64} << 10, std::size_t{1} << 20, std::size_t{3} << 20,
                                  std::size_t{12} << 20}) {
             auto buffer = dma.alloc_large(size);
-            ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+            ASSERT_TRUE(buffer.ok()) << buffer.error();
             check("alloc_large", buffer->dma(), buffer->size());
             large.push_back(std::move(buffer).value());
         }
         // DmaPool blocks (PRP-list and descriptor shaped).
         auto prp = DmaPool::create("prp", dma, 4096, 4096, 4096);
-        ASSERT_TRUE(prp.ok()) << prp.error().message();
+        ASSERT_TRUE(prp.ok()) << prp.error();
         auto desc = DmaPool::create("desc", dma, 256, 64, 0);
-        ASSERT_TRUE(desc.ok()) << desc.error().message();
+        ASSERT_TRUE(desc.ok()) << desc.error();
         std::vector<DmaPool::Block> prp_blocks;
         std::vector<DmaPool::Block> desc_blocks;
         for (int i = 0; i < 200; ++i) {
             auto a = (*prp)->alloc();
-            ASSERT_TRUE(a.ok()) << a.error().message();
+            ASSERT_TRUE(a.ok()) << a.error();
             check("DmaPool block (4 KiB)", a->dma, 4096);
             prp_blocks.push_back(*a);
             auto b = (*desc)->alloc();
-            ASSERT_TRUE(b.ok()) << b.error().message();
+            ASSERT_TRUE(b.ok()) << b.error();
             check("DmaPool block (256 B)", b->dma, 256);
             desc_blocks.push_back(*b);
         }
@@ -237,7 +237,7 @@ protected:
         for (const Streaming& s : streaming) {
             Status undone = s.page ? dma.unmap_page(s.addr, s.length, s.dir)
                                    : dma.unmap_single(s.addr, s.length, s.dir);
-            ASSERT_TRUE(undone.ok()) << undone.error().message();
+            ASSERT_TRUE(undone.ok()) << undone.error();
         }
         for (void* page : pages) std::free(page);
     }
@@ -261,13 +261,13 @@ std::size_t IovaPlacementVm::host_windows_ = 0;
 
 TEST_F(IovaPlacementVm, NoNvmeMappingLiesInAPciWindow) {
     auto dev = open(*nvme_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     map_everything((*dev)->function(0));
 }
 
 TEST_F(IovaPlacementVm, NoE1000eMappingLiesInAPciWindowEvenWithA32BitMask) {
     auto dev = open(*nic_);
-    ASSERT_TRUE(dev.ok()) << dev.error().message();
+    ASSERT_TRUE(dev.ok()) << dev.error();
     // Below 4 GiB is where the BARs and the 32-bit window are.
     ASSERT_TRUE((*dev)->function(0).dma().set_mask_and_coherent(dma_bit_mask(32)).ok());
     map_everything((*dev)->function(0));
@@ -275,9 +275,9 @@ TEST_F(IovaPlacementVm, NoE1000eMappingLiesInAPciWindowEvenWithA32BitMask) {
 
 TEST_F(IovaPlacementVm, BothDevicesOpenAtOnceStayOffTheWindows) {
     auto nvme = open(*nvme_);
-    ASSERT_TRUE(nvme.ok()) << nvme.error().message();
+    ASSERT_TRUE(nvme.ok()) << nvme.error();
     auto nic = open(*nic_);
-    ASSERT_TRUE(nic.ok()) << nic.error().message();
+    ASSERT_TRUE(nic.ok()) << nic.error();
     map_everything((*nvme)->function(0));
     map_everything((*nic)->function(0));
 }

@@ -164,14 +164,14 @@ protected:
         o.context.logger = &logger_;
         o.context.pages.region_size = std::size_t{16} << 20;
         auto d = dma::PciDomain::open(*address_, o);
-        ASSERT_TRUE(d.ok()) << d.error().message();
+        ASSERT_TRUE(d.ok()) << d.error();
         dev_ = std::move(d).value();
         ControllerOptions co;
         co.logger = &logger_;
         co.io_timeout = 5s;
         co.admin_timeout = 5s;
         auto c = Controller::open(dev_->function(0), co);
-        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE(c.ok()) << c.error();
         ctrl_ = std::move(c).value();
         ASSERT_FALSE(ctrl_->namespaces().empty());
         nsid_ = ctrl_->namespaces()[0].nsid;
@@ -179,10 +179,10 @@ protected:
         // Every data phase below is one block inside one 4 KiB page.
         ASSERT_LE(block_, kPage / 2) << "the sub-page checks need an LBA size of at most 2 KiB";
         auto q = ctrl_->create_io_queue(8);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         q_ = *q;
         auto good = dma().alloc_coherent(kPage);
-        ASSERT_TRUE(good.ok()) << good.error().message();
+        ASSERT_TRUE(good.ok()) << good.error();
         good_ = std::move(good).value();
         // Known data on the LBAs the tests read, so a read that lands shows.
         for (std::uint64_t lba = kLba; lba < kLba + kLbas; ++lba) {
@@ -204,7 +204,7 @@ protected:
     std::byte* pages(std::size_t count) {
         if (GetParam().memory == Memory::foreign) {
             auto f = foreign_pages(count);
-            EXPECT_TRUE(f.ok()) << f.error().message();
+            EXPECT_TRUE(f.ok()) << f.error();
             if (!f.ok()) return nullptr;
             foreign_.push_back(std::move(f).value());
             return foreign_.back().page(0);
@@ -212,7 +212,7 @@ protected:
         unsigned order = 0;
         while ((std::size_t{1} << order) < count) ++order;
         auto p = dev_->context().pages().try_alloc_pages(order);
-        EXPECT_TRUE(p.ok()) << p.error().message();
+        EXPECT_TRUE(p.ok()) << p.error();
         if (!p.ok()) return nullptr;
         pool_pages_.push_back(*p);
         auto* bytes = static_cast<std::byte*>(*p);
@@ -246,7 +246,7 @@ protected:
 
     // What a refused DMA did, for the report: status or timeout, DMAR log.
     std::string outcome(const Result<IoCompletion>& r) {
-        std::string s = !r.ok()          ? "no completion: " + r.error().message()
+        std::string s = !r.ok()          ? "no completion: " + dmakit::to_string(r.error())
                         : r->ok()        ? std::string("success status")
                                          : "status " + std::string(status_name(r->status));
         const std::string faults = faults_.take(300ms);
@@ -268,7 +268,7 @@ protected:
         std::memset(good_.cpu(), 0, kPage);
         const DmaSegment seg{good_.dma().value(), block_};
         auto s = q_->read_sync(nsid_, kLba + 1, 1, {&seg, 1});
-        ASSERT_TRUE(s.ok()) << "a good read after " << after << " failed: " << s.error().message();
+        ASSERT_TRUE(s.ok()) << "a good read after " << after << " failed: " << s.error();
         EXPECT_TRUE(has_pattern(good_.as<std::byte>(), block_, kLba + 1, 1, kDiskTag))
             << "a good read after " << after << " returned wrong data";
     }
@@ -335,14 +335,14 @@ TEST_P(IsolationVm, ReadIntoToDeviceMappingLeavesMemoryUntouched) {
     std::byte* buf = pages(1);
     ASSERT_NE(buf, nullptr);
     auto addr = dma().map_single(buf, kPage, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     report("read_into_to_device", device_writes(addr->value()));
     EXPECT_EQ(first_not(buf, kPage, kUntouched), -1) << "the device wrote through a to_device (read-only) mapping";
     ASSERT_TRUE(dma().unmap_single(*addr, kPage, DmaDirection::to_device).ok());
     expect_good_io("a read into a to_device mapping");
     // The same read into a from_device mapping of the buffer lands (the check can fail).
     auto writable = dma().map_single(buf, kPage, DmaDirection::from_device);
-    ASSERT_TRUE(writable.ok()) << writable.error().message();
+    ASSERT_TRUE(writable.ok()) << writable.error();
     auto r = device_writes(writable->value(), kLba + 2);
     ASSERT_TRUE(r.ok() && r->ok()) << outcome(r);
     EXPECT_TRUE(has_pattern(buf, block_, kLba + 2, 1, kDiskTag)) << "a read into a from_device mapping did not land";
@@ -354,7 +354,7 @@ TEST_P(IsolationVm, ReadToAnAddressAfterItsUnmapIsBlocked) {
     std::byte* buf = pages(1);
     ASSERT_NE(buf, nullptr);
     auto addr = dma().map_single(buf, kPage, DmaDirection::from_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     // While mapped, the same read lands (so the later check can fail).
     ASSERT_TRUE(device_writes(addr->value(), kLba + 2).ok());
     ASSERT_TRUE(has_pattern(buf, block_, kLba + 2, 1, kDiskTag)) << "a read into a live mapping did not land";
@@ -371,7 +371,7 @@ TEST_P(IsolationVm, SubPageMappingExposesItsPageButNotTheNext) {
     ASSERT_NE(buf, nullptr);
     std::byte* mine = buf + kPage + 2048;
     auto addr = map_below_unmapped_page(mine, 64, DmaDirection::from_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     const std::uint64_t page_iova = addr->value() & ~(kPage - 1);
     ASSERT_EQ(addr->value() - page_iova, 2048u) << "the mapping keeps the buffer's offset in its page";
 
@@ -411,7 +411,7 @@ TEST_P(IsolationVm, WriteFromFromDeviceMappingIsRecorded) {
     const std::uint64_t lba = kLba + 5;
     fill_pattern(buf, block_, lba, 1, 0x77);
     auto addr = dma().map_single(buf, kPage, DmaDirection::from_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     report("write_from_from_device", device_reads(addr->value(), lba));
     ASSERT_TRUE(dma().unmap_single(*addr, kPage, DmaDirection::from_device).ok());
     // What reached the disk: the buffer (the device could read it), or
@@ -447,7 +447,7 @@ TEST_P(IsolationVm, WriteFromAnAddressAfterItsUnmapIsBlocked) {
     const std::uint64_t lba = kLba + 5;
     fill_pattern(buf, block_, lba, 1, 0x55);
     auto addr = dma().map_single(buf, kPage, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     ASSERT_TRUE(dma().unmap_single(*addr, kPage, DmaDirection::to_device).ok());
     report("write_after_unmap", device_reads(addr->value(), lba));
     std::memset(good_.cpu(), 0, kPage);
@@ -471,11 +471,11 @@ TEST_P(IsolationVm, RefusedDoubleUnmapLeavesTheOtherMappingWorking) {
     ASSERT_TRUE(dma().unmap_single(*addr_a, kPage, DmaDirection::from_device).ok());
     auto again = dma().unmap_single(*addr_a, kPage, DmaDirection::from_device);
     ASSERT_FALSE(again.ok()) << "a double unmap was accepted";
-    EXPECT_EQ(again.error().code(), EINVAL) << again.error().message();
+    EXPECT_EQ(again.error().code(), EINVAL) << again.error();
     // With b's address and a's length (a second way to get it wrong).
     auto wrong = dma().unmap_single(*addr_b, 64, DmaDirection::from_device);
     ASSERT_FALSE(wrong.ok());
-    EXPECT_EQ(wrong.error().code(), EINVAL) << wrong.error().message();
+    EXPECT_EQ(wrong.error().code(), EINVAL) << wrong.error();
     EXPECT_EQ(dma().live_mappings(), 1u);
 
     auto r = device_writes(addr_b->value(), kLba + 6);
@@ -505,10 +505,10 @@ TEST_P(RegisteredVm, RegistrationExposesItsPagesReadWriteUntilItEnds) {
     ASSERT_NE(buf, nullptr);
     std::byte* reg_page = buf + kPage;
     auto reg = dev_->context().registrations().register_memory(reg_page, kPage, dma().mask());
-    ASSERT_TRUE(reg.ok()) << reg.error().message();
+    ASSERT_TRUE(reg.ok()) << reg.error();
     const std::uint64_t base = reg->dma().value();
     auto addr = dma().map_single(reg_page + 1024, 64, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     ASSERT_EQ(addr->value(), base + 1024) << "a map inside a registration is a cache hit";
 
     // Writable although the map says to_device: the registration is read-write.
@@ -551,9 +551,9 @@ TEST_P(StrictCoherentVm, CoherentBufferEndsAtItsLastPage) {
         std::byte* probe = pages(1);
         ASSERT_NE(probe, nullptr);
         auto p = dma().map_single(probe, kPage, DmaDirection::from_device);
-        ASSERT_TRUE(p.ok()) << p.error().message();
+        ASSERT_TRUE(p.ok()) << p.error();
         auto c = dma().alloc_coherent(kPage);
-        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE(c.ok()) << c.error();
         if (c->dma().value() + kPage == p->value()) {
             ASSERT_TRUE(dma().unmap_single(*p, kPage, DmaDirection::from_device).ok());
             probes_.push_back(probe);
@@ -576,7 +576,7 @@ TEST_P(StrictCoherentVm, CoherentBufferEndsAtItsLastPage) {
 // Item 5: the IOVA of a freed coherent buffer is unreachable.
 TEST_P(StrictCoherentVm, FreedCoherentBufferIsUnreachable) {
     auto c = dma().alloc_coherent(kPage);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     std::byte* cpu = c->as<std::byte>();
     const std::uint64_t iova = c->dma().value();
     ASSERT_TRUE(device_writes(iova, kLba + 2).ok());
@@ -603,7 +603,7 @@ TEST_P(PoolModeVm, PoolMemoryStaysWritableWhateverTheDirection) {
     std::byte* buf = pages(1);
     ASSERT_NE(buf, nullptr);
     auto addr = dma().map_single(buf, kPage, DmaDirection::to_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     auto r = device_writes(addr->value(), kLba + 3);
     ASSERT_TRUE(r.ok() && r->ok()) << outcome(r);
     EXPECT_TRUE(has_pattern(buf, block_, kLba + 3, 1, kDiskTag))

@@ -38,7 +38,7 @@ int node_of_page(const void* p) {
 
 TEST(NumaVm, ADeviceOnNode1GetsItsDmaMemoryFromNode1) {
     auto topology = mem::NumaTopology::from_sysfs();
-    ASSERT_TRUE(topology.ok()) << topology.error().message();
+    ASSERT_TRUE(topology.ok()) << topology.error();
     ASSERT_TRUE(topology->multi_node())
         << "the guest has node(s) " << topology->to_string()
         << "; boot it with the NUMA geometry of docs/testing.md";
@@ -55,18 +55,18 @@ TEST(NumaVm, ADeviceOnNode1GetsItsDmaMemoryFromNode1) {
     PciDmaOptions options;
     options.context.pages.region_size = std::size_t{16} << 20;
     auto domain = PciDomain::open(*on_node1, options);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     DmaDevice& device = (*domain)->function(0).dma();
     EXPECT_EQ(device.numa_node(), 1) << "PciDomain did not take the node from sysfs";
 
     auto buffer = device.alloc_coherent(64 * 1024);
-    ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+    ASSERT_TRUE(buffer.ok()) << buffer.error();
     EXPECT_EQ((*domain)->context().pages().region_of(buffer->cpu())->numa_node(), 1);
     EXPECT_EQ(node_of_page(buffer->cpu()), 1);
     auto pool = DmaPool::create("numa", device, 512, 0, 4096);
     ASSERT_TRUE(pool.ok());
     auto block = (*pool)->alloc();
-    ASSERT_TRUE(block.ok()) << block.error().message();
+    ASSERT_TRUE(block.ok()) << block.error();
     EXPECT_EQ(node_of_page(block->cpu), 1);
 
     // The controller works through the IOMMU on node-1 memory (its queues
@@ -76,19 +76,19 @@ TEST(NumaVm, ADeviceOnNode1GetsItsDmaMemoryFromNode1) {
         co.admin_timeout = 10s;
         co.io_timeout = 10s;
         auto controller = nvme::Controller::open((*domain)->function(0), co);
-        ASSERT_TRUE(controller.ok()) << controller.error().message();
+        ASSERT_TRUE(controller.ok()) << controller.error();
         EXPECT_FALSE((*controller)->namespaces().empty());
     }
 
     // Overridable: node 0 on request; a node that does not exist is refused.
     ASSERT_TRUE(device.set_numa_node(0).ok());
     auto on0 = device.alloc_coherent(64 * 1024);
-    ASSERT_TRUE(on0.ok()) << on0.error().message();
+    ASSERT_TRUE(on0.ok()) << on0.error();
     EXPECT_EQ(node_of_page(on0->cpu()), 0);
     auto bad = device.set_numa_node(5);
     ASSERT_FALSE(bad.ok());
     EXPECT_EQ(bad.error().code(), EINVAL);
-    std::printf("%s\n%s", bad.error().message().c_str(),
+    std::printf("%s\n%s", dmakit::to_string(bad.error()).c_str(),
                 (*domain)->context().pages().format_buddyinfo().c_str());
     EXPECT_NE((*domain)->context().pages().format_buddyinfo().find("Node 1, zone"), std::string::npos);
     EXPECT_TRUE((*pool)->free(block->cpu).ok());

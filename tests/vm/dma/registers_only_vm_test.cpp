@@ -36,10 +36,10 @@ struct Footprint {
 Footprint footprint() {
     Footprint f;
     auto pool = mem::read_hugepage_pool(std::size_t{2} << 20);
-    EXPECT_TRUE(pool.ok()) << pool.error().message();
+    EXPECT_TRUE(pool.ok()) << pool.error();
     if (pool.ok()) f.free_hugepages = pool->free;
     auto memlock = vfio::read_memlock_state();
-    EXPECT_TRUE(memlock.ok()) << memlock.error().message();
+    EXPECT_TRUE(memlock.ok()) << memlock.error();
     if (memlock.ok()) f.locked_bytes = memlock->locked;
     return f;
 }
@@ -74,19 +74,19 @@ TEST_F(RegistersOnlyVm, ReadsCapAndVsWithoutHugepagesPinningOrBusMastering) {
     // closes the device (vfio_pci_core_disable). Start from that state.
     {
         auto first = PciDomain::open(nvme_, options);
-        ASSERT_TRUE(first.ok()) << first.error().message();
+        ASSERT_TRUE(first.ok()) << first.error();
     }
     ASSERT_EQ(command_register_from_sysfs(nvme_) & kBusMasterEnable, 0) << "vfio-pci left bus mastering on at close";
     const Footprint before = footprint();
 
     auto domain = PciDomain::open(nvme_, options);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     EXPECT_FALSE((*domain)->has_dma());
     PciFunction& function = (*domain)->function(0);
     EXPECT_FALSE(function.has_dma());
 
     auto bar0 = function.vfio().map_bar(0);
-    ASSERT_TRUE(bar0.ok()) << bar0.error().message();
+    ASSERT_TRUE(bar0.ok()) << bar0.error();
     auto cap = bar0->read64(kNvmeCap);
     auto vs = bar0->read32(kNvmeVs);
     ASSERT_TRUE(cap.ok() && vs.ok());
@@ -97,7 +97,7 @@ TEST_F(RegistersOnlyVm, ReadsCapAndVsWithoutHugepagesPinningOrBusMastering) {
     EXPECT_NE(*cap & 0xffff, 0u) << "CAP.MQES";
 
     auto command = function.vfio().config_read16(0x04);
-    ASSERT_TRUE(command.ok()) << command.error().message();
+    ASSERT_TRUE(command.ok()) << command.error();
     EXPECT_EQ(*command & kBusMasterEnable, 0) << "registers_only left Bus Master Enable on";
     auto master = function.vfio().bus_master_enabled();
     ASSERT_TRUE(master.ok());
@@ -111,12 +111,12 @@ TEST_F(RegistersOnlyVm, ReadsCapAndVsWithoutHugepagesPinningOrBusMastering) {
     auto refused = function.require_dma("this test");
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().code(), EINVAL);
-    EXPECT_NE(refused.error().message().find("registers_only"), std::string::npos) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("registers_only"), std::string::npos) << refused.error();
     auto controller = nvme::Controller::open(function, {});
     ASSERT_FALSE(controller.ok());
     EXPECT_EQ(controller.error().code(), EINVAL);
     EXPECT_NE(controller.error().message().find("the NVMe driver needs DMA"), std::string::npos)
-        << controller.error().message();
+        << controller.error();
     EXPECT_EQ(footprint().free_hugepages, before.free_hugepages);
 
     domain->reset();  // close: vfio-pci resets the function
@@ -127,7 +127,7 @@ TEST_F(RegistersOnlyVm, ReadsCapAndVsWithoutHugepagesPinningOrBusMastering) {
 TEST_F(RegistersOnlyVm, ADmaOpenTakesHugepagesPinsAndEnablesBusMastering) {
     const Footprint before = footprint();
     auto domain = PciDomain::open(nvme_);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     PciFunction& function = (*domain)->function(0);
     ASSERT_TRUE(function.has_dma());
     EXPECT_TRUE(function.require_dma("this test").ok());
@@ -135,7 +135,7 @@ TEST_F(RegistersOnlyVm, ADmaOpenTakesHugepagesPinsAndEnablesBusMastering) {
     ASSERT_TRUE(master.ok());
     EXPECT_TRUE(*master);
     auto buffer = function.dma().alloc_coherent(4096);
-    ASSERT_TRUE(buffer.ok()) << buffer.error().message();
+    ASSERT_TRUE(buffer.ok()) << buffer.error();
     const Footprint open = footprint();
     std::printf("DMA open + 4 KiB coherent: %zu hugepages taken, %llu KiB locked\n",
                 before.free_hugepages - open.free_hugepages,

@@ -52,7 +52,7 @@ struct Received {
 
 // A burst's count; an error fails the test (queue 0 always exists).
 std::size_t count_of(const Result<std::size_t>& burst) {
-    EXPECT_TRUE(burst.ok()) << burst.error().message();
+    EXPECT_TRUE(burst.ok()) << burst.error();
     return burst.ok() ? *burst : 0;
 }
 
@@ -151,7 +151,7 @@ TEST_P(NetVm, HundredThousandFramesArriveInOrderAndCountersAgree) {
     dma::PciDmaOptions options;
     options.context.policy = GetParam().policy;
     auto domain = dma::PciDomain::open(std::array{a_, b_}, options);
-    ASSERT_TRUE(domain.ok()) << domain.error().message();
+    ASSERT_TRUE(domain.ok()) << domain.error();
     // Our own pools, so the leak check can run after the ports are gone.
     auto pool_a = create_dma_packet_pool((*domain)->context(), "test-a", 2048);
     auto pool_b = create_dma_packet_pool((*domain)->context(), "test-b", 2048);
@@ -166,9 +166,9 @@ TEST_P(NetVm, HundredThousandFramesArriveInOrderAndCountersAgree) {
         cb.function = &(*domain)->function(1);
         cb.pool = pool_b->get();
         auto b = open_nic(registry_, cb);
-        ASSERT_TRUE(b.ok()) << b.error().message();
+        ASSERT_TRUE(b.ok()) << b.error();
         auto a = open_nic(registry_, ca);
-        ASSERT_TRUE(a.ok()) << a.error().message();
+        ASSERT_TRUE(a.ok()) << a.error();
         auto link = (*a)->link();
         ASSERT_TRUE(link.ok());
         EXPECT_TRUE(link->up);
@@ -228,11 +228,11 @@ TEST_P(NetVm, HundredThousandFramesArriveInOrderAndCountersAgree) {
 TEST_P(NetVm, FullTxRingPushesBackAndLosesNothing) {
     auto cb = context(b_);
     auto b = open_nic(registry_, cb);
-    ASSERT_TRUE(b.ok()) << b.error().message();
+    ASSERT_TRUE(b.ok()) << b.error();
     auto ca = context(a_);
     ca.tx_ring_size = 64;
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     PacketPool& pool = *(*a)->packet_pool();
     const std::size_t baseline = pool.in_use();  // the RX ring's buffers
 
@@ -273,7 +273,7 @@ TEST_P(NetVm, FullTxRingPushesBackAndLosesNothing) {
 TEST_P(NetVm, InvalidTxPacketsAreTakenFreedAndCounted) {
     auto ca = context(a_);
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     PacketPool& pool = *(*a)->packet_pool();
     const std::size_t baseline = pool.in_use();
     std::array<PacketBuffer*, 2> pkts;
@@ -293,7 +293,7 @@ TEST_P(NetVm, InvalidTxPacketsAreTakenFreedAndCounted) {
 TEST_P(NetVm, BadQueueIndexIsRefused) {
     auto ca = context(a_);
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     ASSERT_EQ((*a)->queue_count(), 1u);
     PacketPool& pool = *(*a)->packet_pool();
     const std::size_t baseline = pool.in_use();
@@ -303,7 +303,7 @@ TEST_P(NetVm, BadQueueIndexIsRefused) {
     auto tx = (*a)->tx_burst(1, pkts);
     ASSERT_FALSE(tx.ok());
     EXPECT_EQ(tx.error().code(), EINVAL);
-    EXPECT_NE(tx.error().message().find("queue 1"), std::string::npos) << tx.error().message();
+    EXPECT_NE(tx.error().message().find("queue 1"), std::string::npos) << tx.error();
     std::array<PacketBuffer*, 4> got{};
     auto rx = (*a)->rx_burst(7, got);
     ASSERT_FALSE(rx.ok());
@@ -350,10 +350,10 @@ TEST_P(NetVm, RestartsCleanlyAfterAProcessDiedMidTraffic) {
     for (int round = 0; round < 2; ++round) {
         auto cb = context(b_);
         auto b = open_nic(registry_, cb);
-        ASSERT_TRUE(b.ok()) << b.error().message();
+        ASSERT_TRUE(b.ok()) << b.error();
         auto ca = context(a_);
         auto a = open_nic(registry_, ca);
-        ASSERT_TRUE(a.ok()) << "reopen after crash: " << a.error().message();
+        ASSERT_TRUE(a.ok()) << "reopen after crash: " << a.error();
         Received r;
         transfer(**a, **b, new_run_id(), 2000, r, 32, 30s);
         EXPECT_EQ(r.ok, 2000u) << "round " << round;
@@ -374,10 +374,10 @@ TEST_P(NetVm, MsixModeWakesTheReceiver) {
     auto cb = context(b_);
     cb.interrupts = InterruptMode::msix;
     auto b = open_nic(registry_, cb);
-    ASSERT_TRUE(b.ok()) << b.error().message();
+    ASSERT_TRUE(b.ok()) << b.error();
     auto ca = context(a_);
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     // Drain what the hub may have queued for B, then let the vectors go quiet.
     Received stale;
     const std::uint32_t run = new_run_id();
@@ -385,7 +385,7 @@ TEST_P(NetVm, MsixModeWakesTheReceiver) {
     }
     for (int i = 0; i < 5; ++i) {
         auto w = (*b)->wait(0, 50ms);
-        ASSERT_TRUE(w.ok()) << w.error().message();
+        ASSERT_TRUE(w.ok()) << w.error();
         if (!*w) break;
         drain(**b, run, stale);
     }
@@ -415,7 +415,7 @@ TEST_P(NetVm, MsixModeWakesTheReceiver) {
     const auto deadline = std::chrono::steady_clock::now() + 2s;
     while (r.ok < 200 && std::chrono::steady_clock::now() < deadline) {
         auto w = (*b)->wait(0, 100ms);
-        ASSERT_TRUE(w.ok()) << w.error().message();
+        ASSERT_TRUE(w.ok()) << w.error();
         while (drain(**b, run, r) != 0) {
         }
     }
@@ -427,7 +427,7 @@ TEST_P(NetVm, BadAddressesFailWithAClearMessage) {
     auto c = context(*pci::PciAddress::parse("0000:00:1f.7"));
     auto nic = open_nic(registry_, c);
     ASSERT_FALSE(nic.ok());
-    EXPECT_NE(nic.error().message().find("0000:00:1f.7"), std::string::npos) << nic.error().message();
+    EXPECT_NE(nic.error().message().find("0000:00:1f.7"), std::string::npos) << nic.error();
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, NetVm,
@@ -444,10 +444,10 @@ TEST_P(VirtioVm, PromiscuousModeGoesThroughTheControlQueue) {
     auto cb = context(b_);
     cb.promiscuous = false;
     auto b = open_nic(registry_, cb);
-    ASSERT_TRUE(b.ok()) << b.error().message();
+    ASSERT_TRUE(b.ok()) << b.error();
     auto ca = context(a_);
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     const MacAddress stranger{{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}};
     PacketPool& pool = *(*a)->packet_pool();
     // Sends 50 frames to `to` and returns how many of this run B received.
@@ -497,11 +497,11 @@ TEST_P(VirtioVm, QueuePairsTheDeviceDoesNotOfferAreAClearError) {
     uneven.tx_queues = 1;
     auto nic = open_nic(registry_, uneven);
     ASSERT_FALSE(nic.ok());
-    EXPECT_NE(nic.error().message().find("pairs"), std::string::npos) << nic.error().message();
+    EXPECT_NE(nic.error().message().find("pairs"), std::string::npos) << nic.error();
     // The port is still usable after the refusals.
     auto fine = context(a_);
     auto again = open_nic(registry_, fine);
-    ASSERT_TRUE(again.ok()) << again.error().message();
+    ASSERT_TRUE(again.ok()) << again.error();
     EXPECT_EQ((*again)->queue_count(), 1u);
 }
 
@@ -520,9 +520,9 @@ TEST_P(VirtioVm, EveryQueuePairCarriesVerifiedTraffic) {
     auto cb = context(b_);
     ca.rx_queues = ca.tx_queues = cb.rx_queues = cb.tx_queues = pairs;
     auto b = open_nic(registry_, cb);
-    ASSERT_TRUE(b.ok()) << b.error().message();
+    ASSERT_TRUE(b.ok()) << b.error();
     auto a = open_nic(registry_, ca);
-    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_TRUE(a.ok()) << a.error();
     ASSERT_EQ((*a)->queue_count(), pairs);
     ASSERT_EQ((*b)->queue_count(), pairs);
     constexpr std::uint64_t per_flow = 20000;
@@ -555,7 +555,7 @@ TEST_P(VirtioVm, EveryQueuePairCarriesVerifiedTraffic) {
                     }
                 }
                 auto n = (*a)->tx_burst(q, pending);
-                ASSERT_TRUE(n.ok()) << n.error().message();
+                ASSERT_TRUE(n.ok()) << n.error();
                 sent[q] += *n;
                 pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*n));
             }
@@ -571,7 +571,7 @@ TEST_P(VirtioVm, EveryQueuePairCarriesVerifiedTraffic) {
             };
             while (std::chrono::steady_clock::now() < deadline) {
                 auto n = (*b)->rx_burst(q, got);
-                ASSERT_TRUE(n.ok()) << n.error().message();
+                ASSERT_TRUE(n.ok()) << n.error();
                 for (std::size_t i = 0; i < *n; ++i) {
                     std::uint64_t seq = 0;
                     const auto check = examples::check_frame(got[i]->bytes(), run, &seq);
@@ -600,7 +600,7 @@ TEST_P(VirtioVm, EveryQueuePairCarriesVerifiedTraffic) {
         EXPECT_EQ(disorder[q], 0u) << "RX queue " << q;
         got_total += got_per_queue[q];
         const auto stats = (*a)->stats();
-        ASSERT_TRUE(stats.ok()) << stats.error().message();
+        ASSERT_TRUE(stats.ok()) << stats.error();
         EXPECT_EQ(stats->queues.at(q).tx_packets, per_flow) << "TX queue " << q;
     }
     EXPECT_EQ(got_total, per_flow * pairs);

@@ -60,12 +60,12 @@ protected:
             o.context.debug = true;
             o.context.pages.region_size = std::size_t{16} << 20;
             auto d = dma::PciDomain::open(a, o);
-            ASSERT_TRUE(d.ok()) << d.error().message();
+            ASSERT_TRUE(d.ok()) << d.error();
             ControllerOptions co;
             co.io_timeout = 5s;
             co.admin_timeout = 5s;
             auto c = Controller::open((*d)->function(0), co);
-            ASSERT_TRUE(c.ok()) << c.error().message();
+            ASSERT_TRUE(c.ok()) << c.error();
             ASSERT_FALSE((*c)->namespaces().empty());
             body(**c, (*c)->namespaces()[0]);
         }
@@ -80,7 +80,7 @@ TEST_F(NvmeDataVm, ScatteredSglWriteReadsBackThroughPrps) {
     on_every_controller([](Controller& c, const NamespaceInfo& ns) {
         ASSERT_TRUE(c.sgl_support().supported) << "QEMU 7.2 reports SGLS; this controller says " << c.info().sgls;
         auto q = c.create_io_queue(64);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         const std::size_t bs = ns.block_size();
         const std::size_t pieces = 48, piece = 700;  // 33600 bytes: rounded down to whole blocks below
         const std::size_t bytes = pieces * piece / bs * bs;
@@ -107,7 +107,7 @@ TEST_F(NvmeDataVm, ScatteredSglWriteReadsBackThroughPrps) {
         };
         std::pair<bool*, bool*> flags{&done, &ok};
         auto cid = (*q)->write_sg(ns.nsid, 64, blocks, sg, cb, &flags);
-        ASSERT_TRUE(cid.ok()) << cid.error().message();
+        ASSERT_TRUE(cid.ok()) << cid.error();
         const auto give_up = std::chrono::steady_clock::now() + 10s;
         while (!done && std::chrono::steady_clock::now() < give_up) (*q)->poll();
         ASSERT_TRUE(done);
@@ -139,7 +139,7 @@ TEST_F(NvmeDataVm, FourMiBRequestsAreSplitAtMdtsAndVerified) {
         const std::uint64_t per_request = (bytes + chunk - 1) / chunk;
         auto q = c.create_io_queue(static_cast<std::uint32_t>(std::min<std::uint64_t>(
             std::max<std::uint64_t>(per_request + 1, 16), c.max_io_queue_depth())));
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         const auto blocks = static_cast<std::uint32_t>(bytes / bs);
         for (DataTransfer how : {DataTransfer::prp, DataTransfer::sgl}) {
             SCOPED_TRACE(to_string(how));
@@ -148,7 +148,7 @@ TEST_F(NvmeDataVm, FourMiBRequestsAreSplitAtMdtsAndVerified) {
             HostMemory out(bytes), in(bytes);
             fill(out.p, bytes, how == DataTransfer::prp ? 21 : 22);
             auto coherent = c.dma().alloc_coherent(bytes);
-            ASSERT_TRUE(coherent.ok()) << coherent.error().message();
+            ASSERT_TRUE(coherent.ok()) << coherent.error();
             const DmaSegment seg{coherent->dma().value(), bytes};
             // caller memory -> disk -> hugepage memory
             ASSERT_TRUE((*q)->write_host_sync(ns.nsid, 0, blocks, out.p).ok());
@@ -177,14 +177,14 @@ TEST_F(NvmeDataVm, AboveMdtsWithSplittingOffIsRefusedAndNothingLeaks) {
     on_every_controller([](Controller& c, const NamespaceInfo& ns) {
         if (c.max_transfer() >= (std::uint64_t{64} << 20)) GTEST_SKIP() << "MDTS too large to exceed here";
         auto q = c.create_io_queue(16);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         (*q)->set_split(false);
         const std::size_t bytes = c.max_transfer() + 2 * ns.block_size();
         HostMemory mem(bytes);
         auto s = (*q)->write_host_sync(ns.nsid, 0, static_cast<std::uint32_t>(bytes / ns.block_size()), mem.p);
         ASSERT_FALSE(s.ok());
         EXPECT_EQ(s.error().code(), EINVAL);
-        EXPECT_NE(s.error().message().find("splitting is off"), std::string::npos) << s.error().message();
+        EXPECT_NE(s.error().message().find("splitting is off"), std::string::npos) << s.error();
         EXPECT_EQ((*q)->outstanding(), 0u);
         // Exactly MDTS is one command.
         ASSERT_TRUE((*q)->write_host_sync(ns.nsid, 0, static_cast<std::uint32_t>(c.max_transfer() / ns.block_size()),

@@ -73,7 +73,7 @@ protected:
         DMAKIT_VM_REQUIRE(!want.empty(), "the serial of NVMe controller " + std::to_string(index) +
                                              " (DMAKIT_VM_NVME_SERIAL / DMAKIT_VM_NVME1_SERIAL, set by scripts/vm)");
         auto c = open();
-        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE(c.ok()) << c.error();
         ASSERT_EQ((*c)->info().serial, want) << "the NVMe controller at " << address_->to_string()
                                              << " is not bench controller " << index << " (by PCI address order)";
         ASSERT_FALSE((*c)->namespaces().empty());
@@ -88,7 +88,7 @@ protected:
         o.context.pages.region_size = std::size_t{16} << 20;
         auto d = dma::PciDomain::open(*address_, o);
         if (!d.ok()) {
-            ADD_FAILURE() << d.error().message();
+            ADD_FAILURE() << d.error();
             return d.error();
         }
         dev_ = std::move(d).value();
@@ -122,7 +122,7 @@ INSTANTIATE_TEST_SUITE_P(Bench, NvmeVm, ::testing::Values(std::size_t{0}, std::s
 
 TEST_P(NvmeVm, IdentifyMatchesWhatQemuWasStartedWith) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const ControllerInfo& i = (*c)->info();
     EXPECT_EQ(i.model, "QEMU NVMe Ctrl");
     EXPECT_EQ(i.vid, 0x1b36);
@@ -156,28 +156,28 @@ TEST_P(NvmeVm, IdentifyMatchesWhatQemuWasStartedWith) {
     EXPECT_GE((*c)->async_events_outstanding(), 1u);
 
     auto smart = (*c)->smart_log();
-    ASSERT_TRUE(smart.ok()) << smart.error().message();
+    ASSERT_TRUE(smart.ok()) << smart.error();
     EXPECT_GT(smart->temperature_celsius(), -50);
     EXPECT_LT(smart->temperature_celsius(), 150);
     auto errors = (*c)->error_log();
-    ASSERT_TRUE(errors.ok()) << errors.error().message();
+    ASSERT_TRUE(errors.ok()) << errors.error();
     // Abort of a CID nobody used: the controller answers "not aborted" (DW0 bit 0 = 1).
     auto q = (*c)->create_io_queue(8);
-    ASSERT_TRUE(q.ok()) << q.error().message();
+    ASSERT_TRUE(q.ok()) << q.error();
     auto aborted = (*c)->abort((*q)->qid(), 0x7ff0);
-    ASSERT_TRUE(aborted.ok()) << aborted.error().message();
+    ASSERT_TRUE(aborted.ok()) << aborted.error();
     EXPECT_FALSE(*aborted);
 }
 
 TEST_P(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     const std::size_t bs = ns.block_size();
     std::vector<IoQueue*> qs;
     for (int i = 0; i < 3; ++i) {
         auto q = (*c)->create_io_queue(128);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         qs.push_back(*q);
     }
     const std::uint64_t first_lba = 1000, lbas = 4096;
@@ -209,7 +209,7 @@ TEST_P(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
                         IoQueue& q = *qs[k % qs.size()];
                         auto r = phase == 0 ? q.write(ns.nsid, batch[k].lba, per_io, {&seg, 1}, cb, &batch[k])
                                             : q.read(ns.nsid, batch[k].lba, per_io, {&seg, 1}, cb, &batch[k]);
-                        ASSERT_TRUE(r.ok()) << r.error().message();
+                        ASSERT_TRUE(r.ok()) << r.error();
                     }
                     const auto give_up = std::chrono::steady_clock::now() + 10s;
                     bool all = false;
@@ -252,7 +252,7 @@ TEST_P(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
         static_cast<Done*>(u)->done = true;
         static_cast<Done*>(u)->ok = x.ok();
     }, &d);
-    ASSERT_TRUE(r.ok()) << r.error().message();
+    ASSERT_TRUE(r.ok()) << r.error();
     for (int spin = 0; !d.done && spin < 10'000'000; ++spin) qs[2]->poll();
     ASSERT_TRUE(d.ok);
     ASSERT_TRUE((*c)->dma().unmap_sg(sg, dma::DmaDirection::from_device).ok());
@@ -265,7 +265,7 @@ TEST_P(NvmeVm, WriteReadVerifyThousandsOfLbasAtDepths1To64OnSeveralQueues) {
 
 TEST_P(NvmeVm, WriteZeroesDeallocateAndFlush) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     auto q = (*c)->create_io_queue(16);
     ASSERT_TRUE(q.ok());
@@ -301,7 +301,7 @@ TEST_P(NvmeVm, WriteZeroesDeallocateAndFlush) {
 
 TEST_P(NvmeVm, IoPastTheNamespaceEndOrToAMissingNamespaceIsRefusedBeforeTheDevice) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     auto q = (*c)->create_io_queue(8);
     ASSERT_TRUE(q.ok());
@@ -313,14 +313,14 @@ TEST_P(NvmeVm, IoPastTheNamespaceEndOrToAMissingNamespaceIsRefusedBeforeTheDevic
     for (std::uint64_t slba : {ns.nsze - n / 2, ns.nsze, ns.nsze + 1000}) {
         auto r = (*q)->read_sync_completion(ns.nsid, slba, n, {&seg, 1});
         ASSERT_FALSE(r.ok()) << "slba " << slba;
-        EXPECT_EQ(r.error().code(), ERANGE) << r.error().message();
+        EXPECT_EQ(r.error().code(), ERANGE) << r.error();
     }
     // NSID 0, one past the last and FFFFFFFEh are no namespace of this controller.
     for (std::uint32_t nsid : {0u, static_cast<std::uint32_t>((*c)->namespaces().size() + 1), 0xfffffffeu}) {
         auto r = (*q)->read_sync(nsid, 0, n, {&seg, 1});
         ASSERT_FALSE(r.ok()) << "nsid " << nsid;
-        EXPECT_EQ(r.error().code(), EINVAL) << r.error().message();
-        EXPECT_NE(r.error().message().find("not active"), std::string::npos) << r.error().message();
+        EXPECT_EQ(r.error().code(), EINVAL) << r.error();
+        EXPECT_NE(r.error().message().find("not active"), std::string::npos) << r.error();
     }
     EXPECT_EQ((*q)->stats().submitted, submitted);  // nothing reached the device
     // The queue is fine afterwards: the last full range reads.
@@ -331,7 +331,7 @@ TEST_P(NvmeVm, IoPastTheNamespaceEndOrToAMissingNamespaceIsRefusedBeforeTheDevic
 
 TEST_P(NvmeVm, PrpAtAnUnmappedIovaFailsWithoutTouchingMemory) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     auto q = (*c)->create_io_queue(8);
     ASSERT_TRUE(q.ok());
@@ -346,7 +346,7 @@ TEST_P(NvmeVm, PrpAtAnUnmappedIovaFailsWithoutTouchingMemory) {
     ASSERT_NE(target, nullptr);
     std::memset(target, 0xa5, len);
     auto addr = (*c)->dma().map_single(target, len, dma::DmaDirection::from_device);
-    ASSERT_TRUE(addr.ok()) << addr.error().message();
+    ASSERT_TRUE(addr.ok()) << addr.error();
     ASSERT_TRUE((*c)->dma().unmap_single(*addr, len, dma::DmaDirection::from_device).ok());
 
     const DmaSegment stale{addr->value(), 4096};
@@ -359,8 +359,8 @@ TEST_P(NvmeVm, PrpAtAnUnmappedIovaFailsWithoutTouchingMemory) {
     if (r.ok()) {
         outcome = r->ok() ? "success status (the IOMMU dropped the write)" : std::string(status_name(r->status));
     } else {
-        EXPECT_EQ(r.error().code(), ETIMEDOUT) << r.error().message();
-        outcome = "timeout: " + r.error().message();
+        EXPECT_EQ(r.error().code(), ETIMEDOUT) << r.error();
+        outcome = "timeout: " + dmakit::to_string(r.error());
     }
     RecordProperty("unmapped_iova_outcome", outcome);
     std::printf("read into an unmapped IOVA: %s\n", outcome.c_str());
@@ -380,7 +380,7 @@ TEST_P(NvmeVm, InterruptModeCompletesThroughMsixEventfds) {
     ControllerOptions o;
     o.interrupts = true;
     auto c = open(o);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_TRUE((*c)->interrupts_enabled());
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     auto q = (*c)->create_io_queue(32);
@@ -396,7 +396,7 @@ TEST_P(NvmeVm, InterruptModeCompletesThroughMsixEventfds) {
     ASSERT_TRUE(r.ok());
     (*q)->ring();
     auto fired = (*c)->interrupts()->wait(*(*q)->vector(), 5000ms);
-    ASSERT_TRUE(fired.ok()) << fired.error().message();
+    ASSERT_TRUE(fired.ok()) << fired.error();
     EXPECT_GE(*fired, 1u) << "no MSI-X interrupt for the queue's vector";
     for (int spin = 0; !done && spin < 1000; ++spin) (void)(*q)->wait(10ms);
     ASSERT_TRUE(done);
@@ -418,12 +418,12 @@ TEST_P(NvmeVm, ShadowDoorbellsCarryDataAndAreConfiguredAgainAfterAReset) {
     };
     {
         auto c = open();
-        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE(c.ok()) << c.error();
         ASSERT_TRUE((*c)->info().supports_doorbell_buffer_config()) << "QEMU 7.1+ sets OACS bit 8";
         EXPECT_TRUE((*c)->shadow_doorbells_active());
         const std::uint32_t nsid = (*c)->namespaces()[0].nsid;
         auto q = (*c)->create_io_queue(16);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         EXPECT_TRUE((*q)->shadow_doorbells());
         for (std::uint64_t i = 0; i < 40; ++i) round_trip(**q, nsid, 12000 + i * n, 7);  // wraps the ring
         ASSERT_TRUE((*c)->reset().ok());
@@ -435,10 +435,10 @@ TEST_P(NvmeVm, ShadowDoorbellsCarryDataAndAreConfiguredAgainAfterAReset) {
     ControllerOptions off;
     off.shadow_doorbells = false;
     auto plain = open(off);
-    ASSERT_TRUE(plain.ok()) << plain.error().message();
+    ASSERT_TRUE(plain.ok()) << plain.error();
     EXPECT_FALSE((*plain)->shadow_doorbells_active());
     auto q = (*plain)->create_io_queue(16);
-    ASSERT_TRUE(q.ok()) << q.error().message();
+    ASSERT_TRUE(q.ok()) << q.error();
     EXPECT_FALSE((*q)->shadow_doorbells());
     round_trip(**q, (*plain)->namespaces()[0].nsid, 12000, 9);
     EXPECT_EQ((*q)->doorbell_counts().mmio_skipped, 0u);
@@ -450,13 +450,13 @@ TEST_P(NvmeVm, TwoQueuesOnTwoThreadsEachWithItsOwnVector) {
     ControllerOptions o;
     o.interrupts = true;
     auto c = open(o);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo& ns = (*c)->namespaces()[0];
     const std::uint32_t bs = ns.block_size(), n = 8192 / bs;
     std::vector<IoQueue*> qs;
     for (int i = 0; i < 2; ++i) {
         auto q = (*c)->create_io_queue(32);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         qs.push_back(*q);
     }
     ASSERT_NE(qs[0]->vector(), qs[1]->vector());
@@ -471,7 +471,7 @@ TEST_P(NvmeVm, TwoQueuesOnTwoThreadsEachWithItsOwnVector) {
                 fill(data.data(), bs, lba, n, 20 + t);
                 auto w = q.write_host_sync(ns.nsid, lba, n, data.data());
                 auto r = w.ok() ? q.read_host_sync(ns.nsid, lba, n, back.data()) : w;
-                if (!r.ok()) failures[t] = r.error().message();
+                if (!r.ok()) failures[t] = dmakit::to_string(r.error());
                 else if (first_bad(back.data(), bs, lba, n, 20 + t) != -1) failures[t] = "mismatch at LBA " + std::to_string(lba);
             }
         });
@@ -491,7 +491,7 @@ TEST_P(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     {
         // 1. Left enabled with I/O queues created and commands in flight.
         auto a = open();
-        ASSERT_TRUE(a.ok()) << a.error().message();
+        ASSERT_TRUE(a.ok()) << a.error();
         auto q1 = (*a)->create_io_queue(64);
         auto q2 = (*a)->create_io_queue(64);
         ASSERT_TRUE(q1.ok() && q2.ok());
@@ -508,9 +508,9 @@ TEST_P(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     }
     {
         auto b = open();
-        ASSERT_TRUE(b.ok()) << "open after an abandoned controller: " << b.error().message();
+        ASSERT_TRUE(b.ok()) << "open after an abandoned controller: " << b.error();
         auto q = (*b)->create_io_queue(16);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         std::vector<std::byte> back(4096);
         ASSERT_TRUE((*q)->read_host_sync(1, lba, n, back.data()).ok());
         EXPECT_EQ(first_bad(back.data(), bs, lba, n, 42), -1);
@@ -521,7 +521,7 @@ TEST_P(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     }
     {
         auto c = open();
-        ASSERT_TRUE(c.ok()) << "open after a shutdown: " << c.error().message();
+        ASSERT_TRUE(c.ok()) << "open after a shutdown: " << c.error();
         auto q = (*c)->create_io_queue(16);
         ASSERT_TRUE(q.ok());
         std::vector<std::byte> back(4096);
@@ -552,7 +552,7 @@ TEST_P(NvmeVm, NextOpenStartsFromAControllerLeftInAnyState) {
     ASSERT_EQ(WEXITSTATUS(status), 0);
     ASSERT_TRUE(open_device().ok());
     auto d = open();
-    ASSERT_TRUE(d.ok()) << "open after a process died holding the controller: " << d.error().message();
+    ASSERT_TRUE(d.ok()) << "open after a process died holding the controller: " << d.error();
     auto q = (*d)->create_io_queue(16);
     ASSERT_TRUE(q.ok());
     std::vector<std::byte> back(4096);
@@ -569,7 +569,7 @@ protected:
 
 TEST_F(NvmeVmSecond, SeparateMetadataIsWrittenAndReadBackThroughMptr) {
     auto c = open();
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     const NamespaceInfo* ns = (*c)->find_namespace(2);
     ASSERT_NE(ns, nullptr);
     ASSERT_TRUE(ns->separate_metadata());
@@ -626,7 +626,7 @@ TEST_F(NvmeVmSecond, DetachingAndAttachingANamespaceRaisesTheEventAndTheTableFol
     o.on_async_event = &SeenEvents::on;
     o.async_event_user = &seen;
     auto c = open(o);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_GE((*c)->async_events_outstanding(), 1u);
     ASSERT_NE((*c)->find_namespace(2), nullptr);
     const NamespaceInfo before = *(*c)->find_namespace(2);
@@ -639,7 +639,7 @@ TEST_F(NvmeVmSecond, DetachingAndAttachingANamespaceRaisesTheEventAndTheTableFol
         while (seen.events.size() < n && std::chrono::steady_clock::now() < give_up) {
             auto r = (*c)->process_events();
             if (!r.ok()) {
-                ADD_FAILURE() << r.error().message();
+                ADD_FAILURE() << r.error();
                 return;
             }
             std::this_thread::sleep_for(10ms);
@@ -647,7 +647,7 @@ TEST_F(NvmeVmSecond, DetachingAndAttachingANamespaceRaisesTheEventAndTheTableFol
     };
 
     auto detached = attach_namespace(**c, *list, 2, false);
-    ASSERT_TRUE(detached.ok()) << detached.error().message();
+    ASSERT_TRUE(detached.ok()) << detached.error();
     wait_for_event(1);
     ASSERT_EQ(seen.events.size(), 1u) << "no asynchronous event after the detach";
     EXPECT_EQ(seen.events[0].description, "notice: namespace attribute changed");
@@ -658,10 +658,10 @@ TEST_F(NvmeVmSecond, DetachingAndAttachingANamespaceRaisesTheEventAndTheTableFol
     std::vector<std::byte> buf(512);
     auto gone = (*q)->read_host_sync(2, 0, 1, buf.data());
     ASSERT_FALSE(gone.ok());
-    EXPECT_EQ(gone.error().code(), EINVAL) << gone.error().message();
+    EXPECT_EQ(gone.error().code(), EINVAL) << gone.error();
 
     auto attached = attach_namespace(**c, *list, 2, true);
-    ASSERT_TRUE(attached.ok()) << attached.error().message();
+    ASSERT_TRUE(attached.ok()) << attached.error();
     wait_for_event(2);
     ASSERT_EQ(seen.events.size(), 2u) << "no asynchronous event after the attach";
     EXPECT_EQ(seen.events[1].changed_namespaces, std::vector<std::uint32_t>{2});
@@ -697,7 +697,7 @@ TEST_P(NvmeVm, DataWrittenByDmakitIsReadBackByTheKernelsNvmeDriver) {
     fill(data.data(), bs, lba, blocks, 0xc0ffee);
     {
         auto c = open();
-        ASSERT_TRUE(c.ok()) << c.error().message();
+        ASSERT_TRUE(c.ok()) << c.error();
         auto q = (*c)->create_io_queue(32);
         ASSERT_TRUE(q.ok());
         for (std::uint32_t off = 0; off < blocks; off += chunk) {

@@ -68,7 +68,7 @@ std::string missing_devices(const BenchDevice& model, std::size_t needed, std::s
     std::string text = "needs " + std::to_string(needed) + " " + std::string(model.label) + " (" +
                        id_text(model) + ") bound to " + std::string(driver) + ", found " +
                        std::to_string(on_driver);
-    if (!all.ok()) text += " (cannot list PCI devices: " + all.error().message() + ")";
+    if (!all.ok()) text += " (cannot list PCI devices: " + dmakit::to_string(all.error()) + ")";
     if (!elsewhere.empty()) text += "; not on " + std::string(driver) + ": " + elsewhere;
     text += ". tests/vm/guest-init binds every " + id_text(model) +
             " to vfio-pci (driver_override, then drivers_probe) unless scripts/vm ran with --no-bind; "

@@ -41,14 +41,14 @@ constexpr std::uint64_t kE1000Status = 0x8;
 #define ASSERT_OK(expr)                                                     \
     do {                                                                    \
         const auto& result_ = (expr);                                       \
-        ASSERT_TRUE(result_.ok()) << #expr << ": " << result_.error().message(); \
+        ASSERT_TRUE(result_.ok()) << #expr << ": " << result_.error(); \
     } while (0)
 
 // Unwraps a Result or fails the test (use only in functions returning void).
 #define ASSIGN_OK(lhs, expr)                                                \
     auto DMAKIT_CONCAT_(r_, __LINE__) = (expr);                             \
     ASSERT_TRUE(DMAKIT_CONCAT_(r_, __LINE__).ok())                          \
-        << #expr << ": " << DMAKIT_CONCAT_(r_, __LINE__).error().message(); \
+        << #expr << ": " << DMAKIT_CONCAT_(r_, __LINE__).error(); \
     lhs = std::move(DMAKIT_CONCAT_(r_, __LINE__)).value()
 
 class VfioVm : public ::testing::Test {
@@ -329,7 +329,7 @@ TEST_F(VfioVm, MappingBudgetHitAndRecovered) {
     auto full = domain->map(memory.bytes() + kCap * k4K, k4K, iommu::Access::read_write);
     ASSERT_FALSE(full.ok());
     EXPECT_EQ(full.error().code(), ENOSPC);
-    std::printf("budget error: %s\n", full.error().message().c_str());
+    std::printf("budget error: %s\n", dmakit::to_string(full.error()).c_str());
     EXPECT_NE(full.error().message().find("is used up"), std::string::npos);
     EXPECT_EQ(kernel_dma_avail(backend), avail_before - kCap) << "the failed call reached no kernel";
 
@@ -358,12 +358,12 @@ TEST_F(VfioVm, KernelDmaEntryLimitIsReadAndEnforced) {
     // gets its IOMMU; lower it for one container and restore it afterwards.
     const std::string limit_path = "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit";
     auto old = read_trimmed(limit_path);
-    ASSERT_TRUE(old.ok()) << old.error().message();
+    ASSERT_TRUE(old.ok()) << old.error();
     std::printf("dma_entry_limit=%s\n", old->c_str());
     // The suite runs as root in the guest, where the parameter is writable
     // (mode 0644): refusing it would be a broken bench, so it fails.
     auto lowered = write_text_file(limit_path, "12");
-    ASSERT_TRUE(lowered.ok()) << "cannot lower dma_entry_limit: " << lowered.error().message();
+    ASSERT_TRUE(lowered.ok()) << "cannot lower dma_entry_limit: " << lowered.error();
     AttributeGuard restore(limit_path, *old);
 
     const auto& nic = nics_.size() > 1 ? nics_[1] : nics_[0];
@@ -387,13 +387,13 @@ TEST_F(VfioVm, KernelDmaEntryLimitIsReadAndEnforced) {
     EXPECT_NE(full.error().message().find("vfio_iommu_type1 dma_entry_limit) is used up; raise it "
                                           "with modprobe vfio_iommu_type1 dma_entry_limit="),
               std::string::npos)
-        << full.error().message();
-    std::printf("budget error: %s\n", full.error().message().c_str());
+        << full.error();
+    std::printf("budget error: %s\n", dmakit::to_string(full.error()).c_str());
     // The kernel itself refuses too, and the backend says the same thing.
     auto raw = backend.map(0x7f000000, memory.bytes() + 13 * k4K, k4K, iommu::Access::read);
     ASSERT_FALSE(raw.ok());
     EXPECT_EQ(raw.error().code(), ENOSPC);
-    std::printf("kernel refusal: %s\n", raw.error().message().c_str());
+    std::printf("kernel refusal: %s\n", dmakit::to_string(raw.error()).c_str());
 
     ASSERT_OK(domain->unmap(maps[0].iova));
     ASSIGN_OK(auto again, domain->map(memory.bytes() + 12 * k4K, k4K, iommu::Access::read));
@@ -468,11 +468,11 @@ TEST_F(VfioVm, ClearErrorsForMisuse) {
     auto twice = container.attach_group_of(nvme_[0]);
     ASSERT_FALSE(twice.ok());
     EXPECT_EQ(twice.error().code(), EBUSY);
-    std::printf("second open: %s\n", twice.error().message().c_str());
+    std::printf("second open: %s\n", dmakit::to_string(twice.error()).c_str());
     // A device of another group.
     auto wrong = group.open_device(nics_[0]);
     ASSERT_FALSE(wrong.ok());
-    std::printf("wrong group: %s\n", wrong.error().message().c_str());
+    std::printf("wrong group: %s\n", dmakit::to_string(wrong.error()).c_str());
     // A backend before any group is attached.
     ASSIGN_OK(auto empty, vfio::Container::open());
     auto early = vfio::Type1Backend::create(empty);

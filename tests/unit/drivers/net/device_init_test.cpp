@@ -79,7 +79,7 @@ TEST(DeviceInit, ResetThatNeverCompletesTimesOut) {
     const Status s = e1000e::reset(dev.regs, t, dev.sleeper);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.error().code(), ETIMEDOUT);
-    EXPECT_NE(s.error().message().find("CTRL.RST"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("CTRL.RST"), std::string::npos) << s.error();
     // Bounded: the 1 ms settle plus the timeout, no more.
     EXPECT_LE(dev.slept, microseconds{1000} + t.reset + t.poll_interval);
     EXPECT_GE(dev.slept, t.reset);
@@ -115,7 +115,7 @@ TEST(DeviceInit, MacFromReceiveAddressRegisters) {
     Fake82574 dev;
     dev.set_ral_mac(0x12005452, 0x5634 | bits::RAH_AV);  // 52:54:00:12:34:56
     auto mac = e1000e::read_mac_address(dev.regs, {}, dev.sleeper);
-    ASSERT_TRUE(mac.ok()) << mac.error().message();
+    ASSERT_TRUE(mac.ok()) << mac.error();
     EXPECT_EQ(mac->to_string(), "52:54:00:12:34:56");
     EXPECT_EQ(dev.regs.writes_to(reg::EERD), 0u);
 }
@@ -127,7 +127,7 @@ TEST(DeviceInit, MacFromNvmWhenReceiveAddressInvalid) {
     dev.nvm[1] = 0x3322;
     dev.nvm[2] = 0x5544;
     auto mac = e1000e::read_mac_address(dev.regs, {}, dev.sleeper);
-    ASSERT_TRUE(mac.ok()) << mac.error().message();
+    ASSERT_TRUE(mac.ok()) << mac.error();
     EXPECT_EQ(mac->to_string(), "02:11:22:33:44:55");
     EXPECT_EQ(dev.regs.writes_to(reg::EERD), 3u);
     // Programmed back so the unicast filter matches.
@@ -229,7 +229,7 @@ TEST(DeviceInit, BringUpRunsTheWholeSequence) {
     config.rx_ring = {0x10000, 64};
     config.tx_ring = {0x20000, 64};
     auto mac = e1000e::bring_up(dev.regs, config, stats, dev.sleeper);
-    ASSERT_TRUE(mac.ok()) << mac.error().message();
+    ASSERT_TRUE(mac.ok()) << mac.error();
     EXPECT_EQ(mac->to_string(), "52:54:00:12:34:56");
     EXPECT_EQ(dev.regs.at(reg::MTA0 + 4 * 7), 0u);
     EXPECT_EQ(dev.regs.writes_to(reg::MTA0 + 4 * 127), 1u);

@@ -32,7 +32,7 @@ TEST(NicDriverRegistry, BuiltinsClaimThe82574) {
     NicDriverRegistry registry;
     ASSERT_TRUE(register_builtin_drivers(registry).ok());
     auto e = registry.find({0x8086, 0x10d3});
-    ASSERT_TRUE(e.ok()) << e.error().message();
+    ASSERT_TRUE(e.ok()) << e.error();
     EXPECT_EQ((*e)->name, "e1000e");
     EXPECT_EQ(*e, &e1000e::driver);
     // The factory is wired to the VFIO glue: with no VFIO to be found it
@@ -43,7 +43,7 @@ TEST(NicDriverRegistry, BuiltinsClaimThe82574) {
     auto nic = registry.open({0x8086, 0x10d3}, context);
     ASSERT_FALSE(nic.ok());
     EXPECT_NE(nic.error().code(), ENOSYS);
-    EXPECT_NE(nic.error().message().find("0000:00:00.0"), std::string::npos) << nic.error().message();
+    EXPECT_NE(nic.error().message().find("0000:00:00.0"), std::string::npos) << nic.error();
 }
 
 TEST(NicDriverRegistry, UnknownIdListsWhatIsSupported) {
@@ -53,7 +53,7 @@ TEST(NicDriverRegistry, UnknownIdListsWhatIsSupported) {
     ASSERT_FALSE(e.ok());
     EXPECT_EQ(e.error().code(), ENODEV);
     EXPECT_NE(e.error().message().find("8086:1234"), std::string::npos);
-    EXPECT_NE(e.error().message().find("8086:10d3 (e1000e)"), std::string::npos) << e.error().message();
+    EXPECT_NE(e.error().message().find("8086:10d3 (e1000e)"), std::string::npos) << e.error();
 
     NicDriverRegistry empty;
     auto none = empty.find({0x8086, 0x10d3});
@@ -73,7 +73,7 @@ TEST(NicDriverRegistry, DuplicatesAndIncompleteDriversAreRefused) {
     const Status dup = registry.add(other);
     ASSERT_FALSE(dup.ok());
     EXPECT_EQ(dup.error().code(), EEXIST);
-    EXPECT_NE(dup.error().message().find("stub"), std::string::npos) << dup.error().message();
+    EXPECT_NE(dup.error().message().find("stub"), std::string::npos) << dup.error();
     EXPECT_FALSE(registry.find({0x1af4, 0x1000}).ok());
     EXPECT_EQ(registry.add(NicDriver{"null", stub_ids, nullptr}).error().code(), EINVAL);
     EXPECT_EQ(registry.add(NicDriver{"no-ids", {}, &open_stub}).error().code(), EINVAL);

@@ -69,7 +69,7 @@ TEST_F(VirtioInitTest, BringUpFollowsTheSpecOrder) {
     setup.driver = 0x4000'0800;
     setup.device = 0x4000'0a00;
     auto bell = virtio::setup_queue(dev, setup, kDev);
-    ASSERT_TRUE(bell.ok()) << bell.error().message();
+    ASSERT_TRUE(bell.ok()) << bell.error();
     EXPECT_EQ(dev.queue_size(0), 128u);
     EXPECT_EQ(dev.queue_vector(0), virtio::no_vector);
     ASSERT_NE(dev.ring(0), nullptr) << "queue enabled";
@@ -85,7 +85,7 @@ TEST_F(VirtioInitTest, LegacyDeviceIsRefusedWithWhatToChange) {
     EXPECT_EQ(e.error().code(), EINVAL);
     EXPECT_TRUE(mentions(e.error(), kDev));
     EXPECT_TRUE(mentions(e.error(), "VIRTIO_F_VERSION_1"));
-    EXPECT_TRUE(mentions(e.error(), "disable-legacy=on,iommu_platform=on")) << e.error().message();
+    EXPECT_TRUE(mentions(e.error(), "disable-legacy=on,iommu_platform=on")) << e.error();
 }
 
 TEST_F(VirtioInitTest, DeviceWithoutAccessPlatformIsRefused) {
@@ -263,12 +263,12 @@ const virtio::MappedCheck kBar4 = [](std::uint8_t bar, std::uint64_t offset, std
 
 TEST(VirtioPciStructures, FindsQemusLayout) {
     auto found = virtio::find_structures(ConfigSpace::qemu().bytes());
-    ASSERT_TRUE(found.ok()) << found.error().message();
+    ASSERT_TRUE(found.ok()) << found.error();
     ASSERT_EQ(found->common.size(), 1u);
     ASSERT_EQ(found->notify.size(), 1u);
     EXPECT_EQ(found->notify[0].notify_off_multiplier, 4u);
     auto chosen = virtio::choose_structures(*found, kBar4, kDev);
-    ASSERT_TRUE(chosen.ok()) << chosen.error().message();
+    ASSERT_TRUE(chosen.ok()) << chosen.error();
     EXPECT_EQ(chosen->common, (virtio::StructureLocation{4, 0, 0x1000}));
     EXPECT_EQ(chosen->device, (virtio::StructureLocation{4, 0x2000, 0x1000}));
     EXPECT_EQ(chosen->notify.where, (virtio::StructureLocation{4, 0x3000, 0x1000}));
@@ -288,10 +288,10 @@ TEST(VirtioPciStructures, HostileCapabilitiesAreSkipped) {
         .virtio_cap(virtio::pci_cap::device_cfg, 4, 0x2000, 0x100, 8); // too short to be a virtio_pci_cap
     c.virtio_cap(virtio::pci_cap::device_cfg, 4, 0x2000, 0x100);
     auto found = virtio::find_structures(c.bytes());
-    ASSERT_TRUE(found.ok()) << found.error().message();
+    ASSERT_TRUE(found.ok()) << found.error();
     EXPECT_EQ(found->common.size(), 5u) << "the reserved BAR one is dropped at once";
     auto chosen = virtio::choose_structures(*found, kBar4, kDev);
-    ASSERT_TRUE(chosen.ok()) << chosen.error().message();
+    ASSERT_TRUE(chosen.ok()) << chosen.error();
     EXPECT_EQ(chosen->common, (virtio::StructureLocation{4, 0x100, 0x100}));
     EXPECT_EQ(chosen->notify.where.offset, 0x3000u);
     EXPECT_EQ(chosen->notify.where.length, 0x100u);

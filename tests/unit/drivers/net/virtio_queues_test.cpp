@@ -47,7 +47,7 @@ protected:
         const RingLayout layout = RingLayout::for_size(size);
         std::byte* ring = memory_.carve(layout.bytes);
         auto q = Virtqueue::create({ring, memory_.dma_of(ring), layout.bytes}, size, interrupts);
-        EXPECT_TRUE(q.ok()) << q.error().message();
+        EXPECT_TRUE(q.ok()) << q.error();
         Virtqueue vq = std::move(q).value();
         vq.set_notifier(std::make_unique<CountingNotifier>(&doorbells_));
         device_ = std::make_unique<test::DeviceQueue>(memory_, size, vq.desc_dma(), vq.driver_dma(), vq.device_dma());

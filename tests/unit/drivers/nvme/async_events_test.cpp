@@ -78,7 +78,7 @@ protected:
     void process_until(std::size_t n) {
         for (int round = 0; round < 100 && events_.seen.size() < n; ++round) {
             auto r = controller_->process_events();
-            ASSERT_TRUE(r.ok()) << r.error().message();
+            ASSERT_TRUE(r.ok()) << r.error();
         }
     }
     Events events_;
@@ -117,7 +117,7 @@ TEST_F(AsyncEventsTest, SmartEventIsDecodedClearedDeliveredLoggedAndTheRequestRe
     bus_->raise_event(AsyncEventType::smart_health, 0x01, log_page::smart_health);
     EXPECT_EQ(bus_->aers_outstanding(), 3u);
     auto n = controller_->process_events();
-    ASSERT_TRUE(n.ok()) << n.error().message();
+    ASSERT_TRUE(n.ok()) << n.error();
     EXPECT_EQ(*n, 1u);
     ASSERT_EQ(events_.seen.size(), 1u);
     const AsyncEvent& e = events_.seen[0];
@@ -269,7 +269,7 @@ TEST_F(AsyncEventsTest, ATimedOutLogReadLeavesTheControllerToReset) {
     answer_admin(admin_opcode::get_log_page, testing::never_completes());
     bus_->raise_event(AsyncEventType::smart_health, 0x00, log_page::smart_health);
     auto n = controller_->process_events();
-    ASSERT_TRUE(n.ok()) << n.error().message();
+    ASSERT_TRUE(n.ok()) << n.error();
     ASSERT_EQ(events_.seen.size(), 1u);  // delivered, saying the log could not be read
     EXPECT_NE(events_.seen[0].log_error.find("timed out"), std::string::npos) << events_.seen[0].log_error;
     EXPECT_EQ(controller_->async_events_outstanding(), 0u);  // cancelled with the admin queue

@@ -82,7 +82,7 @@ TEST_P(GarbageCompletion, OnAnIoQueueCompletesNothingAndTheRealOneCompletesOnce)
     ASSERT_EQ(queue_->depth(), 16u);
     Callbacks callbacks;
     auto cid = queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks);
-    ASSERT_TRUE(cid.ok()) << cid.error().message();
+    ASSERT_TRUE(cid.ok()) << cid.error();
     queue_->ring();
     ASSERT_EQ(bus_->io_commands.size(), 1u);
     const std::uint64_t prp1 = bus_->io_commands[0].prp1;
@@ -130,7 +130,7 @@ TEST_P(GarbageCompletion, OnTheAdminQueueCompletesNothingAndTheRealOneCompletesO
         return Response{{}, 0x1234};
     };
     auto r = c->admin(get_features(feature::number_of_queues));
-    ASSERT_TRUE(r.ok()) << r.error().message();
+    ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_TRUE(r->status.ok());
     EXPECT_EQ(r->dw0, 0x1234u);  // its own completion's, never the garbage's
     const QueueStats after = c->admin_stats();
@@ -187,9 +187,9 @@ TEST_F(ControllerTest, ErrorWithDnrAndMoreCompletesOnceAndSaysSo) {
     auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.error().code(), EIO);
-    EXPECT_NE(s.error().message().find("Unrecovered Read Error"), std::string::npos) << s.error().message();
-    EXPECT_NE(s.error().message().find("do not retry"), std::string::npos) << s.error().message();
-    EXPECT_NE(s.error().message().find("Error Information log"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("Unrecovered Read Error"), std::string::npos) << s.error();
+    EXPECT_NE(s.error().message().find("do not retry"), std::string::npos) << s.error();
+    EXPECT_NE(s.error().message().find("Error Information log"), std::string::npos) << s.error();
     EXPECT_EQ(bus_->io_commands.size(), 1u);  // not retried
     EXPECT_EQ(queue_->stats().completed, 1u);
     EXPECT_EQ(queue_->stats().error_status, 1u);
@@ -210,7 +210,7 @@ TEST_F(ControllerTest, SuccessWithDnrAndMoreIsASuccess) {
     ASSERT_TRUE(buf.ok());
     const DmaSegment seg{buf->dma().value(), 4096};
     auto r = queue_->read_sync_completion(1, 0, 8, {&seg, 1});
-    ASSERT_TRUE(r.ok()) << r.error().message();
+    ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_TRUE(r->ok());
     EXPECT_TRUE(r->status.do_not_retry);
     EXPECT_TRUE(r->status.more);

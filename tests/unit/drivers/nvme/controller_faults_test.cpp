@@ -44,10 +44,10 @@ TEST_F(ControllerTest, FatalStatusAtEnableFailsOpenAtOnceSayingWhatToDo) {
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(error_code(c), EIO);
-    EXPECT_TRUE(has(c.error(), "enabling the controller")) << c.error().message();
-    EXPECT_TRUE(has(c.error(), "CSTS.CFS")) << c.error().message();
-    EXPECT_TRUE(has(c.error(), "reset the controller")) << c.error().message();
-    EXPECT_TRUE(has(c.error(), "check the device")) << c.error().message();
+    EXPECT_TRUE(has(c.error(), "enabling the controller")) << c.error();
+    EXPECT_TRUE(has(c.error(), "CSTS.CFS")) << c.error();
+    EXPECT_TRUE(has(c.error(), "reset the controller")) << c.error();
+    EXPECT_TRUE(has(c.error(), "check the device")) << c.error();
     EXPECT_EQ(bus_->enables, 1u);
     // Not the CAP.TO wait (500 ms) for a RDY that will not come.
     EXPECT_LT(took, 400ms);
@@ -73,9 +73,9 @@ TEST_F(ControllerTest, FatalStatusWithSyncIoInFlightEndsTheWaitAndResetRecovers)
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(error_code(s), EIO);
-    EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error().message();
-    EXPECT_TRUE(has(s.error(), "quarantined")) << s.error().message();
-    EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error().message();
+    EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error();
+    EXPECT_TRUE(has(s.error(), "quarantined")) << s.error();
+    EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error();
     EXPECT_GE(took, options_.io_timeout);
     EXPECT_LT(took, 1000ms);
     EXPECT_EQ(queue_->io_stats().aborts_sent, 0u);
@@ -88,7 +88,7 @@ TEST_F(ControllerTest, FatalStatusWithSyncIoInFlightEndsTheWaitAndResetRecovers)
     auto smart = controller_->smart_log();
     ASSERT_FALSE(smart.ok());
     EXPECT_EQ(error_code(smart), EIO);
-    EXPECT_TRUE(has(smart.error(), "CSTS.CFS")) << smart.error().message();
+    EXPECT_TRUE(has(smart.error(), "CSTS.CFS")) << smart.error();
     EXPECT_LT(Stopwatch::now() - t1, 1000ms);
 
     watch_at_disable(prp1);
@@ -109,14 +109,14 @@ TEST_F(ControllerTest, FatalStatusThatPersistsFailsResetClearlyUntilItClears) {
     auto s = controller_->reset();
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(error_code(s), EIO);
-    EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error().message();
-    EXPECT_TRUE(has(s.error(), "check the device")) << s.error().message();
+    EXPECT_TRUE(has(s.error(), "CSTS.CFS")) << s.error();
+    EXPECT_TRUE(has(s.error(), "check the device")) << s.error();
     // Nothing is sent to it meanwhile: I/O and admin commands are refused.
     const std::size_t sent = bus_->admin_commands.size();
     auto io = queue_->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(io.ok());
     EXPECT_EQ(error_code(io), EIO);
-    EXPECT_TRUE(has(io.error(), "not on the controller")) << io.error().message();
+    EXPECT_TRUE(has(io.error(), "not on the controller")) << io.error();
     EXPECT_FALSE(queue_->active());
     EXPECT_FALSE(controller_->smart_log().ok());
     EXPECT_EQ(bus_->admin_commands.size(), sent);
@@ -208,7 +208,7 @@ TEST_F(ControllerTest, NewReadyTimeoutAfterResetIsUsed) {
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(error_code(s), ETIMEDOUT);
-    EXPECT_TRUE(has(s.error(), "CAP.TO 500 ms")) << s.error().message();
+    EXPECT_TRUE(has(s.error(), "CAP.TO 500 ms")) << s.error();
     EXPECT_GE(took, 500ms);
     EXPECT_LT(took, 1500ms);  // the old TO would take more than 2 s
     bus_->hang_on_enable = false;
@@ -247,9 +247,9 @@ TEST_P(CapAfterReset, UnusableCapIsRefusedAndTheControllerStaysDown) {
     bus_->cap = bad.change(good);
     auto s = controller_->reset();
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(error_code(s), bad.code) << s.error().message();
-    EXPECT_TRUE(has(s.error(), "after the reset")) << s.error().message();
-    EXPECT_TRUE(has(s.error(), bad.says)) << s.error().message();
+    EXPECT_EQ(error_code(s), bad.code) << s.error();
+    EXPECT_TRUE(has(s.error(), "after the reset")) << s.error();
+    EXPECT_TRUE(has(s.error(), bad.says)) << s.error();
     EXPECT_EQ(bus_->enables, enables);
     EXPECT_FALSE(bus_->ready());
     EXPECT_EQ(controller_->cap().raw, good);  // only an accepted CAP is kept
@@ -278,8 +278,8 @@ TEST_F(ControllerTest, ResetGrantingFewerQueuesLeavesTheOthersInactive) {
     auto s = c->reset();
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(error_code(s), EIO);
-    EXPECT_TRUE(has(s.error(), "I/O queue 2: the controller now grants 1")) << s.error().message();
-    EXPECT_TRUE(has(s.error(), "delete_io_queue")) << s.error().message();
+    EXPECT_TRUE(has(s.error(), "I/O queue 2: the controller now grants 1")) << s.error();
+    EXPECT_TRUE(has(s.error(), "delete_io_queue")) << s.error();
     EXPECT_TRUE((*first)->active());
     EXPECT_TRUE((*first)->read_host_sync(1, 0, 8, buffer_.data()).ok());
     EXPECT_FALSE((*second)->active());
@@ -306,7 +306,7 @@ TEST_F(ControllerTest, OtherQueuesRefuseIoOnceTheControllerWasStopped) {
     auto s = (*other)->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(error_code(s), EIO);
-    EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error().message();
+    EXPECT_TRUE(has(s.error(), "Controller::reset()")) << s.error();
     EXPECT_LT(Stopwatch::now() - t0, options_.io_timeout);
     EXPECT_EQ((*other)->quarantined(), 0u);
     bus_->on_delete = nullptr;
@@ -344,7 +344,7 @@ TEST_P(RefusedAtOpen, OpenFailsNamingTheCommandAndStatus) {
     auto c = open();
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(error_code(c), r.code);
-    EXPECT_TRUE(has(c.error(), r.says)) << c.error().message();
+    EXPECT_TRUE(has(c.error(), r.says)) << c.error();
     EXPECT_FALSE(bus_->ready());  // left disabled
 }
 
@@ -363,8 +363,8 @@ TEST_F(StrictControllerTest, IdentifyThatNeverCompletesFailsOpenInTimeAndItsPage
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(error_code(c), ETIMEDOUT);
-    EXPECT_TRUE(has(c.error(), "Identify Controller (opcode 0x6")) << c.error().message();
-    EXPECT_TRUE(has(c.error(), "timed out after 200 ms")) << c.error().message();
+    EXPECT_TRUE(has(c.error(), "Identify Controller (opcode 0x6")) << c.error();
+    EXPECT_TRUE(has(c.error(), "timed out after 200 ms")) << c.error();
     EXPECT_GE(took, options_.admin_timeout);
     EXPECT_LT(took, options_.admin_timeout + 800ms);
     EXPECT_TRUE(writable_at_disable_);
@@ -413,7 +413,7 @@ TEST_F(ControllerTest, FewerQueuesGrantedThanAskedBoundCreation) {
     auto third = c->create_io_queue();
     ASSERT_FALSE(third.ok());
     EXPECT_EQ(error_code(third), EBUSY);
-    EXPECT_TRUE(has(third.error(), "all 2 I/O queues the controller granted are in use")) << third.error().message();
+    EXPECT_TRUE(has(third.error(), "all 2 I/O queues the controller granted are in use")) << third.error();
 }
 
 TEST_F(ControllerTest, MoreQueuesGrantedThanAskedAreNotUsed) {
@@ -431,7 +431,7 @@ TEST_F(StrictControllerTest, CreateCqRefusedFreesTheQueueAndSaysWhy) {
     auto q = c->create_io_queue();
     ASSERT_FALSE(q.ok());
     EXPECT_EQ(error_code(q), EINVAL);
-    EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1: Invalid Queue Size")) << q.error().message();
+    EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1: Invalid Queue Size")) << q.error();
     EXPECT_EQ(last_admin(*bus_, admin_opcode::create_io_sq), nullptr);
     EXPECT_EQ(c->io_queue_count(), 0u);
     EXPECT_EQ(c->leaked_io_queues(), 0u);
@@ -439,7 +439,7 @@ TEST_F(StrictControllerTest, CreateCqRefusedFreesTheQueueAndSaysWhy) {
     EXPECT_FALSE(device_can_write_at(last_admin(*bus_, admin_opcode::create_io_cq)->prp1));
     bus_->on_admin = nullptr;
     auto again = c->create_io_queue();
-    ASSERT_TRUE(again.ok()) << again.error().message();
+    ASSERT_TRUE(again.ok()) << again.error();
     EXPECT_EQ((*again)->qid(), 1u);
 }
 
@@ -449,7 +449,7 @@ TEST_F(StrictControllerTest, CreateSqRefusedDeletesTheCqAndFreesTheQueue) {
     answer_admin(admin_opcode::create_io_sq, refused(sct::generic, sc::invalid_field));
     auto q = c->create_io_queue();
     ASSERT_FALSE(q.ok());
-    EXPECT_TRUE(has(q.error(), "Create I/O Submission Queue 1: Invalid Field in Command")) << q.error().message();
+    EXPECT_TRUE(has(q.error(), "Create I/O Submission Queue 1: Invalid Field in Command")) << q.error();
     EXPECT_EQ(bus_->admin_opcodes.back(), admin_opcode::delete_io_cq);
     EXPECT_EQ(c->leaked_io_queues(), 0u);
     EXPECT_EQ(bus_->disables, 0u);
@@ -469,15 +469,15 @@ TEST_F(StrictControllerTest, CreateSqRefusedAndTheCqStaysKeepsTheRingsUntilReset
     };
     auto q = c->create_io_queue();
     ASSERT_FALSE(q.ok());
-    EXPECT_TRUE(has(q.error(), "Delete I/O Completion Queue 1: Internal Error")) << q.error().message();
-    EXPECT_TRUE(has(q.error(), "kept")) << q.error().message();
+    EXPECT_TRUE(has(q.error(), "Delete I/O Completion Queue 1: Internal Error")) << q.error();
+    EXPECT_TRUE(has(q.error(), "kept")) << q.error();
     EXPECT_EQ(c->leaked_io_queues(), 1u);
     EXPECT_EQ(bus_->disables, 0u);
     const std::uint64_t cq_ring = last_admin(*bus_, admin_opcode::create_io_cq)->prp1;
     EXPECT_TRUE(device_can_write_at(cq_ring));
     bus_->on_admin = nullptr;
     auto next = c->create_io_queue();
-    ASSERT_TRUE(next.ok()) << next.error().message();
+    ASSERT_TRUE(next.ok()) << next.error();
     EXPECT_EQ((*next)->qid(), 2u);  // 1 is still the controller's
 
     watch_at_disable(cq_ring);
@@ -497,8 +497,8 @@ TEST_F(StrictControllerTest, CreateCqThatNeverCompletesKeepsTheRingsUntilReset) 
     ASSERT_FALSE(q.ok());
     EXPECT_EQ(error_code(q), ETIMEDOUT);
     EXPECT_LT(Stopwatch::now() - t0, options_.admin_timeout + 800ms);
-    EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1 (opcode 0x5")) << q.error().message();
-    EXPECT_TRUE(has(q.error(), "reset()")) << q.error().message();
+    EXPECT_TRUE(has(q.error(), "Create I/O Completion Queue 1 (opcode 0x5")) << q.error();
+    EXPECT_TRUE(has(q.error(), "reset()")) << q.error();
     EXPECT_EQ(c->leaked_io_queues(), 1u);
     EXPECT_EQ(bus_->disables, 0u);
     const std::uint64_t cq_ring = last_admin(*bus_, admin_opcode::create_io_cq)->prp1;
@@ -525,8 +525,8 @@ TEST_F(StrictControllerTest, AdminCommandThatNeverCompletesKeepsItsPageUntilRese
     const auto took = Stopwatch::now() - t0;
     ASSERT_FALSE(smart.ok());
     EXPECT_EQ(error_code(smart), ETIMEDOUT);
-    EXPECT_TRUE(has(smart.error(), "Get Log Page SMART / Health Information (opcode 0x2")) << smart.error().message();
-    EXPECT_TRUE(has(smart.error(), "needs reset()")) << smart.error().message();
+    EXPECT_TRUE(has(smart.error(), "Get Log Page SMART / Health Information (opcode 0x2")) << smart.error();
+    EXPECT_TRUE(has(smart.error(), "needs reset()")) << smart.error();
     EXPECT_GE(took, options_.admin_timeout);
     EXPECT_LT(took, options_.admin_timeout + 800ms);
     const std::uint64_t page = last_admin(*bus_, admin_opcode::get_log_page)->prp1;
@@ -536,7 +536,7 @@ TEST_F(StrictControllerTest, AdminCommandThatNeverCompletesKeepsItsPageUntilRese
     auto refused = controller_->error_log();
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(error_code(refused), EIO);
-    EXPECT_TRUE(has(refused.error(), "call reset()")) << refused.error().message();
+    EXPECT_TRUE(has(refused.error(), "call reset()")) << refused.error();
     EXPECT_EQ(bus_->admin_commands.size(), sent);
     EXPECT_TRUE(queue_->read_host_sync(1, 0, 8, buffer_.data()).ok());
 

@@ -62,7 +62,7 @@ protected:
     }
     std::unique_ptr<Controller> open_ok() {
         auto c = open();
-        EXPECT_TRUE(c.ok()) << c.error().message();
+        EXPECT_TRUE(c.ok()) << c.error();
         return c.ok() ? std::move(c).value() : nullptr;
     }
     [[nodiscard]] bool logged(const std::string& text) const {
@@ -76,7 +76,7 @@ protected:
         controller_ = open_ok();
         ASSERT_TRUE(controller_);
         auto q = controller_->create_io_queue(depth);
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         queue_ = *q;
     }
     // The model answers admin commands with `opcode` with `response`, the others itself.
@@ -95,7 +95,7 @@ protected:
     // An I/O queue whose commands the device holds until release_held().
     void create_queue_that_holds_io(Controller& c) {
         auto q = c.create_io_queue();
-        ASSERT_TRUE(q.ok()) << q.error().message();
+        ASSERT_TRUE(q.ok()) << q.error();
         queue_ = *q;
         bus_->on_io = [](const SubmissionEntry&) { return Response{{}, 0, false, true}; };
     }

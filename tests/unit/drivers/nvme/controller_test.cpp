@@ -25,7 +25,7 @@ TEST_F(ControllerTest, BringsUpAndMovesData) {
     EXPECT_TRUE(bus_->ready());
     ASSERT_EQ(c->namespaces().size(), 1u);
     auto q = c->create_io_queue();
-    ASSERT_TRUE(q.ok()) << q.error().message();
+    ASSERT_TRUE(q.ok()) << q.error();
     std::vector<std::byte> buffer(4096);
     EXPECT_TRUE((*q)->write_host_sync(1, 0, 8, buffer.data()).ok());
     EXPECT_TRUE((*q)->read_host_sync(1, 0, 8, buffer.data()).ok());
@@ -42,8 +42,8 @@ TEST_F(ControllerTest, AdminDoorbellOutsideTheMappingIsRefusedBeforeEnabling) {
     auto c = open();
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.error().code(), ERANGE);
-    EXPECT_NE(c.error().message().find("0x1004"), std::string::npos) << c.error().message();
-    EXPECT_NE(c.error().message().find("mmapped"), std::string::npos) << c.error().message();
+    EXPECT_NE(c.error().message().find("0x1004"), std::string::npos) << c.error();
+    EXPECT_NE(c.error().message().find("mmapped"), std::string::npos) << c.error();
     EXPECT_EQ(bus_->enables, 0u);
     EXPECT_EQ(bus_->doorbells_outside_mapping, 0u);
 }
@@ -54,7 +54,7 @@ TEST_F(ControllerTest, LargeDoorbellStrideOutsideTheMappingIsRefused) {
     auto c = open();
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.error().code(), ERANGE);
-    EXPECT_NE(c.error().message().find("0x1040"), std::string::npos) << c.error().message();
+    EXPECT_NE(c.error().message().find("0x1040"), std::string::npos) << c.error();
     EXPECT_EQ(bus_->enables, 0u);
 }
 
@@ -77,7 +77,7 @@ TEST_F(ControllerTest, DepthAbove4096IsRefusedWithAReason) {
     auto refused = open();
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().code(), EINVAL);
-    EXPECT_NE(refused.error().message().find("generation bits"), std::string::npos) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("generation bits"), std::string::npos) << refused.error();
 
     SetUp();
     bus_->cap = (bus_->cap & ~0xffffull) | 0xffff;  // MQES 65535: the device would take it
@@ -86,7 +86,7 @@ TEST_F(ControllerTest, DepthAbove4096IsRefusedWithAReason) {
     auto q = c->create_io_queue(16384);
     ASSERT_FALSE(q.ok());
     EXPECT_EQ(q.error().code(), EINVAL);
-    EXPECT_NE(q.error().message().find("4096"), std::string::npos) << q.error().message();
+    EXPECT_NE(q.error().message().find("4096"), std::string::npos) << q.error();
     EXPECT_TRUE(c->create_io_queue(max_queue_depth).ok());
 }
 
@@ -138,7 +138,7 @@ TEST_F(FailedDelete, RefusedDeleteDisablesThenFrees) {
     bus_->on_delete = [](const SubmissionEntry&) { return Response{{sc::invalid_field, sct::generic}}; };
     auto s = c->delete_io_queue(queue_);
     ASSERT_FALSE(s.ok());
-    EXPECT_NE(s.error().message().find("reset()"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("reset()"), std::string::npos) << s.error();
     // Disabled, and while it was being disabled nothing had been given back.
     EXPECT_EQ(bus_->disables, 1u);
     EXPECT_FALSE(bus_->ready());
@@ -155,7 +155,7 @@ TEST_F(FailedDelete, RefusedDeleteDisablesThenFrees) {
     EXPECT_FALSE(c->smart_log().ok());
     ASSERT_TRUE(c->reset().ok());
     auto q = c->create_io_queue();
-    ASSERT_TRUE(q.ok()) << q.error().message();
+    ASSERT_TRUE(q.ok()) << q.error();
     bus_->on_io = nullptr;
     EXPECT_TRUE((*q)->read_host_sync(1, 0, 8, buffer_.data()).ok());
 }
@@ -184,7 +184,7 @@ TEST_F(FailedDelete, ControllerThatWillNotStopLeaksTheQueue) {
     ASSERT_NO_FATAL_FAILURE(make_controller_unstoppable(*c));
     auto s = c->delete_io_queue(queue_);
     ASSERT_FALSE(s.ok());
-    EXPECT_NE(s.error().message().find("leaked deliberately"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("leaked deliberately"), std::string::npos) << s.error();
     EXPECT_TRUE(logged("leaked deliberately"));
     EXPECT_EQ(bus_->function_resets, 1u);
     EXPECT_EQ(c->io_queue_count(), 0u);
@@ -221,7 +221,7 @@ protected:
         auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
         ASSERT_FALSE(s.ok());
         EXPECT_EQ(s.error().code(), ETIMEDOUT);
-        EXPECT_NE(s.error().message().find("quarantined"), std::string::npos) << s.error().message();
+        EXPECT_NE(s.error().message().find("quarantined"), std::string::npos) << s.error();
         EXPECT_EQ(queue_->quarantined(), 1u);
         EXPECT_EQ(queue_->outstanding(), 1u);
         EXPECT_EQ(queue_->io_stats().orphaned, 1u);
@@ -318,8 +318,8 @@ TEST_F(Removal, EveryCallAfterwardsSaysRemovedAndWhatToDo) {
     auto r = queue_->read_host(1, 0, 8, buffer_.data(), &Callbacks::on_done, &callbacks_);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), ENODEV);
-    EXPECT_NE(r.error().message().find("was removed"), std::string::npos) << r.error().message();
-    EXPECT_NE(r.error().message().find("dmakit bind"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("was removed"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().message().find("dmakit bind"), std::string::npos) << r.error();
     EXPECT_EQ(c->create_io_queue().error().code(), ENODEV);
     EXPECT_EQ(c->reset().error().code(), ENODEV);
     EXPECT_EQ(c->smart_log().error().code(), ENODEV);
@@ -358,7 +358,7 @@ TEST_F(Removal, SyncIoWaitingOnTheDeviceFailsWithENODEV) {
     const auto start = std::chrono::steady_clock::now();
     auto s = queue_->read_host_sync(1, 0, 8, buffer_.data());
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().code(), ENODEV) << s.error().message();
+    EXPECT_EQ(s.error().code(), ENODEV) << s.error();
     EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
     EXPECT_EQ(queue_->quarantined(), 0u);
     EXPECT_EQ(queue_->outstanding(), 0u);

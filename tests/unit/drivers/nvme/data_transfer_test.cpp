@@ -58,7 +58,7 @@ protected:
         Callbacks cb;
         auto r = write ? q.write_sg(1, slba, blocks, sg, &Callbacks::on_done, &cb)
                        : q.read_sg(1, slba, blocks, sg, &Callbacks::on_done, &cb);
-        EXPECT_TRUE(r.ok()) << r.error().message();
+        EXPECT_TRUE(r.ok()) << r.error();
         if (!r.ok()) return false;
         for (int i = 0; i < 1000 && cb.done.empty(); ++i) q.poll();
         EXPECT_EQ(cb.done.size(), 1u);
@@ -102,7 +102,7 @@ TEST_F(DataTransfer, PrpPolicyRefusesWhatPrpsCannotSay) {
     auto r = queue_->write_sg(1, 0, 4, sg, nullptr, nullptr);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), EINVAL);
-    EXPECT_NE(r.error().message().find("PRP rules"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("PRP rules"), std::string::npos) << r.error();
     EXPECT_TRUE(bus_->io_commands.empty());
     EXPECT_EQ(queue_->outstanding(), 0u);
     EXPECT_TRUE(device_->unmap_sg(sg, dma::DmaDirection::to_device).ok());
@@ -115,7 +115,7 @@ TEST_F(DataTransfer, SglAskedOfAControllerWithoutSglsIsRefusedWithWhatToDo) {
     auto r = queue_->write_host(1, 0, 8, buffer_.data(), nullptr, nullptr);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), ENOTSUP);
-    EXPECT_NE(r.error().message().find("DataTransfer::prp"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("DataTransfer::prp"), std::string::npos) << r.error();
     EXPECT_TRUE(bus_->io_commands.empty());
     EXPECT_EQ(queue_->outstanding(), 0u);
     EXPECT_EQ(live_maps(), baseline_);  // the map_single for it was undone
@@ -210,7 +210,7 @@ TEST_F(DataTransfer, SplittingOffRefusesAboveMdts) {
     auto r = queue_->write_host(1, 0, 32, mem.data(), nullptr, nullptr);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), EINVAL);
-    EXPECT_NE(r.error().message().find("splitting is off"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("splitting is off"), std::string::npos) << r.error();
     EXPECT_TRUE(bus_->io_commands.empty());
     EXPECT_EQ(queue_->outstanding(), 0u);
     EXPECT_EQ(live_maps(), baseline_);
@@ -231,7 +231,7 @@ TEST_F(DataTransfer, SplitRequestCompletesOnceWithTheFirstError) {
     std::vector<std::byte> mem(32768);
     Callbacks cb;
     auto cid = queue_->read_host(1, 0, 64, mem.data(), &Callbacks::on_done, &cb);
-    ASSERT_TRUE(cid.ok()) << cid.error().message();
+    ASSERT_TRUE(cid.ok()) << cid.error();
     for (int i = 0; i < 100; ++i) queue_->poll();
     ASSERT_EQ(cb.done.size(), 1u);
     EXPECT_EQ(cb.done[0].cid, *cid);
@@ -249,7 +249,7 @@ TEST_F(DataTransfer, SplitNeedsFreeEntries) {
     auto r = queue_->read_host(1, 0, 128, mem.data(), nullptr, nullptr);  // 8 commands
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), EINVAL);
-    EXPECT_NE(r.error().message().find("deeper queue"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("deeper queue"), std::string::npos) << r.error();
     // Busy: 6 commands held, a 2-command request must wait.
     bus_->on_io = [](const SubmissionEntry&) { return Response{{}, 0, false, true}; };
     for (int i = 0; i < 6; ++i) ASSERT_TRUE(queue_->read_host(1, i * 16, 16, mem.data() + i * 8192, nullptr, nullptr).ok());

@@ -28,7 +28,7 @@ TEST(Doorbells, RefusedInAHoleOfTheMapping) {
     auto e = mapped_doorbells(0, 0, hole_at_cq0);
     ASSERT_FALSE(e.ok());
     EXPECT_EQ(e.error().code(), ERANGE);
-    EXPECT_NE(e.error().message().find("0x1004"), std::string::npos) << e.error().message();
+    EXPECT_NE(e.error().message().find("0x1004"), std::string::npos) << e.error();
     EXPECT_TRUE(mapped_doorbells(1, 0, hole_at_cq0).ok());
 }
 

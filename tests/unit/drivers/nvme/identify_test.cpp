@@ -83,7 +83,7 @@ TEST(Identify, MdtsOverflowIsRejected) {
     const auto r = parse_identify_controller(b.view(), 4096);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), EPROTO);
-    EXPECT_NE(r.error().message().find("MDTS=21"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("MDTS=21"), std::string::npos) << r.error();
     b.put<std::uint8_t>(77, 255);
     EXPECT_FALSE(parse_identify_controller(b.view(), 4096).ok());
     EXPECT_FALSE(parse_identify_controller(qemu_controller().view(), 3000).ok());
@@ -97,7 +97,7 @@ TEST(Identify, EntrySizesAreChecked) {
         b.put<std::uint8_t>(static_cast<std::size_t>(offset), static_cast<std::uint8_t>(value));
         const auto r = parse_identify_controller(b.view(), 4096);
         ASSERT_FALSE(r.ok()) << field;
-        EXPECT_NE(r.error().message().find(field), std::string::npos) << r.error().message();
+        EXPECT_NE(r.error().message().find(field), std::string::npos) << r.error();
     }
 }
 
@@ -165,7 +165,7 @@ TEST_P(BadNamespace, IsRejectedNamingTheField) {
     const auto r = parse_identify_namespace(b.view(), 3);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), f.code);
-    EXPECT_NE(r.error().message().find(f.expect), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find(f.expect), std::string::npos) << r.error();
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -36,7 +36,7 @@ void drive_queues(Controller& c, std::vector<IoQueue*>& queues, std::uint64_t se
     std::vector<dma::CoherentBuffer> buffers;
     for (std::size_t i = 0; i < queues.size(); ++i) {
         auto b = c.dma().alloc_coherent(depth * 16384);
-        ASSERT_TRUE(b.ok()) << b.error().message();
+        ASSERT_TRUE(b.ok()) << b.error();
         buffers.push_back(std::move(b).value());
     }
     std::vector<Inflight> results(queues.size());
@@ -54,7 +54,7 @@ void drive_queues(Controller& c, std::vector<IoQueue*>& queues, std::uint64_t se
                 auto cid = (rng() & 1) ? q.read(1, lba, bytes / 512, {&seg, 1}, &Inflight::on_done, &r)
                                        : q.write(1, lba, bytes / 512, {&seg, 1}, &Inflight::on_done, &r);
                 if (!cid.ok()) {
-                    ADD_FAILURE() << "queue " << q.qid() << ": " << cid.error().message();
+                    ADD_FAILURE() << "queue " << q.qid() << ": " << cid.error();
                     return;
                 }
                 ++submitted;
@@ -89,7 +89,7 @@ protected:
         EXPECT_EQ(made.controller->shadow_doorbells_active(), shadow);
         for (unsigned i = 0; i < dmakit::testing::kConcurrentThreads; ++i) {
             auto q = made.controller->create_io_queue();
-            EXPECT_TRUE(q.ok()) << q.error().message();
+            EXPECT_TRUE(q.ok()) << q.error();
             if (q.ok()) made.queues.push_back(*q);
         }
         return made;

@@ -63,7 +63,7 @@ TEST_F(NamespacesTest, SeparateMetadataGoesToMptrAndIsRequired) {
     // Without the metadata buffer the device would DMA metadata to address 0.
     auto plain = queue_->read_sync(2, 16, 8, {&seg, 1});
     EXPECT_EQ(error_code(plain), EINVAL);
-    EXPECT_NE(plain.error().message().find("separate metadata"), std::string::npos) << plain.error().message();
+    EXPECT_NE(plain.error().message().find("separate metadata"), std::string::npos) << plain.error();
     auto host = queue_->read_host_sync(2, 16, 8, buffer_.data());
     EXPECT_EQ(error_code(host), EINVAL);
     // A metadata buffer of the wrong size or alignment.
@@ -87,7 +87,7 @@ TEST_F(NamespacesTest, ExtendedLbasCarryTheirMetadataInTheDataBuffer) {
     EXPECT_EQ(bus_->io_commands.back().mptr, 0u);
     auto wrong = queue_->write_sync(3, 0, 8, {&data_only, 1});
     EXPECT_EQ(error_code(wrong), EINVAL);
-    EXPECT_NE(wrong.error().message().find("inline metadata"), std::string::npos) << wrong.error().message();
+    EXPECT_NE(wrong.error().message().find("inline metadata"), std::string::npos) << wrong.error();
     std::vector<std::byte> host(8 * 520);
     EXPECT_TRUE(queue_->read_host_sync(3, 0, 8, host.data()).ok());
     EXPECT_EQ(io_sent(), 2u);
@@ -96,7 +96,7 @@ TEST_F(NamespacesTest, ExtendedLbasCarryTheirMetadataInTheDataBuffer) {
 TEST_F(NamespacesTest, ProtectionInformationIsRefusedWithAReason) {
     auto r = queue_->write_host_sync(4, 0, 1, buffer_.data());
     EXPECT_EQ(error_code(r), ENOTSUP);
-    EXPECT_NE(r.error().message().find("protection information"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("protection information"), std::string::npos) << r.error();
     EXPECT_EQ(io_sent(), 0u);
 }
 
@@ -106,7 +106,7 @@ TEST_F(NamespacesTest, IoPastTheNamespaceEndIsRefusedBeforeTheDevice) {
         auto r = queue_->read_host_sync(1, slba, blocks, buffer_.data());
         EXPECT_EQ(error_code(r), ERANGE) << slba;
         if (!r.ok()) {
-            EXPECT_NE(r.error().message().find("0..1023"), std::string::npos) << r.error().message();
+            EXPECT_NE(r.error().message().find("0..1023"), std::string::npos) << r.error();
         }
     }
     EXPECT_EQ(error_code(queue_->write_zeroes_sync(1, 1000, 100)), ERANGE);
@@ -121,7 +121,7 @@ TEST_F(NamespacesTest, IoPastTheNamespaceEndIsRefusedBeforeTheDevice) {
 TEST_F(NamespacesTest, ANamespaceThatDoesNotExistIsRefusedNamingTheActiveOnes) {
     auto r = queue_->read_host_sync(9, 0, 1, buffer_.data());
     EXPECT_EQ(error_code(r), EINVAL);
-    EXPECT_NE(r.error().message().find("active: 1, 2, 3, 4"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("active: 1, 2, 3, 4"), std::string::npos) << r.error();
     EXPECT_EQ(error_code(queue_->flush_sync(9)), EINVAL);
     EXPECT_EQ(error_code(queue_->write_zeroes_sync(0, 0, 1)), EINVAL);
     EXPECT_EQ(io_sent(), 0u);

@@ -177,7 +177,7 @@ TEST(Prp, RuleViolations) {
     // first segment does not end on a page boundary but is not the last
     auto r = build({{0x10000, 100}, {0x20000, 4096}}, &pool);
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.error().message().find("does not end"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("does not end"), std::string::npos) << r.error();
     // first segment offset not dword aligned
     EXPECT_FALSE(build({{0x10002, 100}}).ok());
     // empty segment, empty list, wrap-around

@@ -48,7 +48,7 @@ struct Fixture {
 
     std::uint16_t submit(Recorder& rec, Clock::time_point deadline = no_deadline) {
         auto cid = queue.submit(flush(1), &Recorder::on_done, &rec, deadline);
-        EXPECT_TRUE(cid.ok()) << (cid.ok() ? "" : cid.error().message());
+        EXPECT_TRUE(cid.ok()) << (cid.ok() ? "" : dmakit::to_string(cid.error()));
         return cid.ok() ? *cid : 0;
     }
 
@@ -251,7 +251,7 @@ TEST(Queue, DepthsThatLeaveFewerThanFourGenerationBitsAreRefused) {
         auto q = QueuePair::create({1, depth, rings.sq.data(), rings.cq.data(), &fake, nullptr});
         ASSERT_FALSE(q.ok()) << depth;
         EXPECT_EQ(q.error().code(), EINVAL);
-        EXPECT_NE(q.error().message().find("generation bits"), std::string::npos) << q.error().message();
+        EXPECT_NE(q.error().message().find("generation bits"), std::string::npos) << q.error();
     }
 }
 

@@ -61,7 +61,7 @@ TEST(Sgl, DescriptorLayoutInTheCommand) {
 
 TEST(Sgl, OneSegmentIsADataBlockInTheCommand) {
     auto c = build({{0x12345, 1000}});  // any start, any length
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     EXPECT_TRUE(c->sgl());
     const SglDescriptor d = sgl1_of(c->data());
     EXPECT_EQ(d.type(), sgl_type::data_block);
@@ -73,7 +73,7 @@ TEST(Sgl, OneSegmentIsADataBlockInTheCommand) {
 TEST(Sgl, SeveralSegmentsGoInOneLastSegment) {
     TestPagePool pool;
     auto c = build(scattered(3), &pool);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_EQ(c->list_pages().size(), 1u);
     const SglDescriptor d = sgl1_of(c->data());
     EXPECT_EQ(d.type(), sgl_type::last_segment);
@@ -89,7 +89,7 @@ TEST(Sgl, SeveralSegmentsGoInOneLastSegment) {
 TEST(Sgl, FullPageHasNoPointer) {
     TestPagePool pool;
     auto c = build(scattered(256), &pool);  // exactly one page of descriptors
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_EQ(c->list_pages().size(), 1u);
     EXPECT_EQ(sgl1_of(c->data()).length, 4096u);
     EXPECT_EQ(pool.page(0)[255].type(), sgl_type::data_block);
@@ -100,7 +100,7 @@ TEST(Sgl, LongListsChainSegments) {
     TestPagePool pool;
     // 600 descriptors: 255 + pointer, 255 + pointer, 90.
     auto c = build(scattered(600), &pool);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_EQ(c->list_pages().size(), 3u);
     EXPECT_EQ(sgl_list_pages(600, kPage), 3u);
     const SglDescriptor first = sgl1_of(c->data());
@@ -124,7 +124,7 @@ TEST(Sgl, BitBucketsSkipBytesOfARead) {
     TestPagePool pool;
     std::vector<SglPiece> pieces{{0x10000, 512, false}, {0, 1024, true}, {0x20000, 512, false}};
     auto c = build_sgl(pieces, kPage, no_transfer_limit, kSgl, &pool);
-    ASSERT_TRUE(c.ok()) << c.error().message();
+    ASSERT_TRUE(c.ok()) << c.error();
     EXPECT_EQ(pool.page(0)[1].type(), sgl_type::bit_bucket);
     EXPECT_EQ(pool.page(0)[1].length, 1024u);
     EXPECT_EQ(pool.page(0)[1].addr, 0u);

@@ -223,7 +223,7 @@ TEST_F(ShadowDoorbellsTest, TimedOutConfigFailsOpenNamingTheCommand) {
     auto c = open();
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.error().code(), ETIMEDOUT);
-    EXPECT_NE(c.error().message().find("Doorbell Buffer Config"), std::string::npos) << c.error().message();
+    EXPECT_NE(c.error().message().find("Doorbell Buffer Config"), std::string::npos) << c.error();
 }
 
 TEST_F(ShadowDoorbellsTest, SentAgainAfterAReset) {
@@ -248,11 +248,11 @@ TEST_F(ShadowDoorbellsTest, AQueueCreatedAgainStartsFromCleanEntries) {
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(read_one().ok());
     ASSERT_TRUE(controller_->delete_io_queue(queue_).ok());
     auto again = controller_->create_io_queue();
-    ASSERT_TRUE(again.ok()) << again.error().message();
+    ASSERT_TRUE(again.ok()) << again.error();
     queue_ = *again;
     ASSERT_EQ(queue_->qid(), qid);
     auto s = read_one();
-    EXPECT_TRUE(s.ok()) << s.error().message();
+    EXPECT_TRUE(s.ok()) << s.error();
     EXPECT_EQ(queue_->doorbell_counts().mmio_skipped, 0u);
 }
 
@@ -269,7 +269,7 @@ TEST_F(ShadowDoorbellsTest, AControllerThatStopsAnsweringMidRunTimesOutAndResetR
     const auto took = std::chrono::steady_clock::now() - t0;
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.error().code(), ETIMEDOUT);
-    EXPECT_NE(s.error().message().find("quarantined"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("quarantined"), std::string::npos) << s.error();
     EXPECT_LT(took, options_.io_timeout + options_.admin_timeout + 2s);
     EXPECT_EQ(queue_->quarantined(), 1u);
     ASSERT_TRUE(controller_->reset().ok());

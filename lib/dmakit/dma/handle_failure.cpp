@@ -1,0 +1,20 @@
+#include <dmakit/dma/handle_failure.hpp>
+
+#include <dmakit/dma/device.hpp>
+
+#include <string>
+
+namespace dmakit::dma {
+
+void warn_handle_failure(DmaDevice& device, const char* handle, const char* what, mem::CallSite made_at,
+                         const Error& error) noexcept {
+    try {
+        device.context().logger().warning(std::string(handle) + " made at " + made_at.file() + ":" +
+                                          std::to_string(made_at.line()) + ": its destructor could not " + what +
+                                          ": " + to_string(error));
+    } catch (...) {
+        // Out of memory while describing the failure: nothing better to do.
+    }
+}
+
+}  // namespace dmakit::dma

@@ -1,0 +1,55 @@
+#include <dmakit/dma/pool_block.hpp>
+
+#include <dmakit/dma/handle_failure.hpp>
+#include <dmakit/dma/pool.hpp>
+#include <dmakit/support/error.hpp>
+
+#include <cerrno>
+#include <string>
+#include <utility>
+
+namespace dmakit::dma {
+
+PoolBlock& PoolBlock::operator=(PoolBlock&& other) noexcept {
+    if (this != &other) {
+        reset();
+        pool_ = std::exchange(other.pool_, nullptr);
+        cpu_ = std::exchange(other.cpu_, nullptr);
+        dma_ = std::exchange(other.dma_, DmaAddr());
+        site_ = other.site_;
+    }
+    return *this;
+}
+
+std::size_t PoolBlock::size() const noexcept { return pool_ != nullptr ? pool_->block_size() : 0; }
+
+Status PoolBlock::free() {
+    if (!valid()) {
+        return Error(EINVAL, "PoolBlock::free of an empty handle (moved from, freed or released); "
+                             "nothing was changed");
+    }
+    DmaPool* pool = pool_;
+    void* cpu = release();  // empty first: whatever happens, never freed twice
+    return pool->free(cpu);
+}
+
+void* PoolBlock::release() noexcept {
+    pool_ = nullptr;
+    dma_ = DmaAddr();
+    return std::exchange(cpu_, nullptr);
+}
+
+void PoolBlock::reset() noexcept {
+    if (!valid()) return;
+    DmaPool* pool = pool_;
+    const mem::CallSite made_at = site_;
+    try {
+        if (auto status = free(); !status.ok()) {
+            warn_handle_failure(pool->device_, "PoolBlock", "free", made_at, status.error());
+        }
+    } catch (...) {
+        // Out of memory while building a message: the handle is empty already.
+    }
+}
+
+}  // namespace dmakit::dma
