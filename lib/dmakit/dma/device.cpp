@@ -1,4 +1,6 @@
 #include <dmakit/dma/device.hpp>
+
+#include <dmakit/internal/mapping_table.hpp>
 #include <dmakit/support/mmio.hpp>
 
 #include <algorithm>
@@ -33,13 +35,18 @@ iommu::Access access_for(DmaDirection dir) noexcept {
 }  // namespace
 
 DmaDevice::DmaDevice(DmaContext& context, std::string name)
-    : context_(context), name_(std::move(name)), leaks_(context.leak_tracker()) {
+    : context_(context),
+      name_(std::move(name)),
+      live_(std::make_unique<LiveMappings>()),
+      leaks_(context.leak_tracker()) {
     if (leaks_ != nullptr) leak_owner_ = leaks_->register_owner(name_);
 }
 
+std::size_t DmaDevice::live_mappings() const { return live_->size(); }
+
 DmaDevice::~DmaDevice() {
     if (DmaDebug* debug = context_.debug()) debug->check_device_close(name_);
-    const auto leaked = live_.snapshot();
+    const auto leaked = live_->snapshot();
     for (const LiveMapping& mapping : leaked) {
         auto status = release_backing(mapping);
         if (!status.ok()) context_.logger().warning(name_ + ": " + dmakit::to_string(status.error()));
@@ -282,7 +289,7 @@ Result<DmaAddr> DmaDevice::map_any(void* cpu, std::size_t length, MappingKind ki
     mapping.length = length;
     mapping.dir = dir;
     mapping.kind = kind;
-    live_.insert(mapping);
+    live_->insert(mapping);
     if (leaks_ != nullptr) leaks_->record_mapping(leak_owner_, mapping.addr.value(), length, site);
     if (DmaDebug* debug = context_.debug()) debug->record_map(kind, name_, mapping.addr, length, dir, site);
     return mapping.addr;
@@ -300,7 +307,7 @@ Status DmaDevice::release_backing(const LiveMapping& mapping) {
 Error DmaDevice::refusal(const char* call, DmaAddr addr, std::size_t length, DmaDirection dir) const {
     std::string text = name_ + ": " + call + " of " + iommu::to_hex(addr.value()) + " (" +
                        bytes_text(length) + ", " + std::string(to_string(dir)) + ") refused: ";
-    if (auto there = live_.find_start(addr, dir)) {
+    if (auto there = live_->find_start(addr, dir)) {
         text += "the live mapping at that address is " + bytes_text(there->length) + ", " +
                 std::string(to_string(there->dir)) + "; unmap with the length and direction it "
                 "was mapped with";
@@ -313,7 +320,7 @@ Error DmaDevice::refusal(const char* call, DmaAddr addr, std::size_t length, Dma
 
 Status DmaDevice::unmap_any(DmaAddr addr, std::size_t length, MappingKind kind, DmaDirection dir,
                             mem::CallSite site) {
-    auto removed = live_.remove(addr, length, dir);
+    auto removed = live_->remove(addr, length, dir);
     if (!removed) {
         if (DmaDebug* debug = context_.debug()) debug->explain_refused_unmap(kind, name_, addr, length, dir, site);
         return refusal("unmap", addr, length, dir);
@@ -414,10 +421,10 @@ Status DmaDevice::check_sync(DmaAddr addr, std::size_t offset, std::size_t lengt
     if (offset > ~std::uint64_t{0} - addr.value()) {
         return fail(DmaDebug::Problem::sync_out_of_range, "the offset overflows");
     }
-    auto mapping = live_.find_start(addr, dir);
-    if (!mapping) mapping = live_.find_containing(target, length == 0 ? 1 : length);
+    auto mapping = live_->find_start(addr, dir);
+    if (!mapping) mapping = live_->find_containing(target, length == 0 ? 1 : length);
     if (!mapping) {
-        if (length != 0 && (mapping = live_.find_containing(target, 1))) {
+        if (length != 0 && (mapping = live_->find_containing(target, 1))) {
             return fail(DmaDebug::Problem::sync_out_of_range,
                         "it runs past the end of the " + bytes_text(mapping->length) +
                             " mapping at " + iommu::to_hex(mapping->addr.value()));

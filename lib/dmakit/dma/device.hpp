@@ -19,8 +19,8 @@
 // mapping, torn down when they are freed.
 //
 // Every live streaming mapping is known by (device address, length,
-// direction) in every build (mapping_table.hpp): an unmap or sync that
-// matches none is refused with EINVAL and changes nothing. With debug on, the
+// direction) in every build (LiveMappings, the library's own table): an unmap
+// or sync that matches none is refused with EINVAL and changes nothing. With debug on, the
 // refusal is also explained (debug.hpp).
 //
 // Ownership rule for streaming mappings (Documentation/core-api/dma-api.rst):
@@ -39,7 +39,6 @@
 #include <dmakit/dma/context.hpp>
 #include <dmakit/dma/large_buffer.hpp>
 #include <dmakit/dma/mapped_scatter_list.hpp>
-#include <dmakit/dma/mapping_table.hpp>
 #include <dmakit/dma/scatterlist.hpp>
 #include <dmakit/dma/segments.hpp>
 #include <dmakit/dma/streaming_mapping.hpp>
@@ -50,10 +49,15 @@
 
 #include <atomic>
 #include <cstddef>
+#include <memory>
 #include <source_location>
 #include <string>
 
 namespace dmakit::dma {
+
+// The library's own (not installed): every live streaming mapping of a device.
+class LiveMappings;
+struct LiveMapping;
 
 class DmaDevice {
 public:
@@ -161,7 +165,7 @@ public:
                                             mem::CallSite site = std::source_location::current());
 
     // Streaming mappings live now (map_* not yet unmapped).
-    [[nodiscard]] std::size_t live_mappings() const { return live_.size(); }
+    [[nodiscard]] std::size_t live_mappings() const;
 
     // A large buffer from 4 KiB pages, contiguous for the device and the CPU
     // but not physically (see large_buffer.hpp). Zeroed.
@@ -198,7 +202,7 @@ private:
     std::atomic<std::uint64_t> coherent_mask_{dma_bit_mask(32)};
     std::atomic<int> numa_node_{-1};
     SegmentLimits limits_;
-    LiveMappings live_;
+    std::unique_ptr<LiveMappings> live_;  // the library's own (not installed)
     mem::LeakTracker* leaks_;  // null unless leak tracking is on
     std::uint32_t leak_owner_ = 0;
 };

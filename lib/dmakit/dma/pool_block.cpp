@@ -1,6 +1,6 @@
 #include <dmakit/dma/pool_block.hpp>
 
-#include <dmakit/dma/handle_failure.hpp>
+#include <dmakit/internal/handle_failure.hpp>
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/support/error.hpp>
 

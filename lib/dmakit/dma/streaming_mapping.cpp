@@ -1,7 +1,7 @@
 #include <dmakit/dma/streaming_mapping.hpp>
 
 #include <dmakit/dma/device.hpp>
-#include <dmakit/dma/handle_failure.hpp>
+#include <dmakit/internal/handle_failure.hpp>
 #include <dmakit/support/error.hpp>
 
 #include <cerrno>

@@ -1,8 +1,13 @@
 #include <dmakit/mem/buddy.hpp>
 
+#include <dmakit/internal/asan.hpp>
+#include <dmakit/internal/page_map.hpp>
+#include <dmakit/internal/spin_lock.hpp>
+#include <dmakit/internal/thread_cache.hpp>
 #include <dmakit/support/number_text.hpp>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -39,6 +44,19 @@ void for_each_initial_block(std::uint32_t first, std::uint32_t pages, Fn&& fn) {
 }
 
 }  // namespace
+
+struct BuddyAllocator::State {
+    State(BuddyAllocator* owner, PageMap page_map, std::uint32_t page_cache_capacity)
+        : map(std::move(page_map)),
+          page_cache(owner, &BuddyAllocator::flush_page_cache, page_cache_capacity) {}
+
+    PageMap map;
+    ThreadCacheOwner page_cache;
+    // Guards the free lists, head descriptors and counters (BuddyAllocator's
+    // areas_ to managed_pages_, kept there so the list code reaches them with
+    // no extra load).
+    SpinLock lock;
+};
 
 Result<std::unique_ptr<BuddyAllocator>> BuddyAllocator::create(std::unique_ptr<PageSource> source,
                                                               BuddyOptions options) {
@@ -79,31 +97,35 @@ BuddyAllocator::BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions 
       only_node_(topology_.nodes().front()),
       owned_logger_(std::move(owned_logger)),
       logger_(options.logger != nullptr ? options.logger : owned_logger_.get()),
-      map_(std::move(map)),
-      base_(map_.base()),
-      span_(map_.size()),
-      descs_(&map_.desc(0)),
       // Tracked allocations and frees all take the slow paths, which record them.
-      page_cache_(this, &BuddyAllocator::flush_page_cache,
-                  leak_check ? 0 : options.page_cache_high),
+      state_(std::make_unique<State>(this, std::move(map), leak_check ? 0 : options.page_cache_high)),
+      base_(state_->map.base()),
+      span_(state_->map.size()),
+      descs_(&state_->map.desc(0)),
+      granules_(state_->map.granules()),
+      page_cache_key_(state_->page_cache.key()),
       leaks_(leak_check ? std::make_unique<LeakTracker>(*logger_, options.leak_options) : nullptr) {
     for (FreeArea& area : areas_) area.head.fill(kNoPage);
 }
 
+const PageMap& BuddyAllocator::page_map() const noexcept { return state_->map; }
+
+void BuddyAllocator::drain_thread_cache() noexcept { state_->page_cache.flush_local(); }
+
 BuddyAllocator::~BuddyAllocator() {
-    page_cache_.retire();
+    state_->page_cache.retire();
     leaks_.reset();  // the exit report, before the regions go
     std::lock_guard grow(grow_mutex_);
     for (auto& region : regions_) {
         if (!region) continue;
-        map_.unpublish(*region);
+        state_->map.unpublish(*region);
         if (options_.listener != nullptr) options_.listener->region_removing(*region);
         asan_unpoison(region->cpu_base(), region->length());
         source_->unmap(region->cpu_base(), region->length());
     }
 }
 
-// ---- free lists (lock_ held) ----------------------------------------------
+// ---- free lists (state_->lock held) ----------------------------------------------
 
 int BuddyAllocator::node_of(const Region& region) const noexcept {
     if (!multi_node_) return only_node_;  // all memory is on it
@@ -205,11 +227,11 @@ void BuddyAllocator::give_block(std::uint32_t index, unsigned order) noexcept {
     // same region (regions never merge: each is mapped and released alone).
     // The bounds test comes before any look at the buddy's descriptor: past
     // the region's ends lie descriptors that grow() and shrink() initialise
-    // and clear without lock_ (a race found by reading, next to the one
+    // and clear without state_->lock (a race found by reading, next to the one
     // ThreadSanitizer reported).
-    const Region* home = map_.region_of(map_.page_address(index));
+    const Region* home = region_of(state_->map.page_address(index));
     const unsigned area = area_of(*home);
-    const std::uint32_t region_first = map_.page_index(home->cpu_base());
+    const std::uint32_t region_first = state_->map.page_index(home->cpu_base());
     const std::uint32_t region_end =
         region_first + static_cast<std::uint32_t>(home->length() >> kPageShift);
     while (order < kMaxOrder) {
@@ -255,7 +277,7 @@ void* BuddyAllocator::alloc_block_or_warn(unsigned order, Gfp flags, CallSite si
 
 Result<void*> BuddyAllocator::allocate_block(unsigned order, Gfp flags, int node) {
     DMAKIT_ASSIGN_OR_RETURN(std::uint32_t index, take_or_grow(order, flags, node));
-    void* block = map_.page_address(index);
+    void* block = state_->map.page_address(index);
     asan_unpoison(block, order_bytes(order));
     if (has(flags, Gfp::zero)) std::memset(block, 0, order_bytes(order));
     return block;
@@ -295,7 +317,7 @@ Result<std::uint32_t> BuddyAllocator::take_or_grow(unsigned order, Gfp flags, in
     // before another node's free block is.
     const bool local_first = may_grow && node >= 0 && topology_.multi_node();
     {
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         const std::uint32_t index = take_block(order, node, dma32, local_first);
         if (index != kNoPage) return index;
     }
@@ -305,20 +327,20 @@ Result<std::uint32_t> BuddyAllocator::take_or_grow(unsigned order, Gfp flags, in
     std::lock_guard grow_lock(grow_mutex_);
     for (int attempt = 0; attempt < 4; ++attempt) {
         {
-            std::lock_guard lock(lock_);
+            std::lock_guard lock(state_->lock);
             const std::uint32_t index = take_block(order, node, dma32, local_first);
             if (index != kNoPage) return index;
         }
         auto area = grow(order, node, dma32);
         if (!area.ok()) {
             if (local_first) {  // another node's memory beats none
-                std::lock_guard lock(lock_);
+                std::lock_guard lock(state_->lock);
                 const std::uint32_t index = take_block(order, node, dma32, false);
                 if (index != kNoPage) return index;
             }
             return std::move(area).error();
         }
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         const std::uint32_t index = take_from(*area, order);
         if (index != kNoPage) return index;
     }
@@ -341,13 +363,13 @@ Result<unsigned> BuddyAllocator::grow(unsigned order, int node, bool dma32) {
     // largest blocks; at least the source's page size.
     const std::size_t alignment =
         std::max(granule, std::min(std::bit_floor(length), kHugePage1G));
-    DMAKIT_ASSIGN_OR_RETURN(std::byte* address, map_.place(length, alignment));
+    DMAKIT_ASSIGN_OR_RETURN(std::byte* address, state_->map.place(length, alignment));
 
     // A node is asked of the source only where nodes differ.
     const int bind_node = topology_.multi_node() ? node : -1;
     auto backing = source_->map_on_node(address, length, bind_node);
     if (!backing.ok()) {
-        map_.unplace(address, length);
+        state_->map.unplace(address, length);
         return backing.error().with_context("growing the page allocator by " + mib(length));
     }
     std::size_t slot_index = 0;
@@ -359,7 +381,7 @@ Result<unsigned> BuddyAllocator::grow(unsigned order, int node, bool dma32) {
     if (dma32) region->set_dma_limit(kDma32Last);
     auto drop = [&] {
         source_->unmap(address, length);
-        map_.unplace(address, length);
+        state_->map.unplace(address, length);
     };
     if (options_.listener != nullptr) {
         auto added = options_.listener->region_added(*region);
@@ -385,12 +407,12 @@ Result<unsigned> BuddyAllocator::grow(unsigned order, int node, bool dma32) {
                              "4 GiB in the IOMMU domain (free DMA32 memory or mappings there)");
     }
     const unsigned area = area_of(*region);
-    map_.init_descs(address, length, region->slot());
+    state_->map.init_descs(address, length, region->slot());
     asan_poison(address, length);
-    map_.publish(*region);
+    state_->map.publish(*region);
     {
-        std::lock_guard lock(lock_);
-        for_each_initial_block(map_.page_index(address), static_cast<std::uint32_t>(length >> kPageShift),
+        std::lock_guard lock(state_->lock);
+        for_each_initial_block(state_->map.page_index(address), static_cast<std::uint32_t>(length >> kPageShift),
                                [&](std::uint32_t index, unsigned block_order) {
                                    give_block(index, block_order);
                                });
@@ -405,13 +427,13 @@ Result<unsigned> BuddyAllocator::grow(unsigned order, int node, bool dma32) {
 
 Status BuddyAllocator::validate_free(const void* block) const {
     if (block == nullptr) return Error(EINVAL, "free of a null pointer");
-    if (!map_.contains(block)) {
+    if (!state_->map.contains(block)) {
         return Error(EINVAL, "free of " + describe(block) + ": not memory of this page allocator");
     }
-    if (map_.offset_of(block) % kPageSize != 0) {
+    if (state_->map.offset_of(block) % kPageSize != 0) {
         return Error(EINVAL, "free of " + describe(block) + ": not the start of a page block");
     }
-    const PageDesc& desc = map_.desc_of(block);
+    const PageDesc& desc = state_->map.desc_of(block);
     switch (desc.load_state()) {
         case PageState::allocated:
             if (desc.slab != nullptr) {
@@ -441,30 +463,34 @@ Status BuddyAllocator::try_free_pages(void* block) {
 Status BuddyAllocator::free_slow(void* block) {
     DMAKIT_TRY(validate_free(block));
     if (leaks_) leaks_->forget(block);  // before the block can be handed out again
-    PageDesc& desc = map_.desc_of(block);
+    PageDesc& desc = state_->map.desc_of(block);
     const unsigned order = desc.order;
     asan_poison(block, order_bytes(order));
     if (order == 0) {
-        ThreadCache* cache = page_cache_.local();
+        // Here when the cache is full, or the inline lookup missed it
+        // (first use on this thread, or its slot taken by another allocator).
+        ThreadCache* cache = state_->page_cache.local();
         if (cache->capacity != 0) {
-            // The cache is full: spill a batch, then keep this (hot) page.
-            std::lock_guard lock(lock_);
-            spill_page_cache(*cache, options_.page_cache_batch);
+            if (cache->full()) {
+                // Spill a batch, then keep this (hot) page.
+                std::lock_guard lock(state_->lock);
+                spill_page_cache(*cache, options_.page_cache_batch);
+            }
             desc.store_state(PageState::thread_cached);
             cache->push(block);
             return {};
         }
     }
-    std::lock_guard lock(lock_);
-    give_block(map_.page_index(block), order);
+    std::lock_guard lock(state_->lock);
+    give_block(state_->map.page_index(block), order);
     return {};
 }
 
 void BuddyAllocator::free_pages_uncached(void* block) noexcept {
-    const PageDesc& desc = map_.desc_of(block);
+    const PageDesc& desc = state_->map.desc_of(block);
     asan_poison(block, order_bytes(desc.order));
-    std::lock_guard lock(lock_);
-    give_block(map_.page_index(block), desc.order);
+    std::lock_guard lock(state_->lock);
+    give_block(state_->map.page_index(block), desc.order);
 }
 
 void BuddyAllocator::report_invalid_free(const Error& error) const noexcept {
@@ -484,22 +510,23 @@ std::size_t BuddyAllocator::block_size(const void* block) const noexcept {
 // ---- per-thread page cache -------------------------------------------------
 
 void* BuddyAllocator::alloc_page_slow(Gfp flags, CallSite site) noexcept {
-    ThreadCache* cache = page_cache_.local();
+    // Here when the cache is empty, or the inline lookup missed it.
+    ThreadCache* cache = state_->page_cache.local();
     if (cache->capacity == 0) return alloc_block_or_warn(0, flags, site);
-    {
-        std::lock_guard lock(lock_);
+    if (cache->empty()) {
+        std::lock_guard lock(state_->lock);
         refill_page_cache(*cache);
     }
     if (cache->empty()) {
         // Free lists were empty: grow (or fail), then fill the cache too.
         void* block = alloc_block_or_warn(0, flags, site);
         if (block == nullptr) return nullptr;
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         refill_page_cache(*cache);
         return block;
     }
     void* page = cache->pop();
-    map_.desc_of(page).store_state(PageState::allocated);
+    state_->map.desc_of(page).store_state(PageState::allocated);
     asan_unpoison(page, kPageSize);
     if (has(flags, Gfp::zero)) std::memset(page, 0, kPageSize);
     return page;
@@ -510,20 +537,20 @@ void BuddyAllocator::refill_page_cache(ThreadCache& cache) noexcept {
         const std::uint32_t index = take_block(0, -1, false, false);
         if (index == kNoPage) break;
         descs_[index].store_state(PageState::thread_cached);
-        cache.push(map_.page_address(index));
+        cache.push(state_->map.page_address(index));
     }
 }
 
 void BuddyAllocator::spill_page_cache(ThreadCache& cache, std::uint32_t count) noexcept {
     count = std::min(count, cache.count);
     for (std::uint32_t i = 0; i < count; ++i) {
-        give_block(map_.page_index(cache.pop()), 0);
+        give_block(state_->map.page_index(cache.pop()), 0);
     }
 }
 
 void BuddyAllocator::flush_page_cache(void* self, ThreadCache& cache) noexcept {
     auto* buddy = static_cast<BuddyAllocator*>(self);
-    std::lock_guard lock(buddy->lock_);
+    std::lock_guard lock(buddy->state_->lock);
     buddy->spill_page_cache(cache, cache.count);
 }
 
@@ -531,7 +558,7 @@ void BuddyAllocator::flush_page_cache(void* self, ThreadCache& cache) noexcept {
 
 bool BuddyAllocator::region_is_free(const Region& region) const noexcept {
     bool free = true;
-    for_each_initial_block(map_.page_index(region.cpu_base()),
+    for_each_initial_block(state_->map.page_index(region.cpu_base()),
                            static_cast<std::uint32_t>(region.length() >> kPageShift),
                            [&](std::uint32_t index, unsigned order) {
                                const PageDesc& desc = descs_[index];
@@ -547,10 +574,10 @@ std::size_t BuddyAllocator::shrink() {
     for (auto& region : regions_) {
         if (!region) continue;
         {
-            std::lock_guard lock(lock_);
+            std::lock_guard lock(state_->lock);
             if (!region_is_free(*region)) continue;
             const unsigned area = area_of(*region);
-            for_each_initial_block(map_.page_index(region->cpu_base()),
+            for_each_initial_block(state_->map.page_index(region->cpu_base()),
                                    static_cast<std::uint32_t>(region->length() >> kPageShift),
                                    [&](std::uint32_t index, unsigned order) {
                                        list_remove(area, order, index);
@@ -558,12 +585,12 @@ std::size_t BuddyAllocator::shrink() {
                                    });
             managed_pages_ -= region->length() >> kPageShift;
         }
-        map_.unpublish(*region);
+        state_->map.unpublish(*region);
         if (options_.listener != nullptr) options_.listener->region_removing(*region);
         asan_unpoison(region->cpu_base(), region->length());
         source_->unmap(region->cpu_base(), region->length());
-        map_.clear_descs(region->cpu_base(), region->length());
-        map_.unplace(region->cpu_base(), region->length());
+        state_->map.clear_descs(region->cpu_base(), region->length());
+        state_->map.unplace(region->cpu_base(), region->length());
         released += region->length();
         ++regions_released_;
         region.reset();
@@ -582,22 +609,22 @@ BuddyStats BuddyAllocator::stats() const {
         region_objects = regions_.capacity() * sizeof(void*) + stats.regions * sizeof(Region);
         stats.regions_added = regions_added_;
         stats.regions_released = regions_released_;
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         stats.managed_bytes = managed_pages_ << kPageShift;
         stats.free_bytes = free_pages_ << kPageShift;
     }
-    stats.thread_cached_bytes = page_cache_.cached_items() << kPageShift;
+    stats.thread_cached_bytes = state_->page_cache.cached_items() << kPageShift;
     stats.allocated_bytes = stats.managed_bytes - stats.free_bytes - stats.thread_cached_bytes;
     stats.invalid_frees = invalid_frees_.load(std::memory_order_relaxed);
-    stats.metadata_bytes = map_.resident_metadata_bytes() + region_objects +
-                           page_cache_.metadata_bytes() + sizeof(*this);
+    stats.metadata_bytes = state_->map.resident_metadata_bytes() + region_objects +
+                           state_->page_cache.metadata_bytes() + sizeof(*this) + sizeof(State);
     return stats;
 }
 
 std::vector<RegionBuddyInfo> BuddyAllocator::buddyinfo() const {
     std::vector<RegionBuddyInfo> result;
     std::lock_guard grow(grow_mutex_);
-    std::lock_guard lock(lock_);
+    std::lock_guard lock(state_->lock);
     for (const auto& region : regions_) {
         if (!region) continue;
         RegionBuddyInfo info;
@@ -607,7 +634,7 @@ std::vector<RegionBuddyInfo> BuddyAllocator::buddyinfo() const {
         info.page_size = region->page_size();
         info.numa_node = node_of(*region);
         info.dma32 = area_of(*region) % kZoneCount == kZoneDma32;
-        std::uint32_t index = map_.page_index(region->cpu_base());
+        std::uint32_t index = state_->map.page_index(region->cpu_base());
         const std::uint32_t end = index + static_cast<std::uint32_t>(region->length() >> kPageShift);
         while (index < end) {
             const PageDesc& desc = descs_[index];

@@ -6,15 +6,16 @@
 // allocator grows by a region when no free block is big enough and shrink()
 // gives wholly free regions back.
 //
-// Out of band: free lists run through PageDescs (see page_map.hpp), never
-// through the pages, so a device that writes a page cannot corrupt the
-// allocator.
+// Out of band: free lists run through PageDescs (page.hpp; the library's
+// page map holds one per 4 KiB page), never through the pages, so a device
+// that writes a page cannot corrupt the allocator.
 //
 // Order-0 allocations go through a per-thread page cache (the kernel's pcp
-// lists): a plain array per thread and allocator, no lock on a hit. Pages
-// freed on one thread may be reused by another. Pages parked in other
-// threads' caches return to the free lists when those threads exit; call
-// drain_thread_cache() on a thread to flush its own.
+// lists): a plain array per thread and allocator, no lock on a hit (inline,
+// fast_path.hpp). Pages freed on one thread may be reused by another.
+// Pages parked in other threads' caches return to the free lists when
+// those threads exit; call drain_thread_cache() on a thread to flush
+// its own.
 //
 // Flags (gfp.hpp) say how an allocation may be satisfied: with
 // Gfp::may_grow (gfp_kernel, the default) a missing block grows the pool by
@@ -39,17 +40,15 @@
 // memory is handed out.
 #pragma once
 
-#include <dmakit/mem/asan.hpp>
 #include <dmakit/mem/call_site.hpp>
+#include <dmakit/mem/fast_path.hpp>
 #include <dmakit/mem/gfp.hpp>
 #include <dmakit/mem/leak_tracker.hpp>
 #include <dmakit/mem/numa.hpp>
-#include <dmakit/mem/page_map.hpp>
+#include <dmakit/mem/page.hpp>
 #include <dmakit/mem/page_source.hpp>
 #include <dmakit/mem/region.hpp>
-#include <dmakit/mem/spin_lock.hpp>
 #include <dmakit/mem/stats.hpp>
-#include <dmakit/mem/thread_cache.hpp>
 #include <dmakit/support/log.hpp>
 #include <dmakit/support/result.hpp>
 
@@ -65,6 +64,9 @@
 #include <vector>
 
 namespace dmakit::mem {
+
+class PageMap;  // the library's own (not installed)
+class SlabCache;
 
 struct BuddyOptions {
     // Bytes added per growth step, a multiple of 2 MiB (and of the source's
@@ -125,10 +127,14 @@ public:
     // The region holding p, or null. O(1), lock-free, no system call: the
     // DMA layer computes dma(p) = region->dma_base() + (p - region->cpu_base()).
     [[nodiscard]] const Region* region_of(const void* p) const noexcept {
-        return map_.region_of(p);
+        const std::uintptr_t offset =
+            reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
+        if (offset >= span_) return nullptr;
+        return std::atomic_ref<Region*>(granules_[offset >> kRegionGranuleShift])
+            .load(std::memory_order_acquire);
     }
     [[nodiscard]] std::optional<std::uint64_t> dma_address_of(const void* p) const noexcept {
-        const Region* region = map_.region_of(p);
+        const Region* region = region_of(p);
         return region != nullptr ? region->dma_address_of(p) : std::nullopt;
     }
 
@@ -140,7 +146,7 @@ public:
     std::size_t shrink();
 
     // Returns the calling thread's cached order-0 pages to the free lists.
-    void drain_thread_cache() noexcept { page_cache_.flush_local(); }
+    void drain_thread_cache() noexcept;
 
     [[nodiscard]] BuddyStats stats() const;
     [[nodiscard]] std::vector<RegionBuddyInfo> buddyinfo() const;
@@ -151,7 +157,6 @@ public:
 
     [[nodiscard]] const BuddyOptions& options() const noexcept { return options_; }
     [[nodiscard]] const Logger& logger() const noexcept { return *logger_; }
-    [[nodiscard]] const PageMap& page_map() const noexcept { return map_; }
     // Null unless leak tracking is on.
     [[nodiscard]] LeakTracker* leak_tracker() const noexcept { return leaks_.get(); }
 
@@ -162,8 +167,10 @@ public:
     void free_pages_uncached(void* block) noexcept;  // block must be a valid allocated head
 
 private:
-    BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options, PageMap map,
-                   std::unique_ptr<Logger> owned_logger, NumaTopology topology, bool leak_check);
+    // The slow paths' internal state: the page map, the lock of the free
+    // lists, the owner of the page caches (buddy.cpp; the inline fast paths
+    // never touch it).
+    struct State;
 
     // Free lists of one node and zone (the kernel's free_area[] of a zone).
     struct FreeArea {
@@ -174,6 +181,13 @@ private:
     static constexpr unsigned kZoneCount = 2;
     // Node slot 0 holds unbound memory, slot n + 1 node n.
     static constexpr unsigned kAreaCount = (kMaxNumaNodes + 1) * kZoneCount;
+
+    BuddyAllocator(std::unique_ptr<PageSource> source, BuddyOptions options, PageMap map,
+                   std::unique_ptr<Logger> owned_logger, NumaTopology topology, bool leak_check);
+
+    // The page map, for the slab caches built on this allocator.
+    friend class SlabCache;
+    [[nodiscard]] const PageMap& page_map() const noexcept;
 
     [[nodiscard]] void* alloc_page_slow(Gfp flags, CallSite site) noexcept;
     [[nodiscard]] void* alloc_block_or_warn(unsigned order, Gfp flags, CallSite site) noexcept;
@@ -189,7 +203,7 @@ private:
     [[nodiscard]] Status free_slow(void* block);
     void report_invalid_free(const Error& error) const noexcept;
 
-    // Free-list primitives; lock_ held.
+    // Free-list primitives; state_->lock held.
     // From the best area for (node, dma32): see the class comment.
     [[nodiscard]] std::uint32_t take_block(unsigned order, int node, bool dma32,
                                            bool local_only) noexcept;
@@ -199,9 +213,9 @@ private:
     void list_remove(unsigned area, unsigned order, std::uint32_t index) noexcept;
     [[nodiscard]] bool region_is_free(const Region& region) const noexcept;
 
-    static void flush_page_cache(void* self, ThreadCache& cache) noexcept;
-    void refill_page_cache(ThreadCache& cache) noexcept;  // lock_ held
-    void spill_page_cache(ThreadCache& cache, std::uint32_t count) noexcept;  // lock_ held
+    static void flush_page_cache(void* self, fast_path::ThreadCache& cache) noexcept;
+    void refill_page_cache(fast_path::ThreadCache& cache) noexcept;  // state_->lock held
+    void spill_page_cache(fast_path::ThreadCache& cache, std::uint32_t count) noexcept;  // ditto
 
     std::unique_ptr<PageSource> source_;
     BuddyOptions options_;
@@ -210,16 +224,16 @@ private:
     int only_node_;       // the node of a one-node machine
     std::unique_ptr<Logger> owned_logger_;
     const Logger* logger_;
-    PageMap map_;
+    std::unique_ptr<State> state_;
 
-    // Hot, read-mostly copies for the inline fast paths.
+    // Hot, read-mostly copies (of the page map's) for the inline fast paths.
     std::byte* base_;
     std::size_t span_;
     PageDesc* descs_;
+    Region** granules_;  // one per 2 MiB granule, published with release stores
+    fast_path::ThreadCacheKey page_cache_key_;
 
-    ThreadCacheOwner page_cache_;
-
-    mutable SpinLock lock_;  // free lists, head descriptors, counters
+    // Under state_->lock: free lists, head descriptors, counters.
     std::array<FreeArea, kAreaCount> areas_{};
     // Bit a clear: area a has no free block; set: it may have (cleared lazily).
     std::uint64_t nonempty_areas_ = 0;
@@ -243,16 +257,26 @@ public:
         if (offset >= span_ || (offset & (kPageSize - 1)) != 0) return nullptr;
         return descs_ + (offset >> kPageShift);
     }
+    // Descriptor of the page holding p (any byte of it), or null when p is
+    // outside this allocator's address range. O(1), no lock.
+    [[nodiscard]] PageDesc* desc_of(const void* p) const noexcept {
+        const std::uintptr_t offset =
+            reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
+        if (offset >= span_) return nullptr;
+        return descs_ + (offset >> kPageShift);
+    }
 };
 
 inline void* BuddyAllocator::alloc_pages(unsigned order, Gfp flags, CallSite site) noexcept {
     // The page cache holds pages of any zone and node: DMA32 requests pass it.
     if (order == 0 && !has(flags, Gfp::dma32)) {
-        ThreadCache* cache = page_cache_.local();
+        // A lookup that misses gives the empty `none` cache: the slow path
+        // then finds or makes this thread's cache.
+        fast_path::ThreadCache* cache = page_cache_key_.find();
         if (!cache->empty()) [[likely]] {
             void* page = cache->pop();
             descs_[(static_cast<std::byte*>(page) - base_) >> kPageShift].store_state(PageState::allocated);
-            asan_unpoison(page, kPageSize);
+            fast_path::unpoison_if_sanitized(page, kPageSize);
             if (has(flags, Gfp::zero)) std::memset(page, 0, kPageSize);
             return page;
         }
@@ -265,10 +289,10 @@ inline void BuddyAllocator::free_pages(void* block) noexcept {
     PageDesc* desc = desc_if_page(block);
     if (desc != nullptr && desc->load_state() == PageState::allocated && desc->order == 0 &&
         desc->slab == nullptr) [[likely]] {
-        ThreadCache* cache = page_cache_.local();
+        fast_path::ThreadCache* cache = page_cache_key_.find();  // `none` (full) on a miss
         if (!cache->full()) [[likely]] {
             desc->store_state(PageState::thread_cached);
-            asan_poison(block, kPageSize);
+            fast_path::poison_if_sanitized(block, kPageSize);
             cache->push(block);
             return;
         }

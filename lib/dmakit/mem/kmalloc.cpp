@@ -51,9 +51,8 @@ Result<void*> Kmalloc::try_kmalloc(std::size_t size, Gfp flags, CallSite site) {
 
 void Kmalloc::kfree(void* object) noexcept {
     if (object == nullptr) return;
-    const PageMap& map = buddy_.page_map();
-    if (map.contains(object)) {
-        if (Slab* slab = map.desc_of(object).slab) {
+    if (const PageDesc* desc = buddy_.desc_of(object)) {
+        if (Slab* slab = desc->slab) {
             slab->cache->free(object);
             return;
         }
@@ -63,17 +62,16 @@ void Kmalloc::kfree(void* object) noexcept {
 
 Status Kmalloc::try_kfree(void* object) {
     if (object == nullptr) return {};
-    const PageMap& map = buddy_.page_map();
-    if (map.contains(object)) {
-        if (Slab* slab = map.desc_of(object).slab) return slab->cache->try_free(object);
+    if (const PageDesc* desc = buddy_.desc_of(object)) {
+        if (Slab* slab = desc->slab) return slab->cache->try_free(object);
     }
     return buddy_.try_free_pages(object);
 }
 
 std::size_t Kmalloc::ksize(const void* object) const noexcept {
-    const PageMap& map = buddy_.page_map();
-    if (object == nullptr || !map.contains(object)) return 0;
-    if (const Slab* slab = map.desc_of(object).slab) {
+    const PageDesc* desc = buddy_.desc_of(object);
+    if (object == nullptr || desc == nullptr) return 0;
+    if (const Slab* slab = desc->slab) {
         std::uint32_t index;
         return slab->cache->slab_of(object, &index) != nullptr ? slab->cache->object_size() : 0;
     }

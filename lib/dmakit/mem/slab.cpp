@@ -1,10 +1,16 @@
 #include <dmakit/mem/slab.hpp>
 
+#include <dmakit/internal/asan.hpp>
+#include <dmakit/internal/page_map.hpp>
+#include <dmakit/internal/spin_lock.hpp>
+#include <dmakit/internal/thread_cache.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <string>
 
@@ -33,7 +39,25 @@ std::uint32_t default_thread_cache_size(std::size_t stride) {
     return 16;
 }
 
+// Which list a slab is on (Slab::list).
+enum : std::uint8_t { kPartial, kFull, kEmpty, kListCount };
+
+struct SlabList {
+    Slab* head = nullptr;
+    std::size_t count = 0;
+};
+
 }  // namespace
+
+struct SlabCache::State {
+    State(SlabCache* cache, std::uint32_t thread_cache_capacity)
+        : thread_cache(cache, &SlabCache::flush_thread_cache, thread_cache_capacity) {}
+
+    SpinLock lock;  // lists and objects_out
+    SlabList lists[kListCount];
+    std::size_t objects_out = 0;  // with callers or in thread caches
+    ThreadCacheOwner thread_cache;
+};
 
 Result<std::unique_ptr<SlabCache>> SlabCache::create(BuddyAllocator& buddy, std::string name,
                                                     std::size_t object_size,
@@ -75,7 +99,7 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
       map_base_(buddy.page_map().base()),
       map_span_(buddy.page_map().size()),
       descs_(&buddy.page_map().desc(0)),
-      thread_cache_(this, &SlabCache::flush_thread_cache, [&] {
+      state_(std::make_unique<State>(this, [&] {
           // Every debug free must be checked, every tracked one recorded.
           if (debug || buddy.leak_tracker() != nullptr) return std::uint32_t{0};
           const std::size_t stride = round_up(object_size, options_.align);
@@ -83,7 +107,8 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
                                             ? options_.thread_cache_size
                                             : default_thread_cache_size(stride);
           return 2 * objects;  // object and allocated byte
-      }()) {
+      }())) {
+    cache_key_ = state_->thread_cache.key();
     leaks_ = buddy.leak_tracker();
     if (leaks_ != nullptr) leak_owner_ = leaks_->register_owner(name_);
     const bool red_zone = debug_ && options_.debug_options.red_zone;
@@ -104,16 +129,16 @@ SlabCache::SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object
     state_bytes_ =
         static_cast<std::uint32_t>(round_up(objects_per_slab_ + 1, sizeof(std::uint64_t)));
     reciprocal_ = ((std::uint64_t{1} << 42) + stride_ - 1) / stride_;
-    batch_ = std::max<std::uint32_t>(1, thread_cache_.capacity() / 4);  // half the objects
+    batch_ = std::max<std::uint32_t>(1, state_->thread_cache.capacity() / 4);  // half the objects
 }
 
 SlabCache::~SlabCache() {
-    thread_cache_.retire();
+    state_->thread_cache.retire();
     if (leaks_ != nullptr) leaks_->owner_gone(leak_owner_);
     Slab* chain = nullptr;
     {
-        std::lock_guard lock(lock_);
-        for (auto& list : lists_) {
+        std::lock_guard lock(state_->lock);
+        for (auto& list : state_->lists) {
             while (Slab* slab = list.head) {
                 unlink(slab);
                 slab->next = chain;
@@ -127,7 +152,9 @@ SlabCache::~SlabCache() {
 // ---- allocation ------------------------------------------------------------
 
 void* SlabCache::alloc_slow(Gfp flags, CallSite site) noexcept {
-    ThreadCache* cache = thread_cache_.local();
+    // Here when this thread's cache is empty, or the inline lookup missed it
+    // (first use on this thread, or its slot taken by another cache).
+    ThreadCache* cache = state_->thread_cache.local();
     try {
         if (cache->capacity == 0) {
             auto object = alloc_one_locked(flags, site);
@@ -135,12 +162,9 @@ void* SlabCache::alloc_slow(Gfp flags, CallSite site) noexcept {
             warn_failure(flags, object.error());
             return nullptr;
         }
+        if (!cache->empty()) return alloc(flags, site);  // the lookup hits now
         Error error(ENOMEM, "");
-        {
-            std::unique_lock lock(lock_);
-            cache->set_count(cache->count + 2 * take_objects(lock, cache->items() + cache->count,
-                                                             batch_, 2, &error, flags));
-        }
+        cache->set_count(2 * take_objects(cache->items(), batch_, 2, &error, flags));
         if (cache->empty()) {
             warn_failure(flags, error.with_context("slab cache '" + name_ + "'"));
             return nullptr;
@@ -167,11 +191,7 @@ Result<void*> SlabCache::try_alloc(Gfp flags, CallSite site) {
 Result<void*> SlabCache::alloc_one_locked(Gfp flags, CallSite site) {
     void* object = nullptr;
     Error error(ENOMEM, "");
-    std::uint32_t got;
-    {
-        std::unique_lock lock(lock_);
-        got = take_objects(lock, &object, 1, 1, &error, flags);
-    }
+    const std::uint32_t got = take_objects(&object, 1, 1, &error, flags);
     if (got == 0) return error.with_context("slab cache '" + name_ + "'");
     mark_allocated(object);
     if (debug_) check_on_alloc(object);
@@ -282,11 +302,11 @@ Status SlabCache::free_slow(void* object) {
     std::uint32_t index;
     DMAKIT_TRY(validate(object, &slab, &index));
     DMAKIT_TRY(take_back(object, slab, index));
-    ThreadCache* cache = thread_cache_.local();
+    ThreadCache* cache = state_->thread_cache.local();
     asan_poison(object, object_size_);
     Slab* released;
     {
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         if (cache->capacity == 0) {
             return_objects(&object, 1, 1);
         } else {
@@ -339,7 +359,7 @@ Status SlabCache::free_debug(void* object) {
     asan_poison(object, object_size_);
     Slab* released;
     {
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         return_objects(&object, 1, 1);
         released = detach_excess_empty_slabs();
     }
@@ -450,7 +470,7 @@ void SlabCache::release_slabs(Slab* chain) noexcept {
 }
 
 void SlabCache::unlink(Slab* slab) noexcept {
-    SlabList& list = lists_[slab->list];
+    SlabList& list = state_->lists[slab->list];
     if (slab->prev != nullptr) {
         slab->prev->next = slab->next;
     } else {
@@ -463,7 +483,7 @@ void SlabCache::unlink(Slab* slab) noexcept {
 }
 
 void SlabCache::push_on(Slab* slab, std::uint8_t to) noexcept {
-    SlabList& dest = lists_[to];
+    SlabList& dest = state_->lists[to];
     slab->prev = nullptr;
     slab->next = dest.head;
     if (dest.head != nullptr) dest.head->prev = slab;
@@ -473,11 +493,11 @@ void SlabCache::push_on(Slab* slab, std::uint8_t to) noexcept {
 }
 
 // Unlinks the empty slabs beyond max_empty_slabs, chained through next, for
-// release_slabs() once lock_ is dropped.
+// release_slabs() once state_->lock is dropped.
 Slab* SlabCache::detach_excess_empty_slabs() noexcept {
     Slab* chain = nullptr;
-    while (lists_[kEmpty].count > options_.max_empty_slabs) {
-        Slab* slab = lists_[kEmpty].head;
+    while (state_->lists[kEmpty].count > options_.max_empty_slabs) {
+        Slab* slab = state_->lists[kEmpty].head;
         unlink(slab);
         slab->next = chain;
         chain = slab;
@@ -491,14 +511,15 @@ void SlabCache::move_to(Slab* slab, std::uint8_t to) noexcept {
     push_on(slab, to);
 }
 
-std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** out,
-                                      std::uint32_t count, std::uint32_t step, Error* error,
-                                      Gfp flags) {
+std::uint32_t SlabCache::take_objects(void** out, std::uint32_t count, std::uint32_t step,
+                                      Error* error, Gfp flags) {
+    std::unique_lock lock(state_->lock);
     std::uint32_t got = 0;
     while (got < count) {
-        Slab* slab = lists_[kPartial].head != nullptr ? lists_[kPartial].head : lists_[kEmpty].head;
+        SlabList* lists = state_->lists;
+        Slab* slab = lists[kPartial].head != nullptr ? lists[kPartial].head : lists[kEmpty].head;
         if (slab == nullptr) {
-            // The page allocator and on_new_slab run without lock_.
+            // The page allocator and on_new_slab run without state_->lock.
             lock.unlock();
             auto created = make_slab(flags);
             lock.lock();
@@ -525,7 +546,7 @@ std::uint32_t SlabCache::take_objects(std::unique_lock<SpinLock>& lock, void** o
         }
         move_to(slab, slab->in_use == objects_per_slab_ ? kFull : kPartial);
     }
-    objects_out_ += got;
+    state_->objects_out += got;
     return got;
 }
 
@@ -539,17 +560,17 @@ void SlabCache::return_objects(void* const* objects, std::uint32_t count,
         const bool was_full = slab->in_use == objects_per_slab_;
         --slab->in_use;
         if (slab->in_use == 0) {
-            move_to(slab, kEmpty);  // trimmed by the caller, after lock_
+            move_to(slab, kEmpty);  // trimmed by the caller, after state_->lock
         } else if (was_full) {
             move_to(slab, kPartial);
         }
     }
-    objects_out_ -= count;
+    state_->objects_out -= count;
 }
 
 void SlabCache::flush_thread_cache(void* self, ThreadCache& cache) noexcept {
     auto* slab_cache = static_cast<SlabCache*>(self);
-    std::lock_guard lock(slab_cache->lock_);
+    std::lock_guard lock(slab_cache->state_->lock);
     slab_cache->return_objects(cache.items(), cache.count / 2, 2);
     cache.set_count(0);
 }
@@ -557,22 +578,22 @@ void SlabCache::flush_thread_cache(void* self, ThreadCache& cache) noexcept {
 // ---- shrink and info -------------------------------------------------------
 
 void SlabCache::drain_thread_cache() noexcept {
-    thread_cache_.flush_local();
+    state_->thread_cache.flush_local();
     Slab* released;
     {
-        std::lock_guard lock(lock_);
+        std::lock_guard lock(state_->lock);
         released = detach_excess_empty_slabs();
     }
     release_slabs(released);
 }
 
 std::size_t SlabCache::shrink() {
-    thread_cache_.flush_local();
+    state_->thread_cache.flush_local();
     Slab* chain = nullptr;
     std::size_t released = 0;
     {
-        std::lock_guard lock(lock_);
-        while (Slab* slab = lists_[kEmpty].head) {
+        std::lock_guard lock(state_->lock);
+        while (Slab* slab = state_->lists[kEmpty].head) {
             unlink(slab);
             slab->next = chain;
             chain = slab;
@@ -590,15 +611,16 @@ SlabInfo SlabCache::info() const {
     info.stride = stride_;
     info.pages_per_slab = std::size_t{1} << slab_order_;
     info.debug = debug_;
-    // Before lock_: thread-exit flushes take the control mutex, then lock_.
-    const std::size_t cached = thread_cache_.cached_items() / 2;  // two slots per object
-    std::lock_guard lock(lock_);
-    for (const SlabList& list : lists_) info.slabs += list.count;
+    // Before state_->lock: thread-exit flushes take the control mutex, then state_->lock.
+    const std::size_t cached = state_->thread_cache.cached_items() / 2;  // two slots per object
+    std::lock_guard lock(state_->lock);
+    for (const SlabList& list : state_->lists) info.slabs += list.count;
     info.total_objects = info.slabs * objects_per_slab_;
-    info.active_objects = objects_out_ > cached ? objects_out_ - cached : 0;
+    info.active_objects = state_->objects_out > cached ? state_->objects_out - cached : 0;
     info.pages = info.slabs << slab_order_;
     info.metadata_bytes = info.slabs * descriptor_bytes() +
-                          thread_cache_.metadata_bytes() + sizeof(*this) + name_.capacity();
+                          state_->thread_cache.metadata_bytes() + sizeof(*this) + sizeof(State) +
+                          name_.capacity();
     return info;
 }
 

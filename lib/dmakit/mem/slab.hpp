@@ -7,13 +7,13 @@
 // Every page of a slab points to the descriptor, so free() finds it from the
 // object address in O(1).
 //
-// Fast path: each thread has its own array of free objects per cache (like
-// SLUB's per-cpu freelist or rte_mempool's per-lcore cache): alloc pops, free
-// pushes, no lock and no atomic read-modify-write. Each entry keeps the
-// object's allocated byte beside it, so alloc sets it without a slab lookup. Misses move a batch between
-// the array and the slabs under the cache's lock. An object may be freed on
-// any thread. Slabs sit on partial/full/empty lists; beyond max_empty_slabs,
-// empty slabs go back to the buddy allocator.
+// Fast path (inline, fast_path.hpp): each thread has its own array of free
+// objects per cache (SLUB's per-cpu freelist, rte_mempool's per-lcore cache):
+// alloc pops, free pushes, no lock, no atomic read-modify-write. Each entry
+// keeps the object's allocated byte beside it, so alloc sets it without a slab
+// lookup. Misses move a batch between the array and the slabs under the lock.
+// An object may be freed on any thread. Slabs sit on partial/full/empty
+// lists; beyond max_empty_slabs, empty slabs go back to the buddy allocator.
 //
 // Every build checks every free: the object's allocated byte is set when it is
 // handed out and checked and cleared before it goes back anywhere, so a
@@ -31,15 +31,13 @@
 // free goes the slow way, where the LeakTracker records or forgets it.
 #pragma once
 
-#include <dmakit/mem/asan.hpp>
 #include <dmakit/mem/buddy.hpp>
 #include <dmakit/mem/call_site.hpp>
 #include <dmakit/mem/debug.hpp>
+#include <dmakit/mem/fast_path.hpp>
 #include <dmakit/mem/gfp.hpp>
 #include <dmakit/mem/page.hpp>
-#include <dmakit/mem/spin_lock.hpp>
 #include <dmakit/mem/stats.hpp>
-#include <dmakit/mem/thread_cache.hpp>
 #include <dmakit/support/result.hpp>
 
 #include <atomic>
@@ -48,7 +46,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -196,11 +193,10 @@ public:
     [[nodiscard]] SlabInfo info() const;
 
 private:
-    struct SlabList {
-        Slab* head = nullptr;
-        std::size_t count = 0;
-    };
-    enum : std::uint8_t { kPartial, kFull, kEmpty, kListCount };
+    // The slow paths' state: the slab lists, their lock, the count of objects
+    // out, the owner of the thread caches (slab.cpp; the fast paths never
+    // touch it).
+    struct State;
 
     SlabCache(BuddyAllocator& buddy, std::string name, std::size_t object_size,
               SlabCacheOptions options, bool debug);
@@ -216,17 +212,17 @@ private:
     [[nodiscard]] Status free_debug(void* object);
     void refuse_free(const Error& error, const void* object) noexcept;
 
-    // Without lock_: buddy pages, descriptor and on_new_slab; and the reverse.
+    // Without the lock: buddy pages, descriptor and on_new_slab; and the reverse.
     [[nodiscard]] Result<Slab*> make_slab(Gfp flags);
     void release_slabs(Slab* chain) noexcept;
-    // Under lock_.
+    // Under state_->lock.
     void unlink(Slab* slab) noexcept;
     void push_on(Slab* slab, std::uint8_t list) noexcept;
     [[nodiscard]] Slab* detach_excess_empty_slabs() noexcept;
-    // Objects go to out[i * step]; with step 2, out[i * 2 + 1] gets the
-    // object's allocated byte (the thread-cache entry layout).
-    [[nodiscard]] std::uint32_t take_objects(std::unique_lock<SpinLock>& lock, void** out,
-                                             std::uint32_t count, std::uint32_t step,
+    // Takes the lock (dropping it while a new slab is made). Objects go to
+    // out[i * step]; with step 2, out[i * 2 + 1] gets the object's allocated
+    // byte (the thread-cache entry layout).
+    [[nodiscard]] std::uint32_t take_objects(void** out, std::uint32_t count, std::uint32_t step,
                                              Error* error, Gfp flags);
     void return_objects(void* const* objects, std::uint32_t count, std::uint32_t step) noexcept;
     void move_to(Slab* slab, std::uint8_t list) noexcept;
@@ -274,7 +270,7 @@ private:
     }
     void check_on_alloc(void* object) noexcept;
 
-    static void flush_thread_cache(void* self, ThreadCache& cache) noexcept;
+    static void flush_thread_cache(void* self, fast_path::ThreadCache& cache) noexcept;
 
     BuddyAllocator& buddy_;
     std::string name_;
@@ -298,11 +294,8 @@ private:
     std::size_t map_span_;
     PageDesc* descs_;
 
-    ThreadCacheOwner thread_cache_;
-
-    mutable SpinLock lock_;
-    SlabList lists_[kListCount];
-    std::size_t objects_out_ = 0;
+    fast_path::ThreadCacheKey cache_key_;
+    std::unique_ptr<State> state_;
     mutable std::atomic<std::size_t> invalid_frees_{0};
     // Last, so the fields of the inline fast paths keep their offsets.
     LeakTracker* leaks_ = nullptr;  // null unless leak tracking is on
@@ -331,13 +324,14 @@ inline void* SlabCache::alloc(Gfp flags, CallSite site) noexcept {
     if (has(flags, Gfp::dma32) && !has(options_.page_flags, Gfp::dma32)) [[unlikely]] {
         return refuse_zone(flags);
     }
-    ThreadCache* cache = thread_cache_.local();  // capacity 0 in debug mode
+    // Debug caches never register one: the lookup gives the empty `none`.
+    fast_path::ThreadCache* cache = cache_key_.find();
     if (!cache->empty()) [[likely]] {
         void* allocated;
         void* object = cache->pop_pair(&allocated);
         static_cast<std::atomic<Slab::State>*>(allocated)->store(Slab::State::allocated,
                                                                  std::memory_order_relaxed);
-        asan_unpoison(object, object_size_);
+        fast_path::unpoison_if_sanitized(object, object_size_);
         if (has(flags, Gfp::zero)) std::memset(object, 0, object_size_);
         return object;
     }
@@ -345,9 +339,9 @@ inline void* SlabCache::alloc(Gfp flags, CallSite site) noexcept {
 }
 
 inline void SlabCache::free(void* object) noexcept {
-    ThreadCache* cache = thread_cache_.local();
-    // Debug caches have no thread cache (it is always full), so past this
-    // test objects have no red zones.
+    fast_path::ThreadCache* cache = cache_key_.find();
+    // Debug caches have no thread cache (the lookup gives `none`, which is
+    // always full), so past this test objects have no red zones.
     if (!cache->full()) [[likely]] {
         std::atomic<Slab::State>* allocated = fast_allocated_byte(object);
         // Checked before anything is touched; a refusal goes the slow way,
@@ -355,7 +349,7 @@ inline void SlabCache::free(void* object) noexcept {
         if (allocated != nullptr &&
             allocated->load(std::memory_order_relaxed) == Slab::State::allocated) [[likely]] {
             allocated->store(Slab::State::free, std::memory_order_relaxed);
-            asan_poison(object, object_size_);
+            fast_path::poison_if_sanitized(object, object_size_);
             cache->push_pair(object, allocated);
             return;
         }

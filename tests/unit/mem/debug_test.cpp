@@ -1,6 +1,7 @@
 // Slab debug mode: each detection is reported with the cache and object.
 #include "mem_test_support.hpp"
 
+#include <dmakit/internal/asan.hpp>  // DMAKIT_MEM_ASAN: which of the tests below apply
 #include <dmakit/mem/kmalloc.hpp>
 #include <dmakit/mem/slab.hpp>
 

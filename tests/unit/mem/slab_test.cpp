@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace dmakit::mem {
@@ -288,6 +289,60 @@ TEST_F(SlabFixture, SlabinfoReportsPerCache) {
     for (void* object : objects) km.kfree(object);
     km.drain_thread_caches();
     EXPECT_EQ(km.slabinfo()[Kmalloc::class_index(64)].active_objects, 0u);
+}
+
+// The inline fast paths find a thread's cache through a table of 32 slots
+// (fast_path.hpp); more caches than slots must share slots, and a lookup that
+// misses goes the slow way, which must use the cache the thread already has
+// (neither refill a non-empty one past its end nor spill a non-full one).
+// 40 caches and the page allocator, used in turn, miss on nearly every call.
+TEST_F(SlabFixture, CachesSharingAThreadCacheSlotKeepTheirObjectsApart) {
+    constexpr int kCaches = 40;  // more than fast_path::kThreadCacheSlots
+    static_assert(kCaches > static_cast<int>(fast_path::kThreadCacheSlots));
+    std::vector<std::unique_ptr<SlabCache>> caches;
+    for (int i = 0; i < kCaches; ++i) {
+        caches.push_back(make_cache(*buddy, 64));
+        ASSERT_TRUE(caches.back());
+    }
+    std::vector<std::vector<void*>> live(kCaches);
+    std::vector<void*> pages;
+    std::set<void*> seen;
+    for (int round = 0; round < 300; ++round) {
+        for (int i = 0; i < kCaches; ++i) {
+            void* object = caches[i]->alloc();
+            ASSERT_NE(object, nullptr);
+            std::uint32_t index;
+            ASSERT_NE(caches[i]->slab_of(object, &index), nullptr) << "cache " << i;
+            ASSERT_TRUE(seen.insert(object).second) << "handed out twice";
+            live[i].push_back(object);
+        }
+        void* page = buddy->alloc_pages(0);
+        ASSERT_NE(page, nullptr);
+        ASSERT_TRUE(seen.insert(page).second);
+        pages.push_back(page);
+        if (round % 3 == 2) {  // free some, in turn too, so frees miss as well
+            for (int i = 0; i < kCaches; ++i) {
+                seen.erase(live[i].front());
+                caches[i]->free(live[i].front());
+                live[i].erase(live[i].begin());
+            }
+            seen.erase(pages.front());
+            buddy->free_pages(pages.front());
+            pages.erase(pages.begin());
+        }
+    }
+    for (int i = 0; i < kCaches; ++i) {
+        for (void* object : live[i]) caches[i]->free(object);
+        caches[i]->drain_thread_cache();
+        EXPECT_EQ(caches[i]->invalid_frees(), 0u) << "cache " << i;
+        EXPECT_EQ(caches[i]->info().active_objects, 0u) << "cache " << i;
+    }
+    for (void* page : pages) buddy->free_pages(page);
+    buddy->drain_thread_cache();
+    const BuddyStats stats = buddy->stats();
+    EXPECT_EQ(stats.invalid_frees, 0u);
+    EXPECT_EQ(stats.thread_cached_bytes, 0u);
+    EXPECT_EQ(log.count_containing("warning"), 0u);
 }
 
 }  // namespace

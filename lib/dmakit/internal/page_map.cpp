@@ -1,4 +1,4 @@
-#include <dmakit/mem/page_map.hpp>
+#include <dmakit/internal/page_map.hpp>
 
 #include <cerrno>
 #include <cstring>

@@ -5,7 +5,7 @@
 // Because the range is fixed, metadata is plain arrays indexed by offset, in
 // the manner of the kernel's SPARSEMEM_VMEMMAP:
 //   * one PageDesc per 4 KiB page          -> desc(p)     = descs[(p - base) >> 12]
-//   * one Region* per 2 MiB granule        -> region_of(p) = granules[(p - base) >> 21]
+//   * one Region* per 2 MiB granule        -> region(p)   = granules[(p - base) >> 21]
 // Both arrays are mapped MAP_NORESERVE, so only the parts covering live
 // regions ever occupy memory. Lookups are O(1), take no lock and make no
 // system call; region pointers are published with release/acquire so a
@@ -53,19 +53,15 @@ public:
     // Descriptor of the page holding p, which must be inside the range.
     [[nodiscard]] PageDesc& desc_of(const void* p) const noexcept { return descs_[page_index(p)]; }
 
-    // Region holding p, or null (outside the range, or in no live region).
-    [[nodiscard]] Region* region_of(const void* p) const noexcept {
-        const std::uintptr_t offset = offset_of(p);
-        if (offset >= size_) return nullptr;
-        return std::atomic_ref<Region*>(granules_[offset >> kRegionGranuleShift])
-            .load(std::memory_order_acquire);
-    }
+    // One Region* per 2 MiB granule (null: no live region), read with
+    // acquire loads; BuddyAllocator::region_of (inline, public) reads it.
+    [[nodiscard]] Region** granules() const noexcept { return granules_; }
 
     // Finds a free, `alignment`-aligned run of address space for a region.
     [[nodiscard]] Result<std::byte*> place(std::size_t length, std::size_t alignment);
     void unplace(std::byte* address, std::size_t length) noexcept;
 
-    // Makes region_of() answer for the region's range / stop answering.
+    // Makes BuddyAllocator::region_of() answer for the region's range / stop answering.
     void publish(Region& region) noexcept;
     void unpublish(const Region& region) noexcept;
 

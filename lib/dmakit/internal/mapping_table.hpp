@@ -19,7 +19,7 @@
 
 #include <dmakit/dma/debug.hpp>
 #include <dmakit/dma/types.hpp>
-#include <dmakit/mem/spin_lock.hpp>
+#include <dmakit/internal/spin_lock.hpp>
 
 #include <array>
 #include <cstddef>
@@ -94,7 +94,8 @@ private:
     [[nodiscard]] static std::size_t home_of(std::uint64_t addr, std::size_t mask) noexcept;
     static void grow_locked(Shard& shard);
 
-    std::unique_ptr<std::array<Shard, kShards>> shards_;
+    // Inline: DmaDevice holds the table behind a pointer of its own.
+    std::array<Shard, kShards> shards_;
 };
 
 }  // namespace dmakit::dma

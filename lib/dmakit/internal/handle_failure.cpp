@@ -1,4 +1,4 @@
-#include <dmakit/dma/handle_failure.hpp>
+#include <dmakit/internal/handle_failure.hpp>
 
 #include <dmakit/dma/device.hpp>
 

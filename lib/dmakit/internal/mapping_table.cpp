@@ -1,4 +1,4 @@
-#include <dmakit/dma/mapping_table.hpp>
+#include <dmakit/internal/mapping_table.hpp>
 
 #include <mutex>
 
@@ -16,8 +16,8 @@ bool matches(const LiveMapping& m, std::uint64_t length, DmaDirection dir) noexc
 
 }  // namespace
 
-LiveMappings::LiveMappings() : shards_(std::make_unique<std::array<Shard, kShards>>()) {
-    for (Shard& shard : *shards_) shard.slots.resize(kInitialSlots);
+LiveMappings::LiveMappings() {
+    for (Shard& shard : shards_) shard.slots.resize(kInitialSlots);
 }
 
 std::size_t LiveMappings::shard_of(std::uint64_t addr) noexcept {
@@ -46,7 +46,7 @@ void LiveMappings::grow_locked(Shard& shard) {
 
 void LiveMappings::insert(const LiveMapping& mapping) {
     const std::uint64_t addr = mapping.addr.value();
-    Shard& shard = (*shards_)[shard_of(addr)];
+    Shard& shard = shards_[shard_of(addr)];
     std::lock_guard lock(shard.lock);
     // Keep at least half the slots empty so probes stay short.
     if ((shard.used + shard.dead + 1) * 2 > shard.slots.size()) grow_locked(shard);
@@ -62,7 +62,7 @@ std::optional<LiveMapping> LiveMappings::remove(DmaAddr addr, std::uint64_t leng
                                                 DmaDirection dir) {
     const std::uint64_t key = addr.value();
     if (key == 0 || key == kTombstone) return std::nullopt;
-    Shard& shard = (*shards_)[shard_of(key)];
+    Shard& shard = shards_[shard_of(key)];
     std::lock_guard lock(shard.lock);
     const std::size_t mask = shard.slots.size() - 1;
     for (std::size_t i = home_of(key, mask); shard.slots[i].addr != 0; i = (i + 1) & mask) {
@@ -86,7 +86,7 @@ std::optional<LiveMapping> LiveMappings::remove(DmaAddr addr, std::uint64_t leng
 std::optional<LiveMapping> LiveMappings::find_start(DmaAddr addr, DmaDirection dir) const {
     const std::uint64_t key = addr.value();
     if (key == 0 || key == kTombstone) return std::nullopt;
-    const Shard& shard = (*shards_)[shard_of(key)];
+    const Shard& shard = shards_[shard_of(key)];
     std::lock_guard lock(shard.lock);
     const std::size_t mask = shard.slots.size() - 1;
     std::optional<LiveMapping> any;
@@ -100,7 +100,7 @@ std::optional<LiveMapping> LiveMappings::find_start(DmaAddr addr, DmaDirection d
 }
 
 std::optional<LiveMapping> LiveMappings::find_containing(DmaAddr addr, std::uint64_t length) const {
-    for (const Shard& shard : *shards_) {
+    for (const Shard& shard : shards_) {
         std::lock_guard lock(shard.lock);
         for (const Slot& slot : shard.slots) {
             if (slot.addr == 0 || slot.addr == kTombstone) continue;
@@ -116,7 +116,7 @@ std::optional<LiveMapping> LiveMappings::find_containing(DmaAddr addr, std::uint
 
 std::vector<LiveMapping> LiveMappings::snapshot() const {
     std::vector<LiveMapping> all;
-    for (const Shard& shard : *shards_) {
+    for (const Shard& shard : shards_) {
         std::lock_guard lock(shard.lock);
         for (const Slot& slot : shard.slots) {
             if (slot.addr != 0 && slot.addr != kTombstone) all.push_back(slot.mapping);
@@ -127,7 +127,7 @@ std::vector<LiveMapping> LiveMappings::snapshot() const {
 
 std::size_t LiveMappings::size() const {
     std::size_t total = 0;
-    for (const Shard& shard : *shards_) {
+    for (const Shard& shard : shards_) {
         std::lock_guard lock(shard.lock);
         total += shard.used;
     }

@@ -1,4 +1,4 @@
-#include <dmakit/mem/thread_cache.hpp>
+#include <dmakit/internal/thread_cache.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -8,8 +8,6 @@
 
 namespace dmakit::mem {
 namespace detail {
-
-constinit thread_local ThreadCacheSlots tls_thread_cache_slots{};
 
 struct ThreadCacheControl {
     std::mutex mutex;
@@ -25,9 +23,11 @@ namespace {
 
 using detail::ThreadCacheControl;
 
-// A shared cache that is empty and full at once: returned when caching is
-// disabled or impossible (allocation failure, thread shutting down).
-constinit ThreadCache disabled_cache{};
+using fast_path::tls_thread_cache_slots;
+
+// The calling thread's cache that is empty and full at once: returned when
+// caching is disabled or impossible (allocation failure, thread shutting down).
+ThreadCache* disabled_cache() noexcept { return &tls_thread_cache_slots.none; }
 
 // Unique for the life of the process, so a slot left behind by a destroyed
 // owner can never be mistaken for a new one. The only process-wide state in
@@ -62,7 +62,7 @@ public:
     };
 
     ~ThreadCacheRegistry() {
-        for (auto& slot : detail::tls_thread_cache_slots.slots) slot = {0, nullptr};
+        for (auto& slot : tls_thread_cache_slots.slots) slot = {0, nullptr};
         for (Entry& entry : entries_) release(entry);
         entries_.clear();
         dead_ = true;
@@ -131,8 +131,8 @@ private:
                 ++i;
                 continue;
             }
-            auto& slot = detail::tls_thread_cache_slots
-                             .slots[entries_[i].owner_id % detail::kThreadCacheSlots];
+            auto& slot = tls_thread_cache_slots
+                             .slots[entries_[i].owner_id % fast_path::kThreadCacheSlots];
             if (slot.owner_id == entries_[i].owner_id) slot = {0, nullptr};
             release(entries_[i]);
             entries_[i] = std::move(entries_.back());
@@ -151,10 +151,10 @@ constinit thread_local bool ThreadCacheRegistry::dead_ = false;
 }  // namespace
 
 ThreadCacheOwner::ThreadCacheOwner(void* owner, FlushFn flush, std::uint32_t capacity)
-    : id_(next_owner_id.fetch_add(1, std::memory_order_relaxed)),
-      slot_(static_cast<std::uint32_t>(id_ % detail::kThreadCacheSlots)),
-      capacity_(capacity),
+    : capacity_(capacity),
       control_(std::make_shared<ThreadCacheControl>()) {
+    key_.id = next_owner_id.fetch_add(1, std::memory_order_relaxed);
+    key_.slot = static_cast<std::uint32_t>(key_.id % fast_path::kThreadCacheSlots);
     control_->owner = owner;
     control_->flush = flush;
 }
@@ -178,24 +178,24 @@ std::size_t ThreadCacheOwner::cached_items() const noexcept {
 }
 
 ThreadCache* ThreadCacheOwner::local_slow() noexcept {
-    if (capacity_ == 0) return &disabled_cache;
+    if (capacity_ == 0) return disabled_cache();
     ThreadCacheRegistry* registry = ThreadCacheRegistry::current();
-    if (registry == nullptr) return &disabled_cache;
+    if (registry == nullptr) return disabled_cache();
     ThreadCache* cache = nullptr;
-    if (auto* entry = registry->find(id_)) {
+    if (auto* entry = registry->find(key_.id)) {
         cache = entry->cache;
     } else {
-        cache = registry->add(id_, control_, capacity_);
-        if (cache == nullptr) return &disabled_cache;
+        cache = registry->add(key_.id, control_, capacity_);
+        if (cache == nullptr) return disabled_cache();
     }
-    detail::tls_thread_cache_slots.slots[slot_] = {id_, cache};
+    tls_thread_cache_slots.slots[key_.slot] = {key_.id, cache};
     return cache;
 }
 
 void ThreadCacheOwner::flush_local() noexcept {
     ThreadCacheRegistry* registry = ThreadCacheRegistry::current();
     if (registry == nullptr) return;
-    auto* entry = registry->find(id_);
+    auto* entry = registry->find(key_.id);
     if (entry == nullptr) return;
     std::lock_guard lock(control_->mutex);
     if (control_->owner != nullptr) control_->flush(control_->owner, *entry->cache);
