@@ -421,7 +421,7 @@ Status DmaDevice::check_sync(DmaAddr addr, std::size_t offset, std::size_t lengt
     if (offset > ~std::uint64_t{0} - addr.value()) {
         return fail(DmaDebug::Problem::sync_out_of_range, "the offset overflows");
     }
-    auto mapping = live_->find_start(addr, dir);
+    auto mapping = live_->find_start(addr, dir, offset + length);
     if (!mapping) mapping = live_->find_containing(target, length == 0 ? 1 : length);
     if (!mapping) {
         if (length != 0 && (mapping = live_->find_containing(target, 1))) {

@@ -83,20 +83,26 @@ std::optional<LiveMapping> LiveMappings::remove(DmaAddr addr, std::uint64_t leng
     return std::nullopt;
 }
 
-std::optional<LiveMapping> LiveMappings::find_start(DmaAddr addr, DmaDirection dir) const {
+std::optional<LiveMapping> LiveMappings::find_start(DmaAddr addr, DmaDirection dir,
+                                                    std::uint64_t extent) const {
     const std::uint64_t key = addr.value();
     if (key == 0 || key == kTombstone) return std::nullopt;
     const Shard& shard = shards_[shard_of(key)];
     std::lock_guard lock(shard.lock);
     const std::size_t mask = shard.slots.size() - 1;
-    std::optional<LiveMapping> any;
+    std::optional<LiveMapping> best;
+    int best_rank = -1;
     for (std::size_t i = home_of(key, mask); shard.slots[i].addr != 0; i = (i + 1) & mask) {
         const Slot& slot = shard.slots[i];
         if (slot.addr != key) continue;
-        if (slot.mapping.dir == dir) return slot.mapping;
-        if (!any) any = slot.mapping;
+        const int rank = (slot.mapping.length >= extent ? 2 : 0) + (slot.mapping.dir == dir ? 1 : 0);
+        if (rank > best_rank) {
+            best = slot.mapping;
+            best_rank = rank;
+            if (rank == 3) break;
+        }
     }
-    return any;
+    return best;
 }
 
 std::optional<LiveMapping> LiveMappings::find_containing(DmaAddr addr, std::uint64_t length) const {

@@ -62,9 +62,13 @@ public:
     [[nodiscard]] std::optional<LiveMapping> remove(DmaAddr addr, std::uint64_t length,
                                                     DmaDirection dir);
 
-    // The live mapping that starts at `addr` and whose direction is `dir`
-    // (any, if several), or any mapping starting there when none has `dir`.
-    [[nodiscard]] std::optional<LiveMapping> find_start(DmaAddr addr, DmaDirection dir) const;
+    // A live mapping that starts at `addr`, best first: one with direction
+    // `dir` holding at least `extent` bytes, then one holding `extent`, then
+    // one with `dir`, then any. The same buffer may be mapped twice with
+    // different lengths (pool memory: one device address for both), and a
+    // sync of the longer one must find the longer one.
+    [[nodiscard]] std::optional<LiveMapping> find_start(DmaAddr addr, DmaDirection dir,
+                                                        std::uint64_t extent = 0) const;
 
     // A live mapping that contains [addr, addr + length). O(n): for syncs
     // of an inner address only (sync_single_range_* stays O(1)).

@@ -136,6 +136,28 @@ TEST_F(IsolationTest, SyncsOfNothingLiveAreRefused) {
     EXPECT_FALSE(device_->sync_sg_for_device(unmapped, DmaDirection::to_device).ok());
 }
 
+// Found by the concurrency test's seed 361673618221585379: pool memory mapped
+// twice with two lengths has one device address for both, and a sync of the
+// longer mapping found the shorter one and was refused as out of range.
+TEST_F(IsolationTest, SyncFindsTheMappingLongEnoughAmongTwoAtOneAddress) {
+    auto coherent = device_->alloc_coherent(4 * kPage);
+    ASSERT_TRUE(coherent.ok());
+    auto shorter = device_->map_single(coherent->cpu(), 99, DmaDirection::to_device);
+    auto longer = device_->map_single(coherent->cpu(), 6823, DmaDirection::to_device);
+    ASSERT_TRUE(shorter.ok() && longer.ok());
+    ASSERT_EQ(*shorter, *longer) << "pool memory has one device address";
+    EXPECT_TRUE(device_->sync_single_for_cpu(*longer, 6823, DmaDirection::to_device).ok());
+    EXPECT_TRUE(device_->sync_single_for_device(*shorter, 99, DmaDirection::to_device).ok());
+    // Still refused: longer than either live mapping.
+    EXPECT_FALSE(device_->sync_single_for_cpu(*longer, 6824, DmaDirection::to_device).ok());
+    ASSERT_TRUE(device_->unmap_single(*longer, 6823, DmaDirection::to_device).ok());
+    // Only the 99-byte mapping is left: a 6823-byte sync is refused again.
+    EXPECT_FALSE(device_->sync_single_for_cpu(*longer, 6823, DmaDirection::to_device).ok());
+    EXPECT_TRUE(device_->sync_single_for_cpu(*shorter, 99, DmaDirection::to_device).ok());
+    ASSERT_TRUE(device_->unmap_single(*shorter, 99, DmaDirection::to_device).ok());
+    EXPECT_EQ(device_->live_mappings(), 0u);
+}
+
 TEST_F(IsolationTest, ManyThreadsMapAndUnmapWithoutLosingAMapping) {
     auto coherent = device_->alloc_coherent(std::size_t{1} << 20);
     ASSERT_TRUE(coherent.ok());
