@@ -29,11 +29,11 @@ static Status hello(const pci::PciAddress& address, const dma::PciDmaOptions& op
                 static_cast<unsigned long long>(ring.dma().value()));
 
     std::vector<std::byte> data(8192);  // our own memory, lent to the device for one transfer
-    DMAKIT_ASSIGN_OR_RETURN(dma::DmaAddr iova, function.dma().map_single(data.data(), data.size(),
-                                                                         dma::DmaDirection::to_device));
-    std::printf("map_single: %zu bytes at device address 0x%llx\n", data.size(),
-                static_cast<unsigned long long>(iova.value()));
-    DMAKIT_TRY(function.dma().unmap_single(iova, data.size(), dma::DmaDirection::to_device));
+    DMAKIT_ASSIGN_OR_RETURN(dma::StreamingMapping lent,
+                            function.dma().map(data.data(), data.size(), dma::DmaDirection::to_device));
+    std::printf("map_single: %zu bytes at device address 0x%llx\n", lent.size(),
+                static_cast<unsigned long long>(lent.dma().value()));
+    DMAKIT_TRY(lent.unmap());  // or let `lent` go out of scope: its destructor unmaps
     std::printf("unmapped; done\n");
     return {};
 }
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         auto parsed = pci::PciAddress::parse(arg);
-        if (arg == "--help") {
+        if (arg == "--help" || arg == "-h") {
             std::printf("usage: hello_device [--registers-only] BDF   (BDF bound to vfio-pci: dmakit bind BDF)\n");
             return 0;
         } else if (arg == "--registers-only") {
