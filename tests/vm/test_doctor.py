@@ -16,6 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 from bench_pci import devices  # noqa: E402
+import vm_script  # noqa: E402
 
 BENCH = {("0x1b36", "0x0010"): 2, ("0x8086", "0x10d3"): 2, ("0x1af4", "0x1041"): 2}
 ALWAYS = ["IOMMU", "interrupt remapping", "vfio-pci", "/dev/vfio/vfio", "VFIO dma_entry_limit",
@@ -23,8 +24,7 @@ ALWAYS = ["IOMMU", "interrupt remapping", "vfio-pci", "/dev/vfio/vfio", "VFIO dm
 
 
 def fail(reason):
-    print(f"test_doctor: FAIL: {reason}")
-    sys.exit(1)
+    vm_script.fail("test_doctor", reason)
 
 
 def bench_devices():
@@ -64,16 +64,7 @@ def check_lines(proc, devices, what):
 
 
 def main():
-    if os.environ.get("DMAKIT_IN_VM") != "1":
-        print("test_doctor: SKIP outside the bench guest (DMAKIT_IN_VM is not 1); "
-              "run it under scripts/vm, or the whole suite with meson test --suite vm")
-        sys.exit(77)
-    build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    if not build_dir:
-        fail("DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
-    tool = os.path.join(build_dir, "tools", "dmakit", "dmakit")
-    if not os.access(tool, os.X_OK):
-        fail(f"{tool} is missing; build first: ninja -C {build_dir}")
+    _, (tool,) = vm_script.start("test_doctor", "tools/dmakit/dmakit")
     devices = bench_devices()
     if len(devices) != sum(BENCH.values()):
         fail(f"expected {sum(BENCH.values())} bench devices, found {devices}")

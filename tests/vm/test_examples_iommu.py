@@ -20,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import bench_nvme  # noqa: E402
 from bench_pci import devices as on_vfio  # noqa: E402
+import vm_script  # noqa: E402
 
 BENCH_NICS = ("0x8086", "0x10d3")
 BENCH_VIRTIO_NICS = ("0x1af4", "0x1041")
@@ -27,8 +28,7 @@ BENCH_NVME = ("0x1b36", "0x0010")
 
 
 def fail(reason):
-    print(f"test_examples_iommu: FAIL: {reason}")
-    sys.exit(1)
+    vm_script.fail("test_examples_iommu", reason)
 
 
 def run(args, what, must_contain):
@@ -43,20 +43,9 @@ def run(args, what, must_contain):
 
 
 def main():
-    if os.environ.get("DMAKIT_IN_VM") != "1":
-        print("test_examples_iommu: SKIP outside the bench guest (DMAKIT_IN_VM is not 1); "
-              "run it under scripts/vm, or the whole suite with meson test --suite vm")
-        sys.exit(77)
-    build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    if not build_dir:
-        fail("DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
-    verify = os.path.join(build_dir, "examples", "nvme", "nvme_verify")
-    pktcheck = os.path.join(build_dir, "examples", "net", "pktcheck")
-    disk2net = os.path.join(build_dir, "examples", "domain", "disk2net")
-    kernel_style = os.path.join(build_dir, "examples", "linux", "e1000e_kernel_style")
-    for program in (verify, pktcheck, disk2net, kernel_style):
-        if not os.access(program, os.X_OK):
-            fail(f"{program} is missing; build first: ninja -C {build_dir}")
+    build_dir, (verify, pktcheck, disk2net, kernel_style) = vm_script.start(
+        "test_examples_iommu", "examples/nvme/nvme_verify", "examples/net/pktcheck",
+        "examples/domain/disk2net", "examples/linux/e1000e_kernel_style")
     nics = on_vfio(BENCH_NICS)
     nvmes = on_vfio(BENCH_NVME)
     if len(nics) < 2:

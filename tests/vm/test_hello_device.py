@@ -18,13 +18,13 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 from bench_pci import PCI, devices as on_vfio, driver_of  # noqa: E402
+import vm_script  # noqa: E402
 
 BENCH_NVME = ("0x1b36", "0x0010")
 
 
 def fail(reason):
-    print(f"test_hello_device: FAIL: {reason}")
-    sys.exit(1)
+    vm_script.fail("test_hello_device", reason)
 
 
 def run(program, args, what, status):
@@ -44,16 +44,7 @@ def expect(text, pattern, what):
 
 
 def main():
-    if os.environ.get("DMAKIT_IN_VM") != "1":
-        print("test_hello_device: SKIP outside the bench guest (DMAKIT_IN_VM is not 1); "
-              "run it under scripts/vm, or the whole suite with meson test --suite vm")
-        sys.exit(77)
-    build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    if not build_dir:
-        fail("DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
-    hello = os.path.join(build_dir, "examples", "hello_device", "hello_device")
-    if not os.access(hello, os.X_OK):
-        fail(f"{hello} is missing; build first: ninja -C {build_dir}")
+    _, (hello,) = vm_script.start("test_hello_device", "examples/hello_device/hello_device")
     nvmes = on_vfio(BENCH_NVME)
     if not nvmes:
         fail("no NVMe controller (1b36:0010) on vfio-pci; tests/vm/guest-init binds them "

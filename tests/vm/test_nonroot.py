@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import bench_nvme  # noqa: E402
 from bench_pci import devices as on_vfio  # noqa: E402
+import vm_script  # noqa: E402
 
 UID = 4242
 SMALL_MEMLOCK = 8 << 20
@@ -36,8 +37,7 @@ E1000E = ("0x8086", "0x10d3")
 
 
 def fail(reason):
-    print(f"test_nonroot: FAIL: {reason}")
-    sys.exit(1)
+    vm_script.fail("test_nonroot", reason)
 
 
 def as_user(args, memlock):
@@ -72,19 +72,8 @@ def group_node(bdf):
 
 
 def main():
-    if os.environ.get("DMAKIT_IN_VM") != "1":
-        print("test_nonroot: SKIP outside the bench guest (DMAKIT_IN_VM is not 1); "
-              "run it under scripts/vm, or the whole suite with meson test --suite vm")
-        sys.exit(77)
-    build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    if not build_dir:
-        fail("DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
-    tool = os.path.join(build_dir, "tools", "dmakit", "dmakit")
-    verify = os.path.join(build_dir, "examples", "nvme", "nvme_verify")
-    pktcheck = os.path.join(build_dir, "examples", "net", "pktcheck")
-    for program in (tool, verify, pktcheck):
-        if not os.access(program, os.X_OK):
-            fail(f"{program} is missing; build first: ninja -C {build_dir}")
+    build_dir, (tool, verify, pktcheck) = vm_script.start(
+        "test_nonroot", "tools/dmakit/dmakit", "examples/nvme/nvme_verify", "examples/net/pktcheck")
     nics = on_vfio(E1000E)
     if len(nics) < 2:
         fail(f"needs two e1000e on vfio-pci, found {nics}; "

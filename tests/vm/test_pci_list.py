@@ -13,9 +13,11 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import vm_script  # noqa: E402
+
 EXPECTED = [("1b36", "0010", 2, "NVMe controller"), ("8086", "10d3", 2, "e1000e NIC"),
             ("1af4", "1041", 2, "virtio-net NIC")]
-SKIP_STATUS = 77
 BIND_HINT = ("tests/vm/guest-init binds every 1b36:0010, 8086:10d3 and 1af4:1041 to vfio-pci "
              "(driver_override, then drivers_probe) unless scripts/vm ran with --no-bind; "
              "a failed bind says 'could not bind' on the guest console (scripts/vm --live)")
@@ -24,8 +26,7 @@ KEYS = {"address", "vendor_id", "device_id", "vendor", "device", "class", "drive
 
 
 def fail(reason):
-    print(f"test_pci_list: FAIL: {reason}")
-    sys.exit(1)
+    vm_script.fail("test_pci_list", reason)
 
 
 def device_missing(reason):
@@ -35,16 +36,12 @@ def device_missing(reason):
              f"{reason}. {BIND_HINT}")
     print(f"test_pci_list: SKIP outside the bench guest (DMAKIT_IN_VM is not 1): {reason}. "
           f"Run it under scripts/vm, or the whole suite with meson test --suite vm")
-    sys.exit(SKIP_STATUS)
+    sys.exit(vm_script.SKIP_STATUS)
 
 
 def main():
-    build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    if not build_dir:
-        fail("DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
-    tool = os.path.join(build_dir, "tools", "dmakit", "dmakit")
-    if not os.access(tool, os.X_OK):
-        fail(f"{tool} is missing or not executable; build first: ninja -C {build_dir}")
+    # Also on the host: `dmakit list` there sees the host's devices.
+    _, (tool,) = vm_script.start("test_pci_list", "tools/dmakit/dmakit", guest_only=False)
 
     proc = subprocess.run([tool, "list", "--json"], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
