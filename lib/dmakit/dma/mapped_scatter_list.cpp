@@ -4,17 +4,12 @@
 #include <dmakit/internal/handle_failure.hpp>
 #include <dmakit/support/error.hpp>
 
-#include <cerrno>
-#include <string>
 #include <utility>
 
 namespace dmakit::dma {
 namespace {
 
-Status empty_error(const char* call) {
-    return Error(EINVAL, std::string("MappedScatterList::") + call +
-                             " of an empty handle (moved from, unmapped or released); nothing was changed");
-}
+Error empty_error(const char* call) { return empty_handle_error("MappedScatterList", call, "unmapped"); }
 
 }  // namespace
 

@@ -4,8 +4,6 @@
 #include <dmakit/dma/pool.hpp>
 #include <dmakit/support/error.hpp>
 
-#include <cerrno>
-#include <string>
 #include <utility>
 
 namespace dmakit::dma {
@@ -24,10 +22,7 @@ PoolBlock& PoolBlock::operator=(PoolBlock&& other) noexcept {
 std::size_t PoolBlock::size() const noexcept { return pool_ != nullptr ? pool_->block_size() : 0; }
 
 Status PoolBlock::free() {
-    if (!valid()) {
-        return Error(EINVAL, "PoolBlock::free of an empty handle (moved from, freed or released); "
-                             "nothing was changed");
-    }
+    if (!valid()) return empty_handle_error("PoolBlock", "free", "freed");
     DmaPool* pool = pool_;
     void* cpu = release();  // empty first: whatever happens, never freed twice
     return pool->free(cpu);

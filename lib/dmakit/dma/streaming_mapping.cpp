@@ -4,8 +4,6 @@
 #include <dmakit/internal/handle_failure.hpp>
 #include <dmakit/support/error.hpp>
 
-#include <cerrno>
-#include <string>
 #include <utility>
 
 namespace dmakit::dma {
@@ -23,10 +21,11 @@ StreamingMapping& StreamingMapping::operator=(StreamingMapping&& other) noexcept
     return *this;
 }
 
-Status StreamingMapping::empty_error(const char* call) const {
-    return Error(EINVAL, std::string("StreamingMapping::") + call +
-                             " of an empty handle (moved from, unmapped or released); nothing was changed");
-}
+namespace {
+
+Error empty_error(const char* call) { return empty_handle_error("StreamingMapping", call, "unmapped"); }
+
+}  // namespace
 
 Status StreamingMapping::sync_for_cpu(mem::CallSite site) const {
     if (!valid()) return empty_error("sync_for_cpu");

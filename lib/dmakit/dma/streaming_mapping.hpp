@@ -84,7 +84,6 @@ private:
 
     // Unmaps if the handle holds a mapping; a failure is logged.
     void reset() noexcept;
-    [[nodiscard]] Status empty_error(const char* call) const;
 
     DmaDevice* device_ = nullptr;
     void* cpu_ = nullptr;

@@ -1,7 +1,8 @@
-// What the DMA handles (StreamingMapping, MappedScatterList, PoolBlock) do
-// when their destructor cannot end what they hold: the error cannot be
-// returned, so it goes to the device's context logger as one warning naming
-// the handle and where it was made. Never throws, never aborts.
+// What the DMA handles (StreamingMapping, MappedScatterList, PoolBlock) say
+// when a call reaches an empty handle, and do when their destructor cannot
+// end what they hold: that error cannot be returned, so it goes to the
+// device's context logger as one warning naming the handle and where it was
+// made. Never throws, never aborts.
 // Not installed: only the handles' .cpp files use it.
 #pragma once
 
@@ -11,6 +12,10 @@
 namespace dmakit::dma {
 
 class DmaDevice;
+
+// EINVAL: "<handle>::<call> of an empty handle (moved from, <ended> or
+// released); nothing was changed". `ended`: "unmapped", "freed".
+[[nodiscard]] Error empty_handle_error(const char* handle, const char* call, const char* ended);
 
 // "<handle> made at FILE:LINE: its destructor could not <what>: <error>"
 void warn_handle_failure(DmaDevice& device, const char* handle, const char* what, mem::CallSite made_at,
