@@ -59,9 +59,31 @@ def events(name=None):
 def wait_event(name, timeout, **data):
     """Waits for an event whose data has the given fields; returns it or None."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         for e in events(name):
             if all(e.get("data", {}).get(k) == v for k, v in data.items()):
                 return e
+        if time.monotonic() >= deadline:
+            return None
         time.sleep(0.1)
-    return None
+
+
+def device_present(qdev):
+    """Whether QEMU still has a device with this id (under /machine/peripheral)."""
+    return any(child.get("name") == qdev for child in execute("qom-list", path="/machine/peripheral"))
+
+
+def wait_removed(qdev, timeout):
+    """Waits until QEMU has deleted device `qdev`. Returns how that showed:
+    "event" (DEVICE_DELETED), "gone" (no event yet, but the id has left
+    QEMU's device tree: QEMU sends the event only once the last reference to
+    the device is dropped, which can come later) or None (still there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if wait_event("DEVICE_DELETED", 0, device=qdev) is not None:
+            return "event"
+        if not device_present(qdev):
+            return "gone"
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
