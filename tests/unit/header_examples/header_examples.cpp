@@ -5,7 +5,8 @@
 // leaves unused is touched after "end". Built by every build, never run:
 // the device examples need VFIO, which the host does not have (the VM suite
 // runs the same calls: examples/hello_device, tests/vm/dma/registers_only_vm_test.cpp).
-// When you change an example in a header, change it here too.
+// When you change an example in a header, change it here too: the unit test
+// header_example_copies (check_copies.py) fails until both agree.
 #include <dmakit/dmakit.hpp>
 #include <dmakit/drivers/nvme/controller.hpp>
 #include <dmakit/drivers/nvme/io_queue.hpp>
