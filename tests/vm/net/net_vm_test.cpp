@@ -14,7 +14,7 @@
 #include <dmakit/drivers/net/nic_open_context.hpp>
 #include <dmakit/drivers/net/open_nic.hpp>
 #include <dmakit/drivers/net/packet_pool.hpp>
-#include <net/frame.hpp>
+#include "../../../examples/net/frame.hpp"
 
 #include <dmakit/pci/sysfs.hpp>
 
