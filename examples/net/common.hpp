@@ -7,6 +7,7 @@
 
 #include <dmakit/drivers/net/dma_pool_backing.hpp>
 #include <dmakit/drivers/net/driver_registry.hpp>
+#include <dmakit/drivers/net/nic.hpp>
 #include <dmakit/drivers/net/nic_open_context.hpp>
 #include <dmakit/drivers/net/open_nic.hpp>
 #include <dmakit/drivers/net/packet_pool.hpp>
@@ -180,6 +181,17 @@ inline std::string json_escape(std::string_view s) {
         out += c;
     }
     return out;
+}
+
+// The driver's own device counters (Nic::stats().device.all: hardware
+// registers for the e1000e, doorbells and refused used entries for
+// virtio-net) as one JSON object.
+inline std::string json_counters(const net::DeviceCounters& counters) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < counters.all.size(); ++i) {
+        out += (i ? ", \"" : "\"") + json_escape(counters.all[i].name) + "\": " + std::to_string(counters.all[i].value);
+    }
+    return out + "}";
 }
 
 inline std::string json_array(const std::vector<double>& v) {

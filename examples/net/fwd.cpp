@@ -248,7 +248,10 @@ int main(int argc, char** argv) {
                       static_cast<unsigned long long>(tx), static_cast<unsigned long long>(dropped), rx / elapsed,
                       tx / elapsed);
         out += buf;
-        out += json_array(s.rx_per_second) + "}";
+        // The device's own view of the run; null when the port can no longer be read.
+        auto stats = s.nic->stats();
+        out += json_array(s.rx_per_second) + ", \"device_counters\": " +
+               (stats.ok() ? json_counters(stats->device) : std::string("null")) + "}";
     }
     out += "]}\n";
     if (json) std::fputs(out.c_str(), stdout);

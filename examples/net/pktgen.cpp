@@ -288,7 +288,7 @@ int main(int argc, char** argv) {
                       gbits(pps, size), static_cast<unsigned long long>(stats->device.tx_good_packets),
                       p.link_down_seconds);
         out += buf;
-        out += json_array(p.per_second) + "}";
+        out += json_array(p.per_second) + ", \"device_counters\": " + json_counters(stats->device) + "}";
     }
     char tail[128];
     std::snprintf(tail, sizeof tail, "], \"total_pps\": %.1f}\n", total);

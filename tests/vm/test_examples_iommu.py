@@ -5,7 +5,9 @@ Runs inside the QEMU guest (see scripts/vm). `nvme_verify` writes, reads back
 and compares every memory kind (coherent, map_single, map_sg) at depths 1, 8
 and 64; `pktcheck` sends numbered frames from one port to the other of each
 NIC pair (the two e1000e, the two virtio-net) and checks each arrives intact,
-once, in order; `e1000e_kernel_style` does the same through an 82574 driver
+once, in order; `pktgen --json` reports per port what the driver counted,
+and on the e1000e exactly what the device's own counter (GPTC) says it sent;
+`e1000e_kernel_style` does the same through an 82574 driver
 written in kernel-style C against <dmakit/linux.h>; `disk2net` opens the NVMe
 controller and both NICs in ONE IOMMU domain, reads blocks straight into
 packet buffers, sends them and checks every payload. All run with
@@ -13,6 +15,7 @@ packet buffers, sends them and checks every payload. All run with
 permission, docs/dma.md). Exit 0 on pass, 1 with the reason on failure.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -42,10 +45,41 @@ def run(args, what, must_contain):
         fail(f"{what} did not print {must_contain!r}")
 
 
+def check_pktgen(pktgen, name, pair, policy):
+    """Two seconds of pktgen --json on both ports: the JSON must parse, every
+    port must have sent, and the counts must agree with the driver's (and, on
+    the e1000e, the device's) own."""
+    what = f"pktgen --json {name} --iommu {policy}"
+    proc = subprocess.run([pktgen, "--iommu", policy, "-d", pair[0], "-d", pair[1], "-t", "2", "--json", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    print(f"--- {what}: exit {proc.returncode}")
+    print(proc.stderr.strip())
+    if proc.returncode != 0:
+        fail(f"{what} exited {proc.returncode}")
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError as e:
+        fail(f"{what}: stdout is not one JSON object ({e}): {proc.stdout[:400]!r}")
+    ports = result.get("ports", [])
+    if [p.get("device") for p in ports] != list(pair):
+        fail(f"{what}: JSON names ports {[p.get('device') for p in ports]}, expected {list(pair)}")
+    for p in ports:
+        counters = p.get("device_counters")
+        if p.get("packets", 0) <= 0 or not isinstance(counters, dict):
+            fail(f"{what}: port {p.get('device')}: no frames sent or no device_counters: {p}")
+        if name == "e1000e" and p["device_tx_packets"] != p["packets"]:
+            fail(f"{what}: port {p['device']}: pktgen counted {p['packets']} frames, the device's "
+                 f"GPTC {p['device_tx_packets']}")
+        if name == "virtio-net" and counters.get("doorbells", 0) + counters.get("doorbells_suppressed", 0) <= 0:
+            fail(f"{what}: port {p['device']}: the driver counted no publishes: {counters}")
+        print(f"    {p['device']}: {p['packets']} frames, device_tx_packets {p['device_tx_packets']}, "
+              f"{len(counters)} device counters")
+
+
 def main():
-    build_dir, (verify, pktcheck, disk2net, kernel_style) = vm_script.start(
+    build_dir, (verify, pktcheck, disk2net, kernel_style, pktgen) = vm_script.start(
         "test_examples_iommu", "examples/nvme/nvme_verify", "examples/net/pktcheck",
-        "examples/domain/disk2net", "examples/linux/e1000e_kernel_style")
+        "examples/domain/disk2net", "examples/linux/e1000e_kernel_style", "examples/net/pktgen")
     nics = on_vfio(BENCH_NICS)
     nvmes = on_vfio(BENCH_NVME)
     if len(nics) < 2:
@@ -74,6 +108,7 @@ def main():
         for name, pair in (("e1000e", nics), ("virtio-net", virtio_nics)):
             run([pktcheck, "--iommu", policy, "-a", pair[0], "-b", pair[1], "-n", "5000"],
                 f"pktcheck {name} --iommu {policy}", "PASS")
+            check_pktgen(pktgen, name, pair, policy)
         # 1000 frames of 1 KiB: LBAs 0-1999, which nvme_verify just filled
         # with its patterns (a blank disk would compare zeros with zeros).
         run([disk2net, "--iommu", policy, "-d", first, "-a", nics[0], "-b", nics[1], "-n", "1000"],
