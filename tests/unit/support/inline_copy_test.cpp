@@ -36,7 +36,7 @@ TEST(CopyInline, CopiesExactlyTheBytesAsked) {
 // the same result as memmove, also when the ranges are closer than a chunk.
 TEST(CopyInline, OverlappingWithDestinationBelowSourceIsMemmove) {
     for (std::size_t distance = 1; distance <= 40; ++distance) {
-        for (std::size_t size : {1u, 15u, 16u, 17u, 31u, 64u, 100u}) {
+        for (std::size_t size = 0; size <= 100; ++size) {
             auto got = pattern();
             auto want = pattern();
             copy_inline(got.data() + 5, got.data() + 5 + distance, size);
