@@ -48,15 +48,8 @@ ScatterList MappedScatterList::release() noexcept {
 
 void MappedScatterList::reset() noexcept {
     if (!valid()) return;
-    DmaDevice* device = device_;
     const mem::CallSite made_at = site_;
-    try {
-        if (auto status = unmap(made_at); !status.ok()) {
-            warn_handle_failure(*device, "MappedScatterList", "unmap", made_at, status.error());
-        }
-    } catch (...) {
-        // Out of memory while building a message: the handle is empty already.
-    }
+    end_in_destructor(*device_, "MappedScatterList", "unmap", made_at, [&] { return unmap(made_at); });
 }
 
 }  // namespace dmakit::dma

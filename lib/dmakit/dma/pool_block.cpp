@@ -36,15 +36,7 @@ void* PoolBlock::release() noexcept {
 
 void PoolBlock::reset() noexcept {
     if (!valid()) return;
-    DmaPool* pool = pool_;
-    const mem::CallSite made_at = site_;
-    try {
-        if (auto status = free(); !status.ok()) {
-            warn_handle_failure(pool->device_, "PoolBlock", "free", made_at, status.error());
-        }
-    } catch (...) {
-        // Out of memory while building a message: the handle is empty already.
-    }
+    end_in_destructor(pool_->device_, "PoolBlock", "free", site_, [this] { return free(); });
 }
 
 }  // namespace dmakit::dma

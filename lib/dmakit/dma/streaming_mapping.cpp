@@ -64,15 +64,8 @@ StreamingMapping::Raw StreamingMapping::release() noexcept {
 
 void StreamingMapping::reset() noexcept {
     if (!valid()) return;
-    DmaDevice* device = device_;
     const mem::CallSite made_at = site_;
-    try {
-        if (auto status = unmap(made_at); !status.ok()) {
-            warn_handle_failure(*device, "StreamingMapping", "unmap", made_at, status.error());
-        }
-    } catch (...) {
-        // Out of memory while building a message: the handle is empty already.
-    }
+    end_in_destructor(*device_, "StreamingMapping", "unmap", made_at, [&] { return unmap(made_at); });
 }
 
 }  // namespace dmakit::dma

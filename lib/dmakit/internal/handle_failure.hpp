@@ -21,4 +21,17 @@ class DmaDevice;
 void warn_handle_failure(DmaDevice& device, const char* handle, const char* what, mem::CallSite made_at,
                          const Error& error) noexcept;
 
+// A handle's destructor path: `end()` empties the handle and returns how
+// ending it went; a failure becomes the one warning above. A throw from
+// end() (out of memory while building its error) is swallowed: the handle is
+// empty by then, and a destructor must not throw.
+template <typename End>
+void end_in_destructor(DmaDevice& device, const char* handle, const char* what, mem::CallSite made_at,
+                       End&& end) noexcept {
+    try {
+        if (auto status = end(); !status.ok()) warn_handle_failure(device, handle, what, made_at, status.error());
+    } catch (...) {
+    }
+}
+
 }  // namespace dmakit::dma
