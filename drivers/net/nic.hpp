@@ -7,10 +7,9 @@
 //   tx_burst  takes pkts[0..n) and returns n; those now belong to the driver,
 //             which frees them once the device is done (at a later
 //             tx_burst; tx_burst(q, {}) only reclaims). pkts[n..] stay the
-//             caller's: a full ring
-//             pushes back, it never drops. A packet the device cannot send
-//             (length 0 or over the MTU) is taken, freed and counted in
-//             tx_errors.
+//             caller's: a full ring pushes back, it never drops. A packet
+//             the device cannot send (length 0 or over the MTU) is taken,
+//             freed and counted in tx_errors.
 // Both are single-threaded per queue and never block or allocate. A queue
 // index >= queue_count() is refused with EINVAL in every build, before the
 // driver sees it: nothing is received, taken or freed.
