@@ -18,6 +18,28 @@ std::string MacAddress::to_string() const {
     return text;
 }
 
+Result<MacAddress> MacAddress::parse(std::string_view text) {
+    const auto refuse = [&] {
+        return Error(EINVAL, "'" + std::string(text) +
+                                 "' is not a MAC address; write six hex bytes joined by colons, e.g. 02:00:00:00:00:01");
+    };
+    if (text.size() != 17) return refuse();
+    const auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    MacAddress mac;
+    for (std::size_t i = 0; i < mac.bytes.size(); ++i) {
+        const std::size_t at = 3 * i;
+        const int high = digit(text[at]), low = digit(text[at + 1]);
+        if (high < 0 || low < 0 || (i + 1 < mac.bytes.size() && text[at + 2] != ':')) return refuse();
+        mac.bytes[i] = static_cast<std::uint8_t>(high * 16 + low);
+    }
+    return mac;
+}
+
 Error Nic::bad_queue(const char* call, std::size_t queue) const {
     return Error(EINVAL, std::string(driver_name()) + " " + call + ": queue " + std::to_string(queue) +
                              " does not exist; this port has " + std::to_string(queue_count()) +

@@ -45,6 +45,9 @@ struct MacAddress {
     // Usable as a station address: not zero, not multicast/broadcast.
     [[nodiscard]] bool is_valid_unicast() const noexcept { return !is_zero() && !is_multicast(); }
     [[nodiscard]] std::string to_string() const;  // "52:54:00:12:34:56"
+    // The inverse of to_string: six two-digit hex bytes joined by ':' (either
+    // case); anything else is EINVAL with the text and an example.
+    [[nodiscard]] static Result<MacAddress> parse(std::string_view text);
     friend bool operator==(const MacAddress&, const MacAddress&) = default;
 };
 
