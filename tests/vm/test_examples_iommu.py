@@ -101,10 +101,10 @@ def run_fwd(fwd, what, pair, policy, extra):
 
 def check_loop(what, into, out_of):
     """Frames received on `into` went out of `out_of` or were dropped there,
-    and kept circulating: a burst or a backlog forwarded once is at most a
-    few thousand frames, 2 s of circulation tens of thousands (--iommu strict
-    too)."""
-    if into["rx_packets"] < 20000:
+    and kept circulating: a burst or a backlog forwarded once is at most
+    about 1000 frames (a tap keeps 1000), 2 s of circulation 50 000 or more
+    here (--iommu strict too); 5000 leaves room for a loaded host."""
+    if into["rx_packets"] < 5000:
         fail(f"{what}: {into['device']} received only {into['rx_packets']} frames in 2 s: frames for other "
              "stations are not forwarded (is the port promiscuous?)")
     if out_of["tx_packets"] + out_of["dropped"] != into["rx_packets"]:
