@@ -1,11 +1,13 @@
 // MacAddress::parse reads exactly what to_string writes (either case) and
-// refuses everything else with EINVAL, naming the text: `pktgen --dst` takes
-// its value from the command line.
+// refuses everything else with EINVAL, naming the text: `pktgen --dst` and
+// `fwd --dst` take it from the command line.
 #include <dmakit/drivers/net/nic.hpp>
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <string>
 
 namespace dmakit::net {
