@@ -5,11 +5,12 @@
 // PacketPool; ownership moves with the pointer:
 //   rx_burst  fills out[0..n) with buffers the caller now owns (and frees).
 //   tx_burst  takes pkts[0..n) and returns n; those now belong to the driver,
-//             which frees them once the device is done (at a later
-//             tx_burst; tx_burst(q, {}) only reclaims). pkts[n..] stay the
-//             caller's: a full ring pushes back, it never drops. A packet
-//             the device cannot send (length 0 or over the MTU) is taken,
-//             freed and counted in tx_errors.
+//             which frees them once the device is done: at the latest when
+//             a later tx_burst needs their slots, or at tx_burst(q, {}),
+//             which only reclaims. pkts[n..] stay the caller's: a full ring
+//             pushes back, it never drops. A packet the device cannot send
+//             (length 0 or over the MTU) is taken, freed and counted in
+//             tx_errors.
 // Both are single-threaded per queue and never block or allocate. A queue
 // index >= queue_count() is refused with EINVAL in every build, before the
 // driver sees it: nothing is received, taken or freed.
@@ -45,6 +46,9 @@ struct MacAddress {
     // Usable as a station address: not zero, not multicast/broadcast.
     [[nodiscard]] bool is_valid_unicast() const noexcept { return !is_zero() && !is_multicast(); }
     [[nodiscard]] std::string to_string() const;  // "52:54:00:12:34:56"
+    // The inverse of to_string: six two-digit hex bytes joined by ':' (either
+    // case); anything else is EINVAL with the text and an example.
+    [[nodiscard]] static Result<MacAddress> parse(std::string_view text);
     friend bool operator==(const MacAddress&, const MacAddress&) = default;
 };
 

@@ -92,6 +92,11 @@ public:
         if (!policy) bad(bad_iommu_value(text));
         return *policy;
     }
+    net::MacAddress mac(const std::string& text) {
+        auto mac = net::MacAddress::parse(text);
+        if (!mac.ok()) bad(option_name_ + ": " + mac.error().message());
+        return *mac;
+    }
     pci::PciAddress address(const std::string& text) {
         // Accept the short form 00:03.0 too.
         std::string full = text;

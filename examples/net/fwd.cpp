@@ -24,7 +24,8 @@ constexpr const char* kUsage = R"(usage: fwd -a BDF -b BDF [options]
 
 Forwards every frame received on port A out of port B and vice versa, and
 prints each port's RX and TX rate every second. Frames B cannot take (ring
-full) are dropped and counted, as ixy-fwd does.
+full) are dropped and counted, as ixy-fwd does. Both ports run promiscuous,
+as testpmd's do, so frames addressed to any station are forwarded.
 
   -a BDF             first port
   -b BDF             second port
@@ -37,6 +38,9 @@ full) are dropped and counted, as ixy-fwd does.
                      queue) at start
                      (default 0): when A and B sit on one link or hub they
                      then circulate, as with testpmd --tx-first
+      --dst MAC      destination of those frames (default ff:ff:ff:ff:ff:ff,
+                     broadcast), as testpmd's --eth-peer; frames for a MAC
+                     no station has circulate only through promiscuous ports
   -q, --quiet        no per-second lines
       --iommu MODE   IOMMU policy: pool (default; pool memory mapped once) or
                      strict (every buffer mapped on its own, with its
@@ -126,6 +130,7 @@ int main(int argc, char** argv) {
     std::optional<pci::PciAddress> a, b;
     double duration = 10;
     std::size_t burst = 32, tx_first = 0, queues = 1;
+    net::MacAddress seed_destination{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
     bool json = false, quiet = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
@@ -135,6 +140,7 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-t", "--time"})) duration = args.number<double>(*v, 0.1, 1e6);
         else if (auto v = args.option({"--burst"})) burst = args.number<std::size_t>(*v, 1, 512);
         else if (auto v = args.option({"--tx-first"})) tx_first = args.number<std::size_t>(*v, 0, 64);
+        else if (auto v = args.option({"--dst"})) seed_destination = args.mac(*v);
         else if (auto v = args.option({"--queues"})) queues = args.number<std::size_t>(*v, 1, 64);
         else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
@@ -169,6 +175,10 @@ int main(int argc, char** argv) {
         ctx.pool = pools[i].get();
         ctx.logger = &logger;
         ctx.rx_queues = ctx.tx_queues = static_cast<std::uint32_t>(queues);
+        // A forwarder passes on frames for any station. A filtering port
+        // drops unicast frames for other MACs (testpmd's txonly frames left
+        // in the taps, say); when those were all a loop carried, it died.
+        ctx.promiscuous = true;
         sides[i].nic = open_port_or_die("fwd", registry, ctx);
         sides[i].bdf = addresses[i].to_string();
         sides[i].queues = std::make_unique<QueueCounters[]>(queues);
@@ -181,8 +191,7 @@ int main(int argc, char** argv) {
                 net::PacketPool& pool = *s.nic->packet_pool();
                 const std::size_t n = pool.alloc_burst(bufs);
                 for (std::size_t k = 0; k < n; ++k) {
-                    build_frame(*bufs[k], 60, net::MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
-                                s.nic->mac_address(), 0, round * burst + k);
+                    build_frame(*bufs[k], 60, seed_destination, s.nic->mac_address(), 0, round * burst + k);
                 }
                 auto taken = s.nic->tx_burst(q, std::span(bufs).first(n));
                 if (!taken.ok()) die("fwd", taken.error());
@@ -230,7 +239,8 @@ int main(int argc, char** argv) {
     const double elapsed = seconds_since(start);
     std::string out = "{\"tool\": \"fwd\", \"iommu\": \"" + std::string(to_string(iommu)) +
                       "\", \"queues\": " + std::to_string(queues) + ", \"burst\": " + std::to_string(burst) +
-                      ", \"seconds\": " + std::to_string(elapsed) + ", \"ports\": [";
+                      ", \"tx_first\": " + std::to_string(tx_first) + ", \"dst\": \"" + seed_destination.to_string() +
+                      "\", \"seconds\": " + std::to_string(elapsed) + ", \"ports\": [";
     for (std::size_t i = 0; i < 2; ++i) {
         Side& s = sides[i];
         const std::uint64_t rx = s.sum(queues, &QueueCounters::rx);

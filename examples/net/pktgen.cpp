@@ -31,6 +31,10 @@ The ports must be bound to vfio-pci (dmakit bind BDF).
   -s, --size BYTES   frame size without FCS, 60..1514 (default 60)
   -b, --burst N      frames per tx_burst call, 1..512 (default 32)
   -r, --rate PPS     per-port rate limit in frames/s (default: none)
+      --dst MAC      destination MAC of every frame (default
+                     ff:ff:ff:ff:ff:ff, broadcast); a unicast MAC of no
+                     station shows which receivers filter and which are
+                     promiscuous
       --queues N     TX queues per port, 1..64 (default 1), each driven by
                      its own thread (queue q of every port on thread q);
                      the port's driver must offer N queues (virtio-net with
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
     double duration = 10;
     std::size_t size = 60, burst = 32, queues = 1;
     double rate = 0;
+    net::MacAddress destination{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
     bool json = false, quiet = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {
@@ -146,6 +151,7 @@ int main(int argc, char** argv) {
         else if (auto v = args.option({"-s", "--size"})) size = args.number<std::size_t>(*v, 60, 1514);
         else if (auto v = args.option({"-b", "--burst"})) burst = args.number<std::size_t>(*v, 1, 512);
         else if (auto v = args.option({"-r", "--rate"})) rate = args.number<double>(*v, 1, 1e9);
+        else if (auto v = args.option({"--dst"})) destination = args.mac(*v);
         else if (auto v = args.option({"--queues"})) queues = args.number<std::size_t>(*v, 1, 64);
         else if (auto v = args.option({"--iommu"})) iommu = args.iommu_policy(*v);
         else if (args.flag({"--json"})) json = true;
@@ -196,11 +202,10 @@ int main(int argc, char** argv) {
 
     // One template frame per port; each send copies it into a fresh buffer
     // (the pool does not promise which buffer comes back).
-    const net::MacAddress broadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
     std::vector<std::vector<std::byte>> templates;
     for (auto& p : ports) {
         templates.emplace_back(size);
-        build_frame(templates.back(), size, broadcast, p.nic->mac_address(), 0, 0);
+        build_frame(templates.back(), size, destination, p.nic->mac_address(), 0, 0);
     }
 
     Job job;
@@ -261,7 +266,8 @@ int main(int argc, char** argv) {
 
     std::string out = "{\"tool\": \"pktgen\", \"iommu\": \"" + std::string(to_string(iommu)) +
                       "\", \"queues\": " + std::to_string(queues) + ", \"size\": " + std::to_string(size) +
-                      ", \"burst\": " + std::to_string(burst) + ", \"seconds\": " +
+                      ", \"burst\": " + std::to_string(burst) + ", \"dst\": \"" + destination.to_string() +
+                      "\", \"seconds\": " +
                       std::to_string(elapsed) + ", \"ports\": [";
     double total = 0;
     for (std::size_t i = 0; i < ports.size(); ++i) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -192,6 +193,23 @@ TEST(BadArguments, NvmePerfPlotNeedsTheSweepAndAWritablePath) {
         auto run = run_program(path_of("nvme_perf"), args);
         EXPECT_TRUE(IsUsageError(run)) << shown(args);
         EXPECT_NE(run.err.find(says), std::string::npos) << shown(args) << ": " << run.err;
+    }
+}
+
+TEST(BadArguments, DstWantsAMacAddress) {
+    for (const auto& [program, prefix] : {std::pair<std::string, Args>{"pktgen", {"-d", a}}, {"fwd", {"-a", a, "-b", b}}}) {
+        for (const char* value : {"", "nan", "02:00:00:00:00", "02:00:00:00:00:0g", "02-00-00-00-00-01", "ff"}) {
+            Args args = prefix;
+            args.insert(args.end(), {"--dst", value});
+            auto run = run_program(path_of(program), args);
+            EXPECT_TRUE(IsUsageError(run)) << program << shown(args);
+            EXPECT_NE(run.err.find("--dst: '" + std::string(value) + "' is not a MAC address"), std::string::npos)
+                << run.err;
+        }
+        Args missing = prefix;
+        missing.push_back("--dst");
+        auto run = run_program(path_of(program), missing);
+        EXPECT_TRUE(IsUsageError(run)) << program << ": " << run.err;
     }
 }
 
