@@ -41,6 +41,9 @@ namespace dmakit::net {
 struct MacAddress {
     std::array<std::uint8_t, 6> bytes{};
 
+    // ff:ff:ff:ff:ff:ff, every station's.
+    [[nodiscard]] static constexpr MacAddress broadcast() noexcept { return {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}; }
+
     [[nodiscard]] bool is_zero() const noexcept;
     [[nodiscard]] bool is_multicast() const noexcept { return (bytes[0] & 0x01) != 0; }
     // Usable as a station address: not zero, not multicast/broadcast.

@@ -141,7 +141,6 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(count), static_cast<unsigned long long>(payload),
                  to_string(iommu).data());
 
-    const net::MacAddress broadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
     const net::MacAddress source = ports[0]->mac_address();
     const std::size_t frame_length = kDataOffset + payload;
     std::vector<std::uint8_t> seen(count, 0);
@@ -199,7 +198,7 @@ int main(int argc, char** argv) {
         // One NVMe read per frame, straight into the packet buffer after its headers.
         for (std::size_t k = 0; k < n; ++k) {
             net::PacketBuffer& p = *bufs[k];
-            write_headers(std::span(p.data(), p.room()), frame_length, broadcast, source);
+            write_headers(std::span(p.data(), p.room()), frame_length, net::MacAddress::broadcast(), source);
             const std::uint64_t frame = next + k;
             const std::uint64_t lba = frame * blocks_per_frame;
             const auto frame32 = static_cast<std::uint32_t>(frame);

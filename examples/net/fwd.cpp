@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     std::optional<pci::PciAddress> a, b;
     double duration = 10;
     std::size_t burst = 32, tx_first = 0, queues = 1;
-    net::MacAddress seed_destination{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    net::MacAddress seed_destination = net::MacAddress::broadcast();
     bool json = false, quiet = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {

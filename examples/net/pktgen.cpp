@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     double duration = 10;
     std::size_t size = 60, burst = 32, queues = 1;
     double rate = 0;
-    net::MacAddress destination{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    net::MacAddress destination = net::MacAddress::broadcast();
     bool json = false, quiet = false;
     dma::IommuPolicy iommu = dma::IommuPolicy::pool;
     while (!args.done()) {

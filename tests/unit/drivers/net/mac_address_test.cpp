@@ -20,6 +20,7 @@ TEST(MacAddressParse, ReadsWhatToStringWrites) {
     EXPECT_EQ(mac->to_string(), "02:00:5e:10:ff:a9");
     auto broadcast = MacAddress::parse("ff:ff:ff:ff:ff:ff");
     ASSERT_TRUE(broadcast.ok());
+    EXPECT_EQ(*broadcast, MacAddress::broadcast());
     EXPECT_TRUE(broadcast->is_multicast());
 }
 

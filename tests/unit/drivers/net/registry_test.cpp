@@ -112,7 +112,7 @@ TEST(MacAddress, FormatsAndClassifies) {
     EXPECT_EQ(m.to_string(), "52:54:00:12:34:56");
     EXPECT_TRUE(m.is_valid_unicast());
     EXPECT_FALSE(MacAddress{}.is_valid_unicast());
-    EXPECT_FALSE((MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}.is_valid_unicast()));
+    EXPECT_FALSE(MacAddress::broadcast().is_valid_unicast());
 }
 
 }  // namespace
