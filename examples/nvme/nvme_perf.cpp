@@ -557,10 +557,16 @@ int main(int argc, char** argv) {
             for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
             utsname un{};
             uname(&un);
-            char setup[256];
-            std::snprintf(setup, sizeof setup, "controller %s (%s), nsid %u, queue depth %u, %.0f s per cell, IOMMU %s; %s %s %s",
-                          address.to_string().c_str(), c.info().model.c_str(), cfg.nsid, cfg.depth, cell,
-                          to_string(iommu).data(), un.sysname, un.release, un.machine);
+            // Appended, not snprintf into a fixed buffer: the model and uname
+            // strings are unbounded, and GCC 12 -O3 refused the release build
+            // (-Werror=format-truncation).
+            char numbers[96];
+            std::snprintf(numbers, sizeof numbers, "nsid %u, queue depth %u, %.0f s per cell", cfg.nsid, cfg.depth,
+                          cell);
+            std::string setup = "controller ";
+            setup.append(address.to_string()).append(" (").append(c.info().model).append("), ").append(numbers);
+            setup.append(", IOMMU ").append(to_string(iommu)).append("; ").append(un.sysname).append(" ");
+            setup.append(un.release).append(" ").append(un.machine);
             const std::string svg = examples::to_svg(sweep_chart(cells, {command, setup}));
             std::FILE* f = std::fopen(plot.c_str(), "w");
             const bool written = f && std::fwrite(svg.data(), 1, svg.size(), f) == svg.size();
