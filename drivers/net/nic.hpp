@@ -20,6 +20,9 @@
 // bursts (or at once, through check_removal()), stops the port, returns every
 // buffer it holds to its pool and releases the device so the removal can
 // finish. From then on every call fails with ENODEV, naming the port.
+// check_removal() and stats() may be called from another thread while the
+// queues' threads run bursts (the drivers lock per burst, uncontended), but
+// not while a thread blocks in wait() on the same port: stop waiting first.
 #pragma once
 
 #include <dmakit/support/result.hpp>

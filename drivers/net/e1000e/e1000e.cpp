@@ -5,6 +5,11 @@
 // clean) -> BAR0 -> rings in coherent memory -> bring_up
 // (global reset, link, MAC, RX/TX set-up; §4.6) -> RX refill -> optional
 // MSI-X -> wait for link. Teardown reverses it and returns every buffer.
+//
+// Threads: the one queue is driven by one thread. It takes lock_ per burst,
+// uncontended, so that a removal noticed through check_removal() on another
+// thread, or stats() read there, never meets a burst half-way (the
+// virtio-net driver does the same per queue pair).
 #include <dmakit/drivers/net/e1000e/e1000e.hpp>
 
 #include <dmakit/drivers/net/nic_open_context.hpp>
@@ -21,6 +26,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -101,7 +107,8 @@ private:
     std::uint64_t tx_dropped_ = 0;   // invalid packets taken and freed
     std::uint64_t tx_ring_full_ = 0;
     std::optional<vfio::Interrupts> interrupts_;
-    bool running_ = false;
+    std::mutex lock_;  // the queue's thread per burst; stats(), teardown
+    bool running_ = false;  // under lock_ once started
 };
 
 Status E1000eNic::start(NicOpenContext& ctx) {
@@ -229,6 +236,7 @@ void E1000eNic::refill_rx() {
 // One queue (queue_count() 1): Nic checked the index before these calls.
 std::size_t E1000eNic::receive(std::size_t /*queue*/, std::span<PacketBuffer*> out) {
     if (removal_check_due() && detect_removal()) [[unlikely]] return 0;
+    std::lock_guard lock(lock_);
     if (!running_) return 0;
     const std::size_t n = rx_->harvest(out);
     // Refill in batches: one RDT write per batch, not per frame.
@@ -238,6 +246,7 @@ std::size_t E1000eNic::receive(std::size_t /*queue*/, std::span<PacketBuffer*> o
 
 std::size_t E1000eNic::transmit(std::size_t /*queue*/, std::span<PacketBuffer* const> pkts) {
     if (removal_check_due() && detect_removal()) [[unlikely]] return 0;
+    std::lock_guard lock(lock_);
     if (!running_) return 0;
     std::array<PacketBuffer*, kBurst> done;
     for (;;) {
@@ -265,7 +274,8 @@ std::size_t E1000eNic::transmit(std::size_t /*queue*/, std::span<PacketBuffer* c
 }
 
 Result<NicStats> E1000eNic::stats() {
-    if (removed()) return removed_error("stats");
+    std::lock_guard lock(lock_);
+    if (removed()) return removed_error("stats");  // under the lock: not mid-removal
     DMAKIT_TRY(hw_stats_.fold(*regs_));
     NicStats s;
     QueueStats q;
@@ -299,6 +309,7 @@ Result<bool> E1000eNic::wait_for_work(std::size_t /*queue*/, std::chrono::millis
 }
 
 bool E1000eNic::detect_removal() {
+    std::lock_guard lock(lock_);
     if (removed()) return true;
     if (device_ == nullptr || !device_->removal_requested()) return false;
     warn("e1000e " + name_ +
