@@ -175,7 +175,12 @@ inline std::string to_svg(const LineChart& chart) {
             std::string points, markers;
             for (const auto& [x, y] : s.points) {
                 if (!std::isfinite(x) || !std::isfinite(y) || x <= 0) continue;
-                points += (points.empty() ? "" : " ") + num(px(x)) + "," + num(py(y));
+                // Appended piece by piece: GCC 12 at -O3 misreports `"lit" + std::string`
+                // as an overlapping memcpy (-Werror=restrict; GCC PR 105651).
+                if (!points.empty()) points += ' ';
+                points += num(px(x));
+                points += ',';
+                points += num(py(y));
                 markers += "<circle cx=\"" + num(px(x)) + "\" cy=\"" + num(py(y)) + "\" r=\"2.5\" fill=\"" + colour + "\"/>\n";
             }
             out += "<g>\n<title>" + xml_escape(s.name) + "</title>\n";

@@ -82,7 +82,12 @@ std::string xml_problem(std::string_view doc) {
             while (j < doc.size() && space(doc[j])) ++j;
             if (j >= doc.size() || doc[j] != '>') return at(i, "malformed end tag");
             if (open.empty() || open.back() != name) {
-                return at(i, "</" + std::string(name) + "> closes " + (open.empty() ? "nothing" : "<" + std::string(open.back()) + ">"));
+                // Appended: GCC 12 -O3 misreports `"lit" + std::string` (-Wrestrict, PR 105651).
+                std::string problem = "</";
+                problem.append(name).append("> closes ");
+                if (open.empty()) problem += "nothing";
+                else problem.append("<").append(open.back()).append(">");
+                return at(i, problem);
             }
             open.pop_back();
             i = j + 1;
@@ -122,14 +127,14 @@ std::string xml_problem(std::string_view doc) {
             i = j;
         }
     }
-    if (!open.empty()) return "<" + std::string(open.back()) + "> is never closed";
+    if (!open.empty()) return std::string("<").append(open.back()).append("> is never closed");
     if (roots != 1) return "no root element";
     return {};
 }
 
 int xml_element_count(std::string_view doc, std::string_view name) {
     int count = 0;
-    const std::string tag = "<" + std::string(name);
+    const std::string tag = std::string("<").append(name);
     for (auto p = doc.find(tag); p != std::string_view::npos; p = doc.find(tag, p + 1)) {
         const std::size_t after = p + tag.size();
         if (after < doc.size() && (space(doc[after]) || doc[after] == '>' || doc[after] == '/')) ++count;
