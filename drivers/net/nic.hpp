@@ -21,8 +21,9 @@
 // buffer it holds to its pool and releases the device so the removal can
 // finish. From then on every call fails with ENODEV, naming the port.
 // check_removal() and stats() may be called from another thread while the
-// queues' threads run bursts (the drivers lock per burst, uncontended), but
-// not while a thread blocks in wait() on the same port: stop waiting first.
+// queues' threads run bursts (the drivers lock per burst, uncontended) or
+// block in wait(): a removal leaves the interrupts' eventfds open, so such a
+// wait times out and the next call fails with ENODEV.
 #pragma once
 
 #include <dmakit/support/result.hpp>

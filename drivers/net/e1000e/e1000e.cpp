@@ -317,7 +317,10 @@ bool E1000eNic::detect_removal() {
          "buffers to the pool and releasing the device");
     // Stopped and reset while the device is still there, every ring buffer
     // back in the pool; then BAR0 retired (reads all ones) and the fd closed,
-    // which lets the kernel finish the removal.
+    // which lets the kernel finish the removal. The interrupts are detached,
+    // not destroyed: a thread blocked in wait() keeps polling live eventfds
+    // and times out into ENODEV.
+    if (interrupts_) interrupts_->detach();
     teardown();
     bar0_.retire();
     device_->release();
@@ -335,7 +338,7 @@ void E1000eNic::teardown() noexcept {
         (void)reset(*regs_, Timeouts{}, {});
     }
     running_ = false;
-    interrupts_.reset();
+    if (interrupts_ && !interrupts_->detached()) interrupts_.reset();
     std::vector<PacketBuffer*> held;
     if (rx_) rx_->release_buffers(held);
     if (tx_) tx_->release_buffers(held);

@@ -518,7 +518,10 @@ bool VirtioNic::detect_removal() {
          "buffers to the pool and releasing the device");
     // Reset while the device is still there, every buffer back in its pool;
     // then the BARs retired (they read all ones) and the fd closed, which
-    // lets the kernel finish the removal.
+    // lets the kernel finish the removal. The interrupts are detached, not
+    // destroyed: a thread blocked in wait() keeps polling live eventfds and
+    // times out into ENODEV.
+    if (interrupts_) interrupts_->detach();
     teardown();
     for (auto& bar : bars_) bar.retire();
     device_->release();
@@ -549,7 +552,7 @@ void VirtioNic::teardown() noexcept {
     // §2.4: after a reset the device uses no ring or buffer of ours.
     reset_device();
     running_.store(false, std::memory_order_release);
-    interrupts_.reset();
+    if (interrupts_ && !interrupts_->detached()) interrupts_.reset();
     for (auto& qp : pairs_) {
         QueuePair& q = *qp;
         std::vector<PacketBuffer*> held;

@@ -145,6 +145,8 @@ Result<std::uint64_t> Interrupts::wait(std::uint32_t vector,
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return system_error(errno, "poll interrupt eventfd");
         if (n == 0) return std::uint64_t{0};
+        // A closed eventfd reports POLLNVAL at once: an error, not a spin.
+        if ((entry.revents & (POLLNVAL | POLLERR)) != 0) return Error(EBADF, "interrupt eventfd is not open");
         return drain(entry.fd);
     }
 }
@@ -158,6 +160,10 @@ Result<std::optional<std::uint32_t>> Interrupts::wait_any(std::chrono::milliseco
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return system_error(errno, "poll interrupt eventfds");
         if (n == 0) return std::optional<std::uint32_t>{};
+        for (const pollfd& e : entries) {
+            // A closed eventfd reports POLLNVAL at once: an error, not a spin.
+            if ((e.revents & (POLLNVAL | POLLERR)) != 0) return Error(EBADF, "interrupt eventfd is not open");
+        }
         for (std::size_t i = 0; i < entries.size(); ++i) {
             if (entries[i].revents & POLLIN) {
                 DMAKIT_ASSIGN_OR_RETURN(std::uint64_t count, drain(entries[i].fd));

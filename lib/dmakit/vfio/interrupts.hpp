@@ -76,6 +76,7 @@ public:
         device_fd_.reset();
         detached_ = true;
     }
+    [[nodiscard]] bool detached() const noexcept { return detached_; }
 
 private:
     [[nodiscard]] Status check_vector(std::uint32_t vector) const;
