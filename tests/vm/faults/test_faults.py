@@ -313,18 +313,45 @@ def nvme_drive_file():
     raise CaseFailed("query-block shows no drive nvme0")
 
 
+def drive_for_readd(image, timeout=30):
+    """A drive name device_add can give the controller added back, with the
+    removed one's image. QEMU releases a -drive with its device, and only when
+    the device is finalized (when it sends DEVICE_DELETED, which can come after
+    the id has left the tree): until then the drive is still attached, and a
+    device_add naming it is refused. Waits for that; if it has not happened
+    within `timeout`, opens the image a second time without file locking (the
+    old backend belongs to a device nobody can reach any more) and says so."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        old = [b for b in host_qmp.execute("query-block") if b.get("device") == "nvme0"]
+        if not old or "qdev" not in old[0]:
+            waited = time.monotonic() - started
+            if waited > 0.1:
+                print(f"    QEMU released drive nvme0 {waited:.1f} s after the device left its tree")
+        if not old:
+            break  # deleted with its device: add the image back below
+        if "qdev" not in old[0]:
+            return "nvme0"  # left behind, attached to nothing: reuse it
+        if time.monotonic() >= deadline:
+            print(f"    drive nvme0 is still attached to the removed controller {timeout} s after the removal "
+                  "(QEMU has not finalized it); opening the image again without file locking")
+            host_qmp.execute("blockdev-add", driver="raw", **{"node-name": "nvme0-again"},
+                             file={"driver": "file", "filename": image, "locking": "off"})
+            return "nvme0-again"
+        time.sleep(0.5)
+    host_qmp.execute("blockdev-add", driver="raw", **{"node-name": "nvme0-back"},
+                     file={"driver": "file", "filename": image})
+    return "nvme0-back"
+
+
 def remove_nvme(bench):
     bdf = bench.nvme()
     image = nvme_drive_file()
     serial = os.environ.get("DMAKIT_VM_NVME_SERIAL", "dmakit-nvme-0")
     pull_under_load([bench.nvme_perf, "-d", bdf, "-t", "300", "-q", "32", "-w", "randrw"], "IOPS", "nvme0")
     check(wait_gone(bdf, 30), f"{bdf} is still in sysfs after the removal")
-    # A -drive backend goes with its device; add the same image back.
-    drive = "nvme0"
-    if not any(b.get("device") == "nvme0" for b in host_qmp.execute("query-block")):
-        drive = "nvme0-back"
-        host_qmp.execute("blockdev-add", driver="raw", **{"node-name": drive},
-                         file={"driver": "file", "filename": image})
+    drive = drive_for_readd(image)
     host_qmp.execute("device_add", driver="nvme", id="nvme0", serial=serial, drive=drive, bus="rp0")
     bind_back(bench, NVME_ID, 2, "remove_nvme")
     bench.verify_nvme("nvme_verify with the controller added back")
@@ -338,7 +365,7 @@ def main():
         print("test_faults: SKIP outside the bench guest; run it with meson test -C build vm-faults")
         sys.exit(77)
     build_dir = os.environ.get("DMAKIT_BUILD_DIR")
-    failed = []
+    failed = []  # (case, reason)
     try:
         check(build_dir, "DMAKIT_BUILD_DIR is not set (it must name the meson build folder)")
         host_qmp.folder()
@@ -360,16 +387,19 @@ def main():
             print(f"--- {case.__name__}: FAIL: {e}")
             record(case.__name__, False)
             print("    kernel log, last lines:\n      " + "\n      ".join(kernel_log().splitlines()[-15:]))
-            failed.append(case.__name__)
+            failed.append((case.__name__, str(e)))
     log = kernel_log()
     relayed = log.count("Relaying device request to user")
     blocked = "blocked until" in log
     print(f"kernel: {relayed} device request(s) relayed to dmakit; 'blocked until released' seen: {blocked}")
     if blocked:
-        failed.append("kernel-waited-for-release")
+        failed.append(("kernel-waited-for-release", "the kernel logged 'blocked until released'"))
     record("kernel-never-waited-for-release", not blocked)
+    # The reasons again, last: a CI log often keeps only its tail.
+    for name, reason in failed:
+        print(f"test_faults: {name} failed: {reason[:600]}")
     print(f"test_faults: {len(chosen) - len(failed)} of {len(chosen)} cases passed" +
-          (f"; failed: {', '.join(failed)}" if failed else ""))
+          (f"; failed: {', '.join(name for name, _ in failed)}" if failed else ""))
     sys.exit(1 if failed else 0)
 
 
