@@ -131,7 +131,8 @@ TEST(BadArguments, EveryExampleIsInTheTable) {
 }
 
 TEST(BadArguments, EveryProgramRefusesEveryBadArgument) {
-    int cases = 0;
+    std::vector<ProgramRun> runs;
+    std::vector<std::string> names;  // runs[i] is a line of program names[i]
     for (const Program& p : programs()) {
         const std::string path = path_of(p.name);
         ASSERT_FALSE(path.empty()) << p.name << ": path not set; run through: meson test --suite unit";
@@ -160,14 +161,18 @@ TEST(BadArguments, EveryProgramRefusesEveryBadArgument) {
             lines.push_back(args);
         }
         for (const Args& dup : p.duplicates) lines.push_back(dup);
-        for (const Args& args : lines) {
-            auto run = run_program(path, args);
-            EXPECT_TRUE(IsUsageError(run)) << p.name << shown(args);
+        for (Args& args : lines) {
+            runs.push_back({path, std::move(args)});
+            names.push_back(p.name);
         }
         std::printf("%s: %zu bad command lines\n", p.name.c_str(), lines.size());
-        cases += static_cast<int>(lines.size());
     }
-    std::printf("bad-argument cases run: %d\n", cases);
+    const std::vector<ToolRun> results = run_programs(runs);
+    ASSERT_EQ(results.size(), runs.size());
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        EXPECT_TRUE(IsUsageError(results[i])) << names[i] << shown(runs[i].args);
+    }
+    std::printf("bad-argument cases run: %zu\n", runs.size());
 }
 
 TEST(BadArguments, DuplicateDeviceMessagesNameTheDevice) {

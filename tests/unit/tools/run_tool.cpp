@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <algorithm>
+#include <atomic>
 #include <spawn.h>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,6 +74,22 @@ ToolRun run_program(const std::string& program, const std::vector<std::string>& 
     }
     std::filesystem::remove_all(dir);
     return run;
+}
+
+std::vector<ToolRun> run_programs(const std::vector<ProgramRun>& runs) {
+    std::vector<ToolRun> results(runs.size());
+    std::atomic<std::size_t> next{0};
+    const auto work = [&] {
+        for (std::size_t i = next++; i < runs.size(); i = next++) results[i] = run_program(runs[i].program, runs[i].args);
+    };
+    // Each worker mostly waits for its child, so one per core keeps them busy.
+    const unsigned workers = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    {
+        std::vector<std::jthread> threads;
+        for (unsigned w = 1; w < workers; ++w) threads.emplace_back(work);
+        work();
+    }
+    return results;
 }
 
 }  // namespace dmakit::testing
