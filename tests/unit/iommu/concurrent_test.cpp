@@ -20,7 +20,9 @@
 #include <vector>
 
 namespace dmakit::iommu {
-namespace {
+// Named, not anonymous: the unit programs compile as unity files (tests/meson.build),
+// where another file's helpers of the same names share the translation unit.
+namespace concurrent_test {
 
 using dmakit::testing::concurrency_seed;
 using dmakit::testing::kConcurrentThreads;
@@ -107,5 +109,5 @@ TEST(ConcurrentIommuDomain, MapAndUnmapFromThreadsNeverShareAnIova) {
     EXPECT_EQ(domain.free_iova_bytes(), free_before) << "every IOVA came back";
 }
 
-}  // namespace
+}  // namespace concurrent_test
 }  // namespace dmakit::iommu

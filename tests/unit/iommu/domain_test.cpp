@@ -10,7 +10,9 @@
 #include <vector>
 
 namespace dmakit::iommu {
-namespace {
+// Named, not anonymous: the unit programs compile as unity files (tests/meson.build),
+// where another file's helpers of the same names share the translation unit.
+namespace domain_test {
 
 constexpr std::uint64_t k4K = 4096;
 
@@ -384,5 +386,5 @@ TEST(IommuDomain, MapLargerThanAnyIovaBlockIsRefused) {
     EXPECT_TRUE(f.backend->operations().empty()) << "refused before the backend was asked";
 }
 
-}  // namespace
+}  // namespace domain_test
 }  // namespace dmakit::iommu

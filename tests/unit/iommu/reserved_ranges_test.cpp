@@ -19,7 +19,9 @@
 #include <vector>
 
 namespace dmakit::iommu {
-namespace {
+// Named, not anonymous: the unit programs compile as unity files (tests/meson.build),
+// where another file's helpers of the same names share the translation unit.
+namespace reserved_ranges_test {
 
 constexpr std::uint64_t k4K = 4096;
 constexpr std::uint64_t kMiB = 1024 * 1024;
@@ -348,5 +350,5 @@ TEST(ReservedRangesDomain, ReservePciWindowsAppendsWhatTheMachineHas) {
     EXPECT_TRUE(untouched.reserved.empty());
 }
 
-}  // namespace
+}  // namespace reserved_ranges_test
 }  // namespace dmakit::iommu

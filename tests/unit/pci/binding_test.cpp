@@ -8,7 +8,9 @@
 #include <filesystem>
 
 namespace dmakit::pci {
-namespace {
+// Named, not anonymous: the unit programs compile as unity files (tests/meson.build),
+// where another file's helpers of the same names share the translation unit.
+namespace binding_test {
 
 using testing::FakeDevice;
 using testing::FakeSysfs;
@@ -517,5 +519,5 @@ TEST_F(InUseTest, FailedRollbackIsReported) {
     EXPECT_NE(m.find("could not put 0000:00:04.0 back on nvme"), std::string::npos) << m;
 }
 
-}  // namespace
+}  // namespace binding_test
 }  // namespace dmakit::pci

@@ -10,7 +10,9 @@
 #include <vector>
 
 namespace dmakit::nvme {
-namespace {
+// Named, not anonymous: the unit programs compile as unity files (tests/meson.build),
+// where another file's helpers of the same names share the translation unit.
+namespace sgl_test {
 
 constexpr std::uint64_t kPage = 4096;
 constexpr SglSupport kSgl{true, false, true};
@@ -200,5 +202,5 @@ TEST(Sgl, PolicyChoosesByShape) {
     EXPECT_NE(r.error().message().find("DataTransfer::prp"), std::string::npos);
 }
 
-}  // namespace
+}  // namespace sgl_test
 }  // namespace dmakit::nvme
