@@ -31,14 +31,14 @@ def main():
     if not tests:
         sys.exit(f"suite-targets: no test in suite '{suite}' in {build_dir}")
     targets = {t["id"]: t["filename"] for t in introspect(build_dir, "--targets")}
-    by_file = {f: f for files in targets.values() for f in files}
+    built_files = {f for files in targets.values() for f in files}
     wanted = set()
     for test in tests:
         for dep in test["depends"]:
             if dep not in targets:
                 sys.exit(f"suite-targets: test '{test['name']}' depends on unknown target {dep}")
             wanted.update(targets[dep])
-        if test["cmd"] and test["cmd"][0] in by_file:
+        if test["cmd"] and test["cmd"][0] in built_files:
             wanted.add(test["cmd"][0])
     for path in sorted(wanted):
         print(os.path.relpath(path, build_dir))

@@ -1,17 +1,21 @@
 #include "run_tool.hpp"
 
+#include <concurrency.hpp>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
-#include <fcntl.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
-#include <algorithm>
-#include <atomic>
-#include <spawn.h>
 #include <thread>
+
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,16 +83,12 @@ ToolRun run_program(const std::string& program, const std::vector<std::string>& 
 std::vector<ToolRun> run_programs(const std::vector<ProgramRun>& runs) {
     std::vector<ToolRun> results(runs.size());
     std::atomic<std::size_t> next{0};
-    const auto work = [&] {
-        for (std::size_t i = next++; i < runs.size(); i = next++) results[i] = run_program(runs[i].program, runs[i].args);
-    };
-    // Each worker mostly waits for its child, so one per core keeps them busy.
+    // Each worker mostly waits for its child, so one per core keeps them busy;
+    // each takes the next run not yet taken (no seed: nothing here is random).
     const unsigned workers = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-    {
-        std::vector<std::jthread> threads;
-        for (unsigned w = 1; w < workers; ++w) threads.emplace_back(work);
-        work();
-    }
+    run_concurrently(0, workers, [&](unsigned, std::mt19937_64&) {
+        for (std::size_t i = next++; i < runs.size(); i = next++) results[i] = run_program(runs[i].program, runs[i].args);
+    });
     return results;
 }
 

@@ -329,10 +329,9 @@ def drive_for_readd(image, timeout=30):
             waited = time.monotonic() - started
             if waited > 0.1:
                 print(f"    QEMU released drive nvme0 {waited:.1f} s after the device left its tree")
-        if not old:
+            if old:
+                return "nvme0"  # left behind, attached to nothing: reuse it
             break  # deleted with its device: add the image back below
-        if "qdev" not in old[0]:
-            return "nvme0"  # left behind, attached to nothing: reuse it
         if time.monotonic() >= deadline:
             print(f"    drive nvme0 is still attached to the removed controller {timeout} s after the removal "
                   "(QEMU has not finalized it); opening the image again without file locking")
